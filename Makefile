@@ -1,0 +1,45 @@
+# distress — the two commands a fresh machine needs are `make run` and `make test`; both set up what they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+KAFKA_HOME := .local/kafka
+VENV_STAMP := $(VENV)/.installed
+KAFKA_STAMP := $(KAFKA_HOME)/.verified
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: setup run test lint system-deps broker-up broker-down clean
+
+setup: $(VENV_STAMP) $(KAFKA_STAMP) ## Create .venv, install the project and the Kafka broker jars (idempotent).
+
+$(VENV_STAMP): pyproject.toml
+	@command -v python3.11 >/dev/null || { echo "error: Python 3.11 is required (python3.11 not found on PATH)" >&2; exit 1; }
+	@python3.11 -m uv --version >/dev/null 2>&1 || python3.11 -m pip install -q --disable-pip-version-check uv
+	python3.11 -m uv venv --allow-existing --python python3.11 $(VENV)
+	python3.11 -m uv pip install --python $(PY) -e '.[dev]'
+	@touch $@
+
+$(KAFKA_STAMP): tools/kafka/pom.xml tools/kafka/SHA256SUMS tools/kafka/install.sh
+	bash tools/kafka/install.sh $(KAFKA_HOME)
+
+system-deps: ## Install the Debian packages listed in tools/debian-packages.txt (needs root).
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^#' tools/debian-packages.txt)
+
+run: setup ## The product demo on embedded defaults.
+	$(VENV)/bin/distress demo
+
+test: setup ## The whole test suite (starts its own Kafka broker on a private port).
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+broker-up: setup
+	$(VENV)/bin/distress broker up
+
+broker-down: setup
+	$(VENV)/bin/distress broker down
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

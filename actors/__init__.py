@@ -1,0 +1,1 @@
+"""distress actors layer."""

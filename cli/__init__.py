@@ -1,0 +1,1 @@
+"""distress cli layer."""

@@ -1,0 +1,28 @@
+"""The `distress` command: one entry point for operators and scripts (every query has `--json`)."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import broker
+from config import SettingsError, load_settings
+from config.logging import configure_logging
+
+app = typer.Typer(
+    name="distress",
+    help="Real-time audio distress detection: capture, detect, alert, review.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(broker.app, name="broker")
+
+
+@app.callback()
+def main() -> None:
+    """Configure logging from the settings before any command runs."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    configure_logging(settings.log_level, json_lines=settings.log_json)

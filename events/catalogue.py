@@ -1,0 +1,303 @@
+"""The catalogue of every event the pipeline records, grouped by the topic that carries it.
+
+Payload fields use only codec-supported types: str, int, float, bool, bytes, datetime, None unions, tuples and the
+small frozen value types below, so every event survives a byte-exact round trip through Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from events.base import Event
+
+# ---------------------------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelScore:
+    """One sound label with its probability, e.g. ("scream", 0.93)."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Word:
+    """One recognised word with its time span (seconds from the start of the stream) and probability."""
+
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhraseHit:
+    """A distress phrase the spotter found in a transcript, with where it was said."""
+
+    phrase: str
+    matched_text: str
+    score: float
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSummary:
+    """Per-chunk summary statistics of the acoustic features (what a person would read on a meter)."""
+
+    rms_dbfs_mean: float
+    rms_dbfs_max: float
+    zcr_mean: float
+    centroid_hz_mean: float
+    rolloff_hz_mean: float
+    flux_mean: float
+    flatness_mean: float
+    pitch_hz_median: float
+    voiced_fraction: float
+
+
+# ---------------------------------------------------------------------------------------- stream lifecycle
+
+
+class StreamStarted(Event):
+    """A capture actor opened a source and is about to publish its chunks.
+
+    v2 added ``source_kind`` (file, url, microphone, stdin) so read models need not parse the source string.
+    """
+
+    event_type = "StreamStarted"
+    schema_version = 2
+
+    source: str  # redacted: credentials in URLs are never recorded
+    source_kind: str
+    sample_rate: int
+    chunk_samples: int
+    source_sample_rate: int
+    source_channels: int
+    realtime: bool
+
+
+class StreamEnded(Event):
+    """A stream finished normally (end of file, or the capture was stopped)."""
+
+    event_type = "StreamEnded"
+
+    reason: str
+    chunks: int
+    samples: int
+
+
+class StreamFailed(Event):
+    """A stream could not be opened or broke; other streams carry on."""
+
+    event_type = "StreamFailed"
+
+    source: str
+    reason: str
+    chunks: int
+    samples: int
+
+
+# ---------------------------------------------------------------------------------------------------- audio
+
+
+class AudioChunkCaptured(Event):
+    """A fixed window of normalised audio: 16 kHz mono, little-endian PCM16."""
+
+    event_type = "AudioChunkCaptured"
+
+    sequence: int
+    sample_offset: int
+    sample_rate: int
+    captured_at: datetime
+    pcm16: bytes
+    clipped_samples: int
+    nonfinite_samples: int
+    is_last: bool
+
+
+class FeaturesExtracted(Event):
+    """Acoustic features of one chunk: the float16 log-mel frames completed by it plus summary stats."""
+
+    event_type = "FeaturesExtracted"
+
+    sequence: int
+    sample_offset: int
+    first_frame: int
+    frames: int
+    n_mels: int
+    log_mel_f16: bytes
+    summary: FeatureSummary
+    is_last: bool
+
+
+class TranscriptProduced(Event):
+    """Speech recognised in a span of one stream, already checked by the hallucination guard."""
+
+    event_type = "TranscriptProduced"
+
+    text: str
+    words: tuple[Word, ...]
+    language: str
+    model_id: str
+    model_version: str
+    word_timestamps: str  # "alignment" or "whisper"
+    first_sequence: int
+    last_sequence: int
+    start_sample: int
+    end_sample: int
+    avg_logprob: float
+    no_speech_prob: float
+    is_partial: bool
+    guard_flags: tuple[str, ...]
+    phrases: tuple[PhraseHit, ...]
+
+
+class DistressScored(Event):
+    """The fused distress decision for one chunk of one stream, with the evidence behind it."""
+
+    event_type = "DistressScored"
+
+    sequence: int
+    sample_offset: int
+    score: float
+    acoustic_probability: float
+    threshold: float
+    is_distress: bool
+    labels: tuple[LabelScore, ...]
+    phrases: tuple[PhraseHit, ...]
+    rms_dbfs: float
+    pitch_hz: float
+    reason: str
+    model_id: str
+    model_version: str
+
+
+# ------------------------------------------------------------------------------------------------ incidents
+
+
+class IncidentEvent(Event):
+    """Common shape of every incident transition (abstract)."""
+
+    incident_id: str
+
+
+class IncidentOpened(IncidentEvent):
+    event_type = "IncidentOpened"
+
+    severity: str
+    score: float
+    reason: str
+    onset_sample: int
+    onset_at: datetime
+    labels: tuple[LabelScore, ...]
+    phrases: tuple[PhraseHit, ...]
+    transcript: str
+    clip_sha256: str | None
+    clip_duration_s: float | None
+
+
+class IncidentUpdated(IncidentEvent):
+    event_type = "IncidentUpdated"
+
+    score: float
+    reason: str
+    labels: tuple[LabelScore, ...]
+    phrases: tuple[PhraseHit, ...]
+    transcript: str
+    clip_sha256: str | None
+    clip_duration_s: float | None
+
+
+class IncidentEscalated(IncidentEvent):
+    event_type = "IncidentEscalated"
+
+    from_severity: str
+    to_severity: str
+    reason: str
+
+
+class IncidentAcknowledged(IncidentEvent):
+    event_type = "IncidentAcknowledged"
+
+    actor: str
+    note: str
+
+
+class IncidentResolved(IncidentEvent):
+    event_type = "IncidentResolved"
+
+    actor: str  # "system" for auto-resolution after a quiet period
+    reason: str
+    note: str
+
+
+class IncidentMarkedFalseAlarm(IncidentEvent):
+    event_type = "IncidentMarkedFalseAlarm"
+
+    actor: str
+    note: str
+
+
+class IncidentNoteAdded(IncidentEvent):
+    event_type = "IncidentNoteAdded"
+
+    actor: str
+    note: str
+
+
+# --------------------------------------------------------------------------------------------------- alerts
+
+
+class AlertEvent(Event):
+    """Common shape of alert delivery facts (abstract). ``alert_key`` is unique per transition and channel."""
+
+    alert_key: str
+    incident_id: str
+    channel: str  # redacted channel identity: never a full Apprise URL
+
+
+class AlertRequested(AlertEvent):
+    event_type = "AlertRequested"
+
+    transition_event_id: str
+    severity: str
+    title: str
+    body: str
+
+
+class AlertDispatched(AlertEvent):
+    event_type = "AlertDispatched"
+
+    attempts: int
+
+
+class AlertFailed(AlertEvent):
+    event_type = "AlertFailed"
+
+    attempts: int
+    reason: str
+    final: bool
+
+
+ALL_EVENT_TYPES: tuple[type[Event], ...] = (
+    StreamStarted,
+    StreamEnded,
+    StreamFailed,
+    AudioChunkCaptured,
+    FeaturesExtracted,
+    TranscriptProduced,
+    DistressScored,
+    IncidentOpened,
+    IncidentUpdated,
+    IncidentEscalated,
+    IncidentAcknowledged,
+    IncidentResolved,
+    IncidentMarkedFalseAlarm,
+    IncidentNoteAdded,
+    AlertRequested,
+    AlertDispatched,
+    AlertFailed,
+)

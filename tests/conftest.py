@@ -1,0 +1,47 @@
+"""Session-wide real services: a Kafka broker started from the project's own jars on private ports."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.broker import LocalBroker
+from config import Settings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def broker_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a private broker: own data dir and ports, never a user's external cluster."""
+    defaults: dict[str, object] = {
+        "kafka_bootstrap": None,
+        "kafka_home": REPO_ROOT / ".local" / "kafka",
+        "kafka_port": free_port(),
+        "kafka_controller_port": free_port(),
+    }
+    return load_settings(data_dir=data_dir, **{**defaults, **overrides})
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    broker = LocalBroker(broker_settings(tmp_path_factory.mktemp("kafka")))
+    broker.up()
+    yield broker
+    broker.down()
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: LocalBroker) -> Settings:
+    """The session broker with a unique topic prefix, so every test starts from empty topics."""
+    return kafka_broker.settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}."})

@@ -1,0 +1,83 @@
+"""The consume → handle → publish → commit loop shared by every pipeline stage.
+
+A stage is plain logic (events in, events out) so it can be tested without Kafka and hosted by a Ray actor later;
+the runner owns the Kafka side and follows the commit order documented on ``events.bus.Checkpoint``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from events import Event
+from events.bus import Bus, ConsumedEvent, EventConsumer, EventProducer
+
+log = logging.getLogger(__name__)
+
+
+class Stage(Protocol):
+    """Pipeline logic between topics. ``handle`` may keep per-stream state; it must not do Kafka I/O itself."""
+
+    name: str
+
+    def input_topics(self) -> Sequence[str]:
+        """Topics this stage consumes."""
+        ...
+
+    def handle(self, consumed: ConsumedEvent) -> Iterable[Event]:
+        """Events caused by one input event (often none)."""
+        ...
+
+    def tick(self) -> Iterable[Event]:
+        """Events due because time passed (timeouts, quiet periods); called after every batch, even an empty one."""
+        ...
+
+
+class StageRunner:
+    """Hosts one stage on Kafka: one consumer group per stage name, one producer, batch-wise commits."""
+
+    def __init__(self, stage: Stage, bus: Bus, *, group_id: str | None = None, max_batch: int = 256,
+                 poll_timeout_s: float = 0.2) -> None:
+        self.stage = stage
+        self.max_batch = max_batch
+        self.poll_timeout_s = poll_timeout_s
+        self.processed = 0
+        self.published = 0
+        self.producer: EventProducer = bus.producer()
+        self.consumer: EventConsumer = bus.consumer(
+            group_id=group_id or f"distress.{stage.name}", topics=list(stage.input_topics()), producer=self.producer
+        )
+
+    def run_once(self) -> int:
+        """Process one batch (possibly empty) and commit it; returns the number of input events handled."""
+        batch = self.consumer.consume(max_messages=self.max_batch, timeout_s=self.poll_timeout_s)
+        for consumed in batch:
+            self._publish(self.stage.handle(consumed))
+            self.consumer.mark_processed(consumed)
+        self._publish(self.stage.tick())
+        self.consumer.commit()
+        self.processed += len(batch)
+        return len(batch)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set, then commit and leave the group cleanly."""
+        log.info("stage started", extra={"stage": self.stage.name})
+        try:
+            while not stop.is_set():
+                self.run_once()
+        finally:
+            self.close()
+            log.info("stage stopped", extra={"stage": self.stage.name, "processed": self.processed})
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        finally:
+            self.producer.flush()
+
+    def _publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.producer.publish(event)
+            self.published += 1

@@ -1,0 +1,120 @@
+"""Fusion: one explainable distress score per chunk from the acoustic model, the phrase spotter, loudness and pitch.
+
+The rule is deliberately simple so an operator can follow it from the reason string:
+  * the acoustic distress probability is damped for very quiet audio (a faint sound far away should not page anyone
+    on its own) and nudged up for high-pitched voiced screams/cries;
+  * spotted distress phrases are independent evidence, combined with the acoustic probability by noisy-OR;
+  * the decision uses a per-stream threshold with hysteresis (no flapping around the threshold), shifted by the
+    stream's sensitivity and by operators' false-alarm feedback (bounded, decaying, rebuilt from events).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from events.catalogue import LabelScore, PhraseHit
+
+DISTRESS_LABELS = frozenset({"scream", "shout", "crying", "glass", "impact"})
+VOICED_DISTRESS_LABELS = frozenset({"scream", "crying"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionConfig:
+    threshold: float = 0.6
+    hysteresis: float = 0.15
+    phrase_weight: float = 0.9
+    quiet_floor_dbfs: float = -60.0  # at or below: acoustic evidence ignored
+    full_weight_dbfs: float = -42.0  # at or above: acoustic evidence at full weight
+    high_pitch_hz: float = 450.0
+    high_pitch_boost: float = 1.1
+    false_alarm_step: float = 0.05
+    false_alarm_max_raise: float = 0.2
+    false_alarm_memory: timedelta = timedelta(days=7)
+    min_threshold: float = 0.2
+    max_threshold: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.hysteresis < self.threshold:
+            raise ValueError(f"hysteresis must be in [0, threshold), got {self.hysteresis}")
+        if self.quiet_floor_dbfs >= self.full_weight_dbfs:
+            raise ValueError("quiet_floor_dbfs must be below full_weight_dbfs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusedScore:
+    score: float
+    acoustic_probability: float
+    threshold: float
+    is_distress: bool
+    reason: str
+
+
+@dataclass
+class StreamFusion:
+    """Fusion state of one stream: hysteresis latch and operator feedback."""
+
+    config: FusionConfig
+    sensitivity: float = 1.0
+    false_alarms: list[datetime] = field(default_factory=list)
+    active: bool = False
+
+    def record_false_alarm(self, when: datetime) -> None:
+        self.false_alarms.append(when)
+
+    def threshold(self, now: datetime) -> float:
+        """The stream's effective threshold: base, minus sensitivity, plus recent false-alarm feedback (bounded)."""
+        recent = sum(1 for moment in self.false_alarms if now - moment <= self.config.false_alarm_memory)
+        raise_by = min(self.config.false_alarm_max_raise, recent * self.config.false_alarm_step)
+        value = self.config.threshold - 0.2 * (self.sensitivity - 1.0) + raise_by
+        return min(self.config.max_threshold, max(self.config.min_threshold, value))
+
+    def fuse(
+        self,
+        *,
+        now: datetime,
+        acoustic_probability: float,
+        labels: Sequence[LabelScore],
+        phrases: Sequence[PhraseHit],
+        rms_dbfs: float,
+        pitch_hz: float,
+    ) -> FusedScore:
+        for name, value in (("acoustic_probability", acoustic_probability), ("rms_dbfs", rms_dbfs),
+                            ("pitch_hz", pitch_hz)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+        top = max(labels, key=lambda label: label.score, default=None)
+        acoustic = acoustic_probability * loudness_weight(rms_dbfs, self.config)
+        if top is not None and top.label in VOICED_DISTRESS_LABELS and pitch_hz >= self.config.high_pitch_hz:
+            acoustic = min(1.0, acoustic * self.config.high_pitch_boost)
+        phrase = max((hit.score for hit in phrases), default=0.0) * self.config.phrase_weight
+        score = 1.0 - (1.0 - acoustic) * (1.0 - phrase)
+        threshold = self.threshold(now)
+        release = threshold - self.config.hysteresis
+        self.active = score >= (release if self.active else threshold)
+        return FusedScore(
+            score=score,
+            acoustic_probability=acoustic_probability,
+            threshold=threshold,
+            is_distress=self.active,
+            reason=explain(labels, phrases, rms_dbfs),
+        )
+
+
+def loudness_weight(rms_dbfs: float, config: FusionConfig) -> float:
+    span = config.full_weight_dbfs - config.quiet_floor_dbfs
+    return min(1.0, max(0.0, (rms_dbfs - config.quiet_floor_dbfs) / span))
+
+
+def explain(labels: Iterable[LabelScore], phrases: Iterable[PhraseHit], rms_dbfs: float) -> str:
+    """Human-readable evidence, e.g. "scream 0.93 + 'help me' at 12.4 s (-8 dBFS)"."""
+    parts = [f"{label.label} {label.score:.2f}" for label in sorted(labels, key=lambda item: -item.score)
+             if label.label in DISTRESS_LABELS and label.score >= 0.3][:2]
+    parts += [f"'{hit.matched_text}' at {hit.start_s:.1f} s" for hit in sorted(phrases, key=lambda hit: -hit.score)[:2]]
+    if not parts:
+        return f"no distress evidence ({rms_dbfs:.0f} dBFS)"
+    return " + ".join(parts) + f" ({rms_dbfs:.0f} dBFS)"

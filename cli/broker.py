@@ -234,7 +234,9 @@ def require_java() -> str:
     """Path of a Java >= 17 runtime, or a BrokerError that says what to install."""
     java = shutil.which("java")
     if java is None:
-        raise BrokerError(f"Java {MIN_JAVA}+ is required to run Kafka: install it (Debian: apt-get install openjdk-17-jre-headless)")
+        raise BrokerError(
+            f"Java {MIN_JAVA}+ is required to run Kafka: install it (Debian: apt-get install openjdk-17-jre-headless)"
+        )
     banner = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
     major = int(match.group(1)) if match else 0

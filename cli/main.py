@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import broker
+from cli import bench, broker
 from config import SettingsError, load_settings
 from config.logging import configure_logging
 
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(broker.app, name="broker")
+app.add_typer(bench.app, name="bench")
 
 
 @app.callback()

@@ -1,0 +1,47 @@
+"""`distress bench NAME`: the benchmarks in ``benchmarks/``, each measured against a baseline in the same run."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Run a benchmark (ratios against baselines measured in the same run).", no_args_is_help=True)
+
+BENCHMARKS = {
+    "features": "Feature extraction vs librosa and torchaudio.",
+    "asr": "Speech-to-text real-time factor and WER.",
+    "replay": "Projection rebuild throughput into SQLite and PostgreSQL.",
+    "streams": "Concurrent real-time streams the pipeline sustains.",
+}
+
+
+def _run(name: str, json_output: bool) -> None:
+    module = importlib.import_module(f"benchmarks.{name}")
+    result: dict[str, Any] = module.run()
+    if json_output:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    table = Table(title=f"benchmark: {name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if not isinstance(value, dict | list):
+            table.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def _register(name: str, help_text: str) -> None:
+    def command(json_output: bool = typer.Option(False, "--json", help="Print the full result as JSON.")) -> None:
+        _run(name, json_output)
+
+    command.__doc__ = help_text
+    app.command(name)(command)
+
+
+for _name, _help in BENCHMARKS.items():
+    _register(_name, _help)

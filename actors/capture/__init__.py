@@ -1,0 +1,43 @@
+"""Capture: audio sources normalised to 16 kHz mono, cut into chunks and published as events, one actor per stream."""
+
+from actors.capture.actor import CaptureActor, CaptureReport, EventPublisher
+from actors.capture.chunker import Chunk, Chunker, decode_pcm16, encode_pcm16
+from actors.capture.normalise import TARGET_SAMPLE_RATE, NormalisedAudio, Normaliser, expected_samples
+from actors.capture.sources import (
+    AudioBlock,
+    AudioSource,
+    FileSource,
+    MicrophoneSource,
+    RawPcmFormat,
+    RawPcmSource,
+    ReconnectPolicy,
+    SourceError,
+    SourceOptions,
+    UrlSource,
+    open_source,
+)
+
+__all__ = [
+    "TARGET_SAMPLE_RATE",
+    "AudioBlock",
+    "AudioSource",
+    "CaptureActor",
+    "CaptureReport",
+    "Chunk",
+    "Chunker",
+    "EventPublisher",
+    "FileSource",
+    "MicrophoneSource",
+    "NormalisedAudio",
+    "Normaliser",
+    "RawPcmFormat",
+    "RawPcmSource",
+    "ReconnectPolicy",
+    "SourceError",
+    "SourceOptions",
+    "UrlSource",
+    "decode_pcm16",
+    "encode_pcm16",
+    "expected_samples",
+    "open_source",
+]

@@ -1,0 +1,244 @@
+"""The capture actor: one per stream, from an audio source to events on Kafka.
+
+It publishes StreamStarted, then AudioChunkCaptured for every window (sequence, sample offset, capture time,
+PCM16 payload, clipping and non-finite counts), then StreamEnded — or StreamFailed when the source cannot be
+opened or breaks. Chunks and the closing event are caused by StreamStarted (its event id is their correlation
+id), so consumers can tell two runs of the same stream id apart. Whatever was captured before a failure is
+still published, ending with an ``is_last`` chunk, so downstream per-stream state is always released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from actors.capture.chunker import Chunk, Chunker, encode_pcm16
+from actors.capture.normalise import TARGET_SAMPLE_RATE, Normaliser
+from actors.capture.pacing import ChunkClock, ClockMode
+from actors.capture.sources import AudioBlock, AudioSource, SourceError
+from events import Event
+from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
+
+log = logging.getLogger(__name__)
+
+
+class EventPublisher(Protocol):
+    """What the actor needs of ``events.bus.EventProducer``."""
+
+    def publish(self, event: Event) -> None: ...
+
+    def flush(self, timeout_s: float = 60.0) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureReport:
+    """How one stream's capture went, for the CLI and for supervisors."""
+
+    stream_id: str
+    source: str
+    source_kind: str
+    outcome: Literal["ended", "failed"]
+    reason: str
+    chunks: int
+    samples: int
+    source_frames: int
+    nonfinite_samples: int
+    clipped_samples: int
+    reconnects: int
+    wall_seconds: float
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.samples / TARGET_SAMPLE_RATE
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "failed"
+
+
+class CaptureActor:
+    """Runs one stream: source → normaliser → chunker → events, until the audio ends, fails, or ``stop`` is set."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        source: AudioSource,
+        publisher: EventPublisher,
+        chunk_samples: int = TARGET_SAMPLE_RATE,
+        realtime: bool = False,
+        resample_quality: str = "HQ",
+    ) -> None:
+        if chunk_samples < 1:
+            raise ValueError(f"chunk_samples must be at least 1, got {chunk_samples}")
+        self.stream_id = stream_id
+        self.source = source
+        self.publisher = publisher
+        self.chunk_samples = chunk_samples
+        self.realtime = realtime
+        self.resample_quality = resample_quality
+
+    def run(self, stop: threading.Event | None = None) -> CaptureReport:
+        """Capture the whole stream; source failures become a StreamFailed event and a failed report."""
+        stop = stop or threading.Event()
+        run = _StreamRun(self, stop)
+        began = time.monotonic()
+        outcome: Literal["ended", "failed"]
+        try:
+            with contextlib.closing(self.source.blocks(stop)) as blocks:
+                outcome, reason = run.capture(blocks)
+        except SourceError as error:
+            outcome, reason = "failed", str(error)
+            run.fail(reason)
+        except Exception as error:  # a bug or a broken bus: still tell consumers the stream is over, then raise
+            try:
+                run.fail(f"internal error: {type(error).__name__}: {error}")
+                self.publisher.flush()
+            except Exception:
+                log.exception("could not publish StreamFailed", extra={"stream_id": self.stream_id})
+            raise
+        self.publisher.flush()
+        report = run.report(outcome, reason, time.monotonic() - began)
+        log.info("stream finished", extra={"stream_id": self.stream_id, "source": self.source.description,
+                                           "outcome": outcome, "reason": reason, "chunks": report.chunks,
+                                           "samples": report.samples, "reconnects": report.reconnects})
+        return report
+
+    def clock_mode(self) -> ClockMode:
+        """How chunk times are told: paced by sample time, by arrival (live sources) or by publish time."""
+        if self.realtime:
+            return ClockMode.PACED
+        return ClockMode.ARRIVAL if self.source.live else ClockMode.PUBLISH
+
+
+class _StreamRun:
+    """The mutable state of one capture run (kept off the actor so a run cannot leak into the next)."""
+
+    def __init__(self, actor: CaptureActor, stop: threading.Event) -> None:
+        self.actor = actor
+        self.stop = stop
+        self.normaliser = Normaliser(quality=actor.resample_quality)
+        self.chunker = Chunker(actor.chunk_samples)
+        self.clock = ChunkClock(actor.clock_mode(), sample_rate=TARGET_SAMPLE_RATE, stop=stop)
+        self.started: StreamStarted | None = None
+        self.nonfinite = 0
+        self.clipped = 0
+
+    def capture(self, blocks: Iterator[AudioBlock]) -> tuple[Literal["ended"], str]:
+        first = next(blocks, None)
+        if first is None:
+            if self.stop.is_set():
+                return "ended", "stopped before any audio arrived"
+            raise SourceError(self.actor.source.description, "zero-length audio: the source produced no samples")
+        self._start(first)
+        for block in _prepend(first, blocks):
+            block_start = self.chunker.received
+            chunks = self.chunker.push(self.normaliser.push(block))
+            self.clock.audio_arrived(block_start, self.chunker.received, discontinuity=block.discontinuity)
+            if not self._publish(chunks):
+                break
+        return self._finish("stopped" if self.stop.is_set() else "eof")
+
+    def fail(self, reason: str) -> None:
+        """Publish what was captured (if the stream had started), then StreamFailed."""
+        if self.started is not None:
+            self._publish_tail(wait=False)
+        self.actor.publisher.publish(
+            StreamFailed(**self._envelope(), source=self.actor.source.description, reason=reason,
+                         chunks=self.chunker.emitted_chunks, samples=self.chunker.emitted_samples)
+        )
+        log.warning("stream failed", extra={"stream_id": self.actor.stream_id, "reason": reason})
+
+    def report(self, outcome: Literal["ended", "failed"], reason: str, wall_seconds: float) -> CaptureReport:
+        return CaptureReport(
+            stream_id=self.actor.stream_id,
+            source=self.actor.source.description,
+            source_kind=self.actor.source.kind,
+            outcome=outcome,
+            reason=reason,
+            chunks=self.chunker.emitted_chunks,
+            samples=self.chunker.emitted_samples,
+            source_frames=self.normaliser.source_frames,
+            nonfinite_samples=self.nonfinite,
+            clipped_samples=self.clipped,
+            reconnects=self.actor.source.reconnects,
+            wall_seconds=wall_seconds,
+        )
+
+    def _start(self, first: AudioBlock) -> None:
+        self.started = StreamStarted(
+            stream_id=self.actor.stream_id,
+            source=self.actor.source.description,
+            source_kind=self.actor.source.kind,
+            sample_rate=TARGET_SAMPLE_RATE,
+            chunk_samples=self.actor.chunk_samples,
+            source_sample_rate=first.sample_rate,
+            source_channels=first.channels,
+            realtime=self.actor.realtime,
+        )
+        self.actor.publisher.publish(self.started)
+        log.info("stream started", extra={"stream_id": self.actor.stream_id, "source": self.actor.source.description,
+                                          "source_rate": first.sample_rate, "source_channels": first.channels})
+
+    def _finish(self, reason: str) -> tuple[Literal["ended"], str]:
+        self._publish_tail(wait=reason != "stopped")
+        if self.chunker.emitted_samples == 0:
+            raise SourceError(self.actor.source.description,
+                              "zero-length audio: too few source frames for a single 16 kHz sample")
+        self.actor.publisher.publish(
+            StreamEnded(**self._envelope(), reason=reason, chunks=self.chunker.emitted_chunks,
+                        samples=self.chunker.emitted_samples)
+        )
+        return "ended", reason
+
+    def _publish_tail(self, *, wait: bool) -> None:
+        """The resampler's delayed output and the final (``is_last``) chunk."""
+        tail = self.chunker.push(self.normaliser.finish())
+        last = self.chunker.finish()
+        self._publish([*tail, *([last] if last is not None else [])], wait=wait)
+
+    def _publish(self, chunks: Iterable[Chunk], *, wait: bool = True) -> bool:
+        """Publish chunks in order, each when due; once stopped, the rest at once (no sample may be lost).
+
+        Returns False when the capture was stopped.
+        """
+        assert self.started is not None
+        running = True
+        for chunk in chunks:
+            if wait and running and not self.clock.wait_until_due(chunk):
+                running = False
+            self.nonfinite += chunk.nonfinite_samples
+            self.clipped += chunk.clipped_samples
+            self.actor.publisher.publish(
+                AudioChunkCaptured(
+                    **self.started.caused(),
+                    sequence=chunk.sequence,
+                    sample_offset=chunk.sample_offset,
+                    sample_rate=TARGET_SAMPLE_RATE,
+                    captured_at=self.clock.captured_at(chunk),
+                    pcm16=encode_pcm16(chunk.samples),
+                    clipped_samples=chunk.clipped_samples,
+                    nonfinite_samples=chunk.nonfinite_samples,
+                    is_last=chunk.is_last,
+                )
+            )
+        return running and not self.stop.is_set()
+
+    def _envelope(self) -> dict[str, Any]:
+        if self.started is None:
+            return {"stream_id": self.actor.stream_id}
+        return self.started.caused()
+
+
+def _prepend(first: AudioBlock, rest: Iterator[AudioBlock]) -> Iterator[AudioBlock]:
+    yield first
+    yield from rest

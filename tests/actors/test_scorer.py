@@ -1,0 +1,113 @@
+"""The scorer stage: real features and a real (fixed-calibration) classifier, fused with phrases and feedback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from actors.scorer import ScorerStage, build_scorer
+from config import Settings
+from events import Event
+from events.bus import ConsumedEvent
+from events.catalogue import (
+    DistressScored,
+    FeaturesExtracted,
+    FeatureSummary,
+    IncidentMarkedFalseAlarm,
+    PhraseHit,
+    TranscriptProduced,
+)
+from events.topics import TopicCatalogue
+from models.classifier import Calibration, DistressClassifier, DistressNet
+from models.features import StreamingFeatureExtractor
+from models.fusion import FusionConfig
+
+SUMMARY = FeatureSummary(rms_dbfs_mean=-20.0, rms_dbfs_max=-12.0, zcr_mean=0.1, centroid_hz_mean=1500.0,
+                         rolloff_hz_mean=3000.0, flux_mean=0.5, flatness_mean=0.1, pitch_hz_median=300.0,
+                         voiced_fraction=0.5)
+
+
+def quiet_classifier() -> DistressClassifier:
+    """A real network whose calibration pins the distress probability near sigmoid(-5) = 0.0067."""
+    torch.manual_seed(0)
+    return DistressClassifier(DistressNet(), Calibration(platt_scale=0.0, platt_bias=-5.0), threshold=0.6)
+
+
+def feature_events(stream_id: str, seconds: int) -> list[FeaturesExtracted]:
+    rng = np.random.default_rng(1)
+    extractor = StreamingFeatureExtractor()
+    events = []
+    for sequence in range(seconds):
+        frames = extractor.push((0.1 * rng.standard_normal(16_000)).astype(np.float32))
+        events.append(FeaturesExtracted(
+            stream_id=stream_id, sequence=sequence, sample_offset=sequence * 16_000, first_frame=frames.first_frame,
+            frames=frames.log_mel.shape[0], n_mels=64, log_mel_f16=frames.log_mel.astype("<f2").tobytes(),
+            summary=SUMMARY, is_last=False))
+    return events
+
+
+def transcript(stream_id: str, phrases: tuple[PhraseHit, ...]) -> TranscriptProduced:
+    return TranscriptProduced(
+        stream_id=stream_id, text="help me", words=(), language="en", model_id="tiny.en", model_version="1",
+        word_timestamps="whisper", first_sequence=1, last_sequence=2, start_sample=16_000, end_sample=40_000,
+        avg_logprob=-0.2, no_speech_prob=0.01, is_partial=False, guard_flags=(), phrases=phrases)
+
+
+def consumed(event: Event) -> ConsumedEvent:
+    return ConsumedEvent(event=event, topic="t", partition=0, offset=0, timestamp_ms=0)
+
+
+def run(stage: ScorerStage, events: list[Event]) -> list[DistressScored]:
+    return [out for event in events for out in stage.handle(consumed(event)) if isinstance(out, DistressScored)]
+
+
+HELP = (PhraseHit(phrase="help me", matched_text="help me", score=0.95, start_s=1.2, end_s=1.6),)
+
+
+def test_one_score_per_chunk_once_a_patch_is_full() -> None:
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig())
+    scores = run(stage, list(feature_events("door", 3)))
+    assert [score.sequence for score in scores] == [0, 1, 2]  # 98 frames from the first second ≥ 96
+    assert all(score.acoustic_probability == pytest.approx(0.0067, abs=1e-3) for score in scores)
+    assert not any(score.is_distress for score in scores)
+    assert scores[0].model_id == "distress-cnn" and len(scores[0].labels) == 3
+    assert [label.score for label in scores[0].labels] == sorted((label.score for label in scores[0].labels),
+                                                                  reverse=True)
+    assert scores[1].causation_id is not None
+
+
+def test_spoken_call_for_help_fires_without_acoustic_support() -> None:
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(threshold=0.6))
+    scores = run(stage, [*feature_events("door", 3), transcript("door", HELP)])
+    spoken = scores[-1]
+    assert spoken.is_distress and spoken.score == pytest.approx(1 - (1 - 0.0067) * (1 - 0.855), abs=1e-3)
+    assert "'help me' at 1.2 s" in spoken.reason and spoken.phrases == HELP
+    assert run(stage, [transcript("door", ())]) == []  # a transcript without phrases adds nothing
+
+
+def test_false_alarm_feedback_raises_the_threshold() -> None:
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(threshold=0.6))
+    before = run(stage, [transcript("hall", HELP)])[0]
+    alarm = IncidentMarkedFalseAlarm(stream_id="hall", incident_id="i", actor="ana", note="tv")
+    after = run(stage, [alarm, transcript("hall", HELP)])[0]
+    assert after.threshold == pytest.approx(before.threshold + 0.05)
+
+
+def test_build_scorer_rebuilds_feedback_from_history(kafka_settings: Settings, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "model.pt"
+    torch.save(quiet_classifier().to_payload(), checkpoint)
+    settings = kafka_settings.model_copy(update={"scorer": kafka_settings.scorer.model_copy(
+        update={"model_path": checkpoint, "threshold": 0.5})})
+    settings.ensure_topics()
+    with settings.bus().producer() as producer:
+        for _ in range(2):
+            producer.publish(IncidentMarkedFalseAlarm(stream_id="hall", incident_id="i", actor="ana", note=""))
+    stage = build_scorer(settings)
+    now = datetime.now(UTC)
+    assert stage.fusion_config.threshold == 0.5
+    assert stage.threshold_for("hall", now) == pytest.approx(0.6)
+    assert stage.threshold_for("lobby", now) == pytest.approx(0.5)

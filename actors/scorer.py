@@ -196,18 +196,23 @@ def top_labels(scores: ClassScores, count: int = TOP_LABELS) -> tuple[LabelScore
     return tuple(LabelScore(label=label, score=round(float(score), 4)) for label, score in ranked[:count])
 
 
-def build_scorer(settings: Settings) -> ScorerStage:
-    """The scorer as configured, with operator feedback rebuilt from the whole incident history."""
+def scorer_from_settings(settings: Settings) -> ScorerStage:
+    """The scorer as configured, knowing no operator feedback yet (offline use)."""
     classifier = DistressClassifier.load(settings.scorer.model_path)
     threshold = settings.scorer.threshold or classifier.threshold
     fusion = FusionConfig(threshold=threshold, hysteresis=min(settings.scorer.hysteresis, threshold / 2))
-    stage = ScorerStage(
+    return ScorerStage(
         settings.topics(),
         classifier,
         fusion,
         sensitivities={stream.id: stream.sensitivity for stream in settings.streams},
         phrase_window_s=settings.scorer.phrase_window_s,
     )
+
+
+def build_scorer(settings: Settings) -> ScorerStage:
+    """The live scorer: as configured, with operator feedback rebuilt from the whole incident history."""
+    stage = scorer_from_settings(settings)
     for consumed in read_all(settings.bus(), [stage.catalogue.incidents.name]):
         if isinstance(consumed.event, IncidentMarkedFalseAlarm):
             stage.record_false_alarm(consumed.event.stream_id, consumed.event.occurred_at)

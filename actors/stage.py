@@ -47,7 +47,8 @@ class StageRunner:
         self.published = 0
         self.producer: EventProducer = bus.producer()
         self.consumer: EventConsumer = bus.consumer(
-            group_id=group_id or f"distress.{stage.name}", topics=list(stage.input_topics()), producer=self.producer
+            group_id=group_id or f"{bus.catalogue.prefix}distress.{stage.name}", topics=list(stage.input_topics()),
+            producer=self.producer,
         )
 
     def run_once(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import bench, broker
+from cli import alerts, bench, broker, capture, dashboard, detect, incidents, replay, run, streams
 from config import SettingsError, load_settings
 from config.logging import configure_logging
 
@@ -15,7 +15,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(broker.app, name="broker")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(bench.app, name="bench")
+app.add_typer(dashboard.app, name="dashboard")
+app.command("capture")(capture.capture_command)
+app.command("detect")(detect.detect_command)
+app.command("run")(run.run_command)
+app.command("status")(run.status_command)
+app.command("demo")(run.demo_command)
+app.add_typer(incidents.app, name="incidents")
+app.command("streams")(streams.streams_command)
+app.command("replay")(replay.replay_command)
+app.command("project")(replay.project_command)
 
 
 @app.callback()

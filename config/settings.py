@@ -376,7 +376,7 @@ class AsrConfig(BaseModel):
 class Settings(BaseSettings):
     """Configuration of one distress deployment."""
 
-    model_config = SettingsConfigDict(env_prefix="DISTRESS_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="DISTRESS_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     data_dir: Path = Path(".local/state")
     log_level: str = "INFO"

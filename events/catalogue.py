@@ -104,18 +104,23 @@ class StreamFailed(Event):
 
 
 class AudioChunkCaptured(Event):
-    """A fixed window of normalised audio: 16 kHz mono, little-endian PCM16."""
+    """A fixed window of normalised audio: 16 kHz mono, little-endian PCM16.
+
+    Chunks of one capture run are caused by its StreamStarted (their correlation id is its event id).
+    """
 
     event_type = "AudioChunkCaptured"
 
-    sequence: int
-    sample_offset: int
+    sequence: int  # 0, 1, 2, ... within the run
+    sample_offset: int  # stream sample of pcm16's first sample; offsets are contiguous across the run
     sample_rate: int
+    # Wall-clock time of the first sample: paced (--realtime) = start + offset / rate; live sources = estimated
+    # from arrival; files read as fast as possible = publish time.
     captured_at: datetime
-    pcm16: bytes
-    clipped_samples: int
-    nonfinite_samples: int
-    is_last: bool
+    pcm16: bytes  # round(clip(x, -1, 1) * 32767) as little-endian int16
+    clipped_samples: int  # samples at or beyond 16-bit full scale
+    nonfinite_samples: int  # source frames in this window that held NaN/inf (replaced by silence)
+    is_last: bool  # the run's final chunk: it holds the remainder (1 to chunk_samples samples)
 
 
 class FeaturesExtracted(Event):
@@ -252,20 +257,43 @@ class IncidentNoteAdded(IncidentEvent):
 
 
 class AlertEvent(Event):
-    """Common shape of alert delivery facts (abstract). ``alert_key`` is unique per transition and channel."""
+    """Common shape of alert delivery facts (abstract). ``alert_key`` is unique per transition and channel.
+
+    The alerts topic is the alerting actor's ledger: it reads it back before sending, so nothing is sent twice.
+    """
 
     alert_key: str
-    incident_id: str
+    incident_id: str  # empty for a digest: its AlertDeferred events name the incidents it covers
     channel: str  # redacted channel identity: never a full Apprise URL
 
 
 class AlertRequested(AlertEvent):
+    """A notification decided and recorded before it is sent; ``kind`` is notify, escalation or digest."""
+
     event_type = "AlertRequested"
 
-    transition_event_id: str
+    transition_event_id: str  # the incident event reported (an escalation: the one that started it; digest: "")
     severity: str
     title: str
     body: str
+    kind: str
+    route: str
+    tier: int  # 0 for a first notification, n for the n-th escalation tier
+    clip_sha256: str | None  # evidence clip to attach where the channel supports attachments
+
+
+class AlertDeferred(AlertEvent):
+    """A transition folded into a later digest (a digest route, or a rate limit was reached) instead of sent now."""
+
+    event_type = "AlertDeferred"
+
+    transition_event_id: str
+    severity: str
+    route: str
+    reason: str
+    digest_key: str  # the alert key of the digest that will carry it
+    digest_due_at: datetime
+    summary: str  # the transition's line in the digest, so the digest renders from the ledger alone
 
 
 class AlertDispatched(AlertEvent):
@@ -298,6 +326,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     IncidentMarkedFalseAlarm,
     IncidentNoteAdded,
     AlertRequested,
+    AlertDeferred,
     AlertDispatched,
     AlertFailed,
 )

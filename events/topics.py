@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from events.base import Event
 from events.catalogue import (
+    AlertDeferred,
     AlertDispatched,
     AlertFailed,
     AlertRequested,
@@ -100,7 +101,7 @@ class TopicCatalogue:
 
     @property
     def alerts(self) -> TopicSpec:
-        return self._spec("alerts", (AlertRequested, AlertDispatched, AlertFailed), FOREVER)
+        return self._spec("alerts", (AlertRequested, AlertDeferred, AlertDispatched, AlertFailed), FOREVER)
 
     @property
     def dead_letters(self) -> TopicSpec:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from events import ALL_EVENT_TYPES, Event
 from events.catalogue import (
+    AlertDeferred,
     AlertDispatched,
     AlertFailed,
     AlertRequested,
@@ -75,7 +76,12 @@ def sample_events() -> list[Event]:
         IncidentMarkedFalseAlarm(**common, incident_id="inc-2", actor="operator:ben", note="tv was loud"),
         IncidentNoteAdded(**common, incident_id="inc-1", actor="operator:ana", note="résident fine ✓"),
         AlertRequested(**common, alert_key="inc-1:evt-9:mailto-1", incident_id="inc-1", channel="mailto://***@host",
-                       transition_event_id="evt-9", severity="high", title="Scream in lobby", body="scream 0.93"),
+                       transition_event_id="evt-9", severity="high", title="Scream in lobby", body="scream 0.93",
+                       kind="escalation", route="night-staff", tier=1, clip_sha256="ab" * 32),
+        AlertDeferred(**common, alert_key="inc-3:evt-11:mailto-1", incident_id="inc-3", channel="mailto://***@host",
+                      transition_event_id="evt-11", severity="low", route="daytime", reason="digest",
+                      digest_key="digest/daytime/lobby-cam-1/20261126T2100Z/mailto-1",
+                      digest_due_at=WHEN + timedelta(hours=1), summary="22:04 LOW bang 0.62"),
         AlertDispatched(**common, alert_key="inc-1:evt-9:mailto-1", incident_id="inc-1",
                         channel="mailto://***@host", attempts=2),
         AlertFailed(**common, alert_key="inc-1:evt-9:slack-1", incident_id="inc-1", channel="slack://***",

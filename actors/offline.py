@@ -1,0 +1,161 @@
+"""The pipeline's stages chained in one process, without Kafka: for `distress detect` and what-if replays.
+
+The same stage objects the live runtime hosts are driven here through their ``handle`` methods, in data-flow
+order, so an offline verdict is the verdict the live pipeline would reach on the same audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actors.asr import AsrStage, build_recognizer
+from actors.capture.actor import CaptureActor
+from actors.capture.normalise import TARGET_SAMPLE_RATE as SAMPLE_RATE
+from actors.capture.sources import open_source
+from actors.features import FeatureStage
+from actors.incidents import IncidentEngine
+from actors.scorer import ScorerStage, scorer_from_settings
+from config import Settings
+from events import Event
+from events.bus import ConsumedEvent
+from events.catalogue import (
+    AudioChunkCaptured,
+    DistressScored,
+    IncidentOpened,
+    LabelScore,
+    PhraseHit,
+    TranscriptProduced,
+)
+
+
+def in_process(event: Event) -> ConsumedEvent:
+    """Stages take consumed events; in one process there is no Kafka position to report."""
+    return ConsumedEvent(event=event, topic="in-process", partition=0, offset=0, timestamp_ms=0)
+
+
+class OfflinePipeline:
+    """features → scorer (+ ASR when given) → incident rules; collects every event the stages produce.
+
+    It is also an ``EventPublisher``, so a ``CaptureActor`` can publish straight into it.
+    """
+
+    def __init__(self, settings: Settings, scorer: ScorerStage, asr: AsrStage | None = None) -> None:
+        self.features = FeatureStage(settings.topics())
+        self.scorer = scorer
+        self.asr = asr
+        self.incidents = IncidentEngine(settings.incidents, clip_store=None, stores_audio=settings.stores_audio)
+        self.events: list[Event] = []
+
+    def publish(self, event: Event) -> None:
+        if isinstance(event, AudioChunkCaptured):
+            self.chunk(event)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Nothing is buffered: every event is processed when published."""
+
+    def chunk(self, chunk: AudioChunkCaptured) -> None:
+        self.events += self.incidents.on_audio(chunk)
+        for features in self.features.handle(in_process(chunk)):
+            self._score(self.scorer.handle(in_process(features)))
+        if self.asr is not None:
+            for transcript in self.asr.handle(in_process(chunk)):
+                assert isinstance(transcript, TranscriptProduced)
+                self.transcript(transcript)
+
+    def transcript(self, transcript: TranscriptProduced) -> None:
+        self.events.append(transcript)
+        self.events += self.incidents.on_transcript(transcript)
+        self._score(self.scorer.handle(in_process(transcript)))
+
+    def _score(self, outputs: Iterable[Event]) -> None:
+        for scored in outputs:
+            assert isinstance(scored, DistressScored)
+            self.events.append(scored)
+            self.events += self.incidents.on_score(scored)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Detection:
+    """The verdict on one recording, in the shape `distress detect --json` prints."""
+
+    path: str
+    distress: bool
+    score: float
+    labels: tuple[LabelScore, ...]
+    transcript: str
+    phrases: tuple[PhraseHit, ...]
+    onset_s: float | None
+    reason: str
+    incidents: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "distress": self.distress,
+            "score": round(self.score, 4),
+            "labels": [{"label": label.label, "score": round(label.score, 4)} for label in self.labels],
+            "transcript": self.transcript,
+            "phrases": [dataclasses.asdict(hit) for hit in self.phrases],
+            "onset_s": None if self.onset_s is None else round(self.onset_s, 2),
+            "reason": self.reason,
+            "incidents": self.incidents,
+        }
+
+
+class DetectionError(Exception):
+    """A recording could not be analysed; the message names the file and the reason."""
+
+
+class Detector:
+    """Runs recordings through the offline pipeline with one loaded classifier and speech model."""
+
+    def __init__(self, settings: Settings, *, with_asr: bool = True) -> None:
+        self.settings = settings
+        self.scorer = scorer_from_settings(settings)
+        self.recognizer = build_recognizer(settings) if with_asr and settings.asr.enabled else None
+
+    def detect(self, path: Path) -> Detection:
+        stream_id = f"detect-{path.stem}"[:64] or "detect"
+        scorer = ScorerStage(self.scorer.catalogue, self.scorer.classifier, self.scorer.fusion_config)
+        asr = AsrStage(self.settings.topics(), self.recognizer) if self.recognizer else None
+        pipeline = OfflinePipeline(self.settings, scorer, asr)
+        actor = CaptureActor(stream_id=stream_id, source=open_source(str(path)), publisher=pipeline,
+                             resample_quality=self.settings.capture.resample_quality)
+        report = actor.run()
+        if report.failed:
+            raise DetectionError(report.reason)
+        return summarise(str(path), pipeline.events)
+
+
+def summarise(path: str, events: Sequence[Event]) -> Detection:
+    """One verdict from a recording's events: distress when the incident rules opened an incident."""
+    scores = [event for event in events if isinstance(event, DistressScored)]
+    opened = [event for event in events if isinstance(event, IncidentOpened)]
+    transcripts = [event for event in events if isinstance(event, TranscriptProduced)]
+    best_labels: dict[str, float] = {}
+    for scored in scores:
+        for label in scored.labels:
+            best_labels[label.label] = max(label.score, best_labels.get(label.label, 0.0))
+    strongest = max(scores, key=lambda scored: scored.score, default=None)
+    if opened:
+        reason = opened[0].reason
+    elif strongest is not None:
+        reason = f"below threshold {strongest.threshold:.2f}: {strongest.reason}"
+    else:
+        reason = "no audio long enough to score"
+    return Detection(
+        path=path,
+        distress=bool(opened),
+        score=strongest.score if strongest else 0.0,
+        labels=tuple(LabelScore(label=label, score=score)
+                     for label, score in sorted(best_labels.items(), key=lambda item: -item[1])[:5]),
+        transcript=" ".join(transcript.text for transcript in transcripts).strip(),
+        phrases=tuple(hit for transcript in transcripts for hit in transcript.phrases),
+        onset_s=opened[0].onset_sample / SAMPLE_RATE if opened else None,
+        reason=reason,
+        incidents=len(opened),
+    )

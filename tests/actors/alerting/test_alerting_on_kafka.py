@@ -155,7 +155,8 @@ def test_killed_between_request_and_delivery_the_restart_delivers_exactly_once(
 
         with alerting_process(config_file, secrets, log_file) as second:
             wait_for(lambda: len(receiver.delivered) == 1, what="the restarted actor to deliver")
-            wait_for(lambda: group_caught_up(bus, "distress.alerting"), what="the restarted actor to catch up")
+            wait_for(lambda: group_caught_up(bus, f"{kafka_settings.topic_prefix}distress.alerting"),
+                     what="the restarted actor to catch up")
             second.terminate()
             assert second.wait(timeout=60) == 0
 

@@ -1,0 +1,99 @@
+"""`distress dashboard`: serve the operator dashboard and HTTP API; make password hashes and tokens for it.
+
+Exit codes: 0 on a clean stop; 2 for bad arguments or configuration; 1 when the address cannot be listened on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from config import SettingsError, load_settings
+from config.settings import DashboardToken, DashboardUser
+from frontend.auth import ONE_TIME_OPERATOR, AuthError, hash_password, new_token, token_digest
+from frontend.server import DashboardServer
+
+app = typer.Typer(help="The operator dashboard and HTTP API.", invoke_without_command=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def dashboard_command(
+    context: typer.Context,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: dashboard.host).")] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", min=0, max=65535, help="Port to listen on; 0 picks a free one (default: dashboard.port).")] = None,
+) -> None:
+    """Serve the operator dashboard and HTTP API until Ctrl-C."""
+    if context.invoked_subcommand is not None:
+        return
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        _fail(str(error))
+    try:
+        server = DashboardServer(settings, host=host, port=port)
+    except AuthError as error:
+        _fail(str(error))
+    except OSError as error:
+        address = f"{host or settings.dashboard.host}:{settings.dashboard.port if port is None else port}"
+        _fail(f"cannot listen on {address}: {error.strerror or error}", 1)
+    typer.echo(f"dashboard: {server.url}", err=True)
+    if server.one_time_token:
+        typer.echo("no operator accounts configured (dashboard.users / dashboard.tokens); this link signs you in "
+                   f"as '{ONE_TIME_OPERATOR}' until the dashboard stops:\n  {server.sign_in_url}", err=True)
+    try:
+        server.serve()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it already handled by shutting down cleanly
+        typer.echo("dashboard stopped", err=True)
+
+
+def _checked_name(name: str) -> str:
+    try:
+        DashboardToken(name=name, token_sha256="0" * 64)
+    except ValidationError as error:
+        _fail(f"--name {name!r}: {error.errors()[0]['msg']}")
+    if name == "system":
+        _fail("--name 'system' is reserved for automatic decisions")
+    return name
+
+
+@app.command("hash-password")
+def hash_password_command(
+    name: Annotated[str, typer.Option("--name", help="The operator's name, recorded on every command they give.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the entry as JSON.")] = False,
+) -> None:
+    """Ask for a password and print a dashboard.users entry holding only its salted scrypt hash."""
+    _checked_name(name)
+    password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = DashboardUser(name=name, password_hash=hash_password(password))
+    except AuthError as error:
+        _fail(str(error))
+    if json_output:
+        typer.echo(json.dumps(user.model_dump()))
+    else:
+        typer.echo(f'[[dashboard.users]]\nname = "{user.name}"\npassword_hash = "{user.password_hash}"')
+
+
+@app.command("new-token")
+def new_token_command(
+    name: Annotated[str, typer.Option("--name", help="Who (or which script) uses the token; recorded as actor.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print token and entry as JSON.")] = False,
+) -> None:
+    """Make a bearer token: prints it once (hand it over) and the dashboard.tokens entry (only its SHA-256)."""
+    _checked_name(name)
+    token = new_token()
+    entry = DashboardToken(name=name, token_sha256=token_digest(token))
+    if json_output:
+        typer.echo(json.dumps({"token": token, "entry": entry.model_dump()}))
+        return
+    typer.echo(f"token (shown once): {token}", err=True)
+    typer.echo(f'[[dashboard.tokens]]\nname = "{entry.name}"\ntoken_sha256 = "{entry.token_sha256}"')

@@ -1,0 +1,281 @@
+"""Operator authentication: hashed passwords and tokens, signed session cookies, CSRF tokens, login throttling.
+
+Nothing secret is stored or compared in the clear: passwords as salted scrypt hashes, tokens as SHA-256 digests
+(they are random and long, so a fast hash is enough), and every comparison is constant-time
+(``hmac.compare_digest``). An unknown user name is checked against a dummy hash, so response times do not tell
+which operator names exist. The authenticated name is what every command records as its actor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from config.settings import DashboardConfig, DashboardToken, DashboardUser
+
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+_MAX_SCRYPT_N = 2**20
+_SECRET_BYTES = 32
+MAX_PASSWORD_CHARS = 1024
+MAX_TOKEN_CHARS = 512
+ONE_TIME_OPERATOR = "operator"
+
+
+class AuthError(ValueError):
+    """A password hash, token or secret file is malformed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operator:
+    """Who is making a request, and how they proved it (``password``, ``token`` or ``session``)."""
+
+    name: str
+    via: str
+
+
+# ------------------------------------------------------------------------------------------- passwords
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise AuthError(f"not base64: {text!r}") from error
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """``scrypt$n$r$p$salt$hash`` with a fresh 16-byte salt, for ``dashboard.users[].password_hash``."""
+    if not password:
+        raise AuthError("a password must not be empty")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise AuthError(f"a password must be at most {MAX_PASSWORD_CHARS} characters")
+    salt = os.urandom(16)
+    digest = _scrypt(password, salt, n, r, p)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Whether ``password`` matches an encoded hash; the digests are compared in constant time."""
+    n, r, p, salt, expected = _parse_hash(encoded)
+    return hmac.compare_digest(_scrypt(password[:MAX_PASSWORD_CHARS], salt, n, r, p), expected)
+
+
+def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
+    parts = encoded.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise AuthError("a password hash must look like scrypt$n$r$p$salt$hash")
+    try:
+        n, r, p = (int(part) for part in parts[1:4])
+    except ValueError as error:
+        raise AuthError(f"scrypt parameters must be integers: {encoded.split('$')[1:4]}") from error
+    if n < 2 or n > _MAX_SCRYPT_N or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
+        raise AuthError(f"scrypt parameters out of range: n={n} (a power of two up to 2**20), r={r}, p={p}")
+    salt, digest = _unb64(parts[4]), _unb64(parts[5])
+    if len(salt) < 8 or len(digest) < 16:
+        raise AuthError("scrypt salt or hash too short")
+    return n, r, p, salt, digest
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32,
+                          maxmem=256 * r * n + 1_048_576)
+
+
+_DUMMY_HASH = hash_password("no such operator")
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+
+def new_token() -> str:
+    """A fresh random bearer token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def one_time_account(token: str) -> DashboardToken:
+    """The account behind a token made at start when no operator accounts are configured."""
+    return DashboardToken(name=ONE_TIME_OPERATOR, token_sha256=token_digest(token))
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The key that signs session cookies, kept in a private file so sessions survive a restart."""
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it meanwhile
+            return load_or_create_secret(path)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(os.urandom(_SECRET_BYTES))
+        secret = path.read_bytes()
+    if len(secret) < _SECRET_BYTES:
+        raise AuthError(f"session key {path} is shorter than {_SECRET_BYTES} bytes; delete it to make a new one")
+    return secret
+
+
+# ----------------------------------------------------------------------------------------- authenticator
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    """A signed session cookie's contents."""
+
+    operator: str
+    expires_at: float
+    nonce: str
+
+
+class Authenticator:
+    """Checks passwords and tokens, and issues, reads and revokes signed session cookies."""
+
+    COOKIE = "distress_session"
+
+    def __init__(self, users: Iterable[DashboardUser], tokens: Iterable[DashboardToken], *, secret: bytes,
+                 session_s: float) -> None:
+        if len(secret) < _SECRET_BYTES:
+            raise AuthError(f"the session secret must be at least {_SECRET_BYTES} bytes")
+        self.users = {user.name: user.password_hash for user in users}
+        for encoded in self.users.values():
+            _parse_hash(encoded)  # refuse a malformed hash at start, not at the first sign-in
+        self.tokens = tuple(tokens)
+        if not self.users and not self.tokens:
+            raise AuthError("no operator accounts: configure dashboard.users or dashboard.tokens")
+        self.session_s = session_s
+        self._secret = secret
+        self._revoked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: DashboardConfig, secret: bytes, *,
+                    extra_tokens: Iterable[DashboardToken] = ()) -> Authenticator:
+        return cls(config.users, (*config.tokens, *extra_tokens), secret=secret,
+                   session_s=config.session_hours * 3600)
+
+    def check_password(self, name: str, password: str) -> Operator | None:
+        encoded = self.users.get(name)
+        matched = verify_password(password, encoded or _DUMMY_HASH)
+        return Operator(name=name, via="password") if matched and encoded is not None else None
+
+    def check_token(self, token: str) -> Operator | None:
+        """Compares against every stored digest (no early exit), so timing does not depend on which matched."""
+        digest = token_digest(token[:MAX_TOKEN_CHARS])
+        found: str | None = None
+        for account in self.tokens:
+            if hmac.compare_digest(digest, account.token_sha256):
+                found = account.name
+        return Operator(name=found, via="token") if found is not None else None
+
+    # ---------------------------------------------------------------------------------------- sessions
+
+    def issue_session(self, operator: Operator, now: float | None = None) -> tuple[str, Session]:
+        expires_at = float(int((now or time.time()) + self.session_s))  # whole seconds, as the cookie says
+        session = Session(operator=operator.name, expires_at=expires_at, nonce=secrets.token_hex(16))
+        body = f"v1.{_b64url(session.operator.encode())}.{int(session.expires_at)}.{session.nonce}"
+        return f"{body}.{self._sign(body)}", session
+
+    def read_session(self, cookie: str, now: float | None = None) -> Session | None:
+        """The session a cookie carries, or None when it is forged, expired, revoked or malformed."""
+        parts = cookie.split(".")
+        if len(parts) != 5 or parts[0] != "v1":
+            return None
+        body, signature = ".".join(parts[:4]), parts[4]
+        if not hmac.compare_digest(self._sign(body), signature):
+            return None
+        try:
+            name = _unb64url(parts[1]).decode("utf-8")
+            expires_at = float(int(parts[2]))
+        except (AuthError, UnicodeDecodeError, ValueError):
+            return None
+        if expires_at <= (now or time.time()):
+            return None
+        with self._lock:
+            if parts[3] in self._revoked:
+                return None
+        return Session(operator=name, expires_at=expires_at, nonce=parts[3])
+
+    def revoke(self, session: Session) -> None:
+        """Sign-out: the cookie stops working here even if a copy of it survives in a browser."""
+        now = time.time()
+        with self._lock:
+            self._revoked = {nonce: until for nonce, until in self._revoked.items() if until > now}
+            self._revoked[session.nonce] = session.expires_at
+
+    def csrf_token(self, session: Session) -> str:
+        """Bound to the session: a page from this dashboard can send it, another site cannot know it."""
+        return self._sign(f"csrf.{session.nonce}")
+
+    def check_csrf(self, session: Session, token: str) -> bool:
+        return hmac.compare_digest(self.csrf_token(session), token)
+
+    def _sign(self, body: str) -> str:
+        return _b64url(hmac.new(self._secret, body.encode("utf-8"), hashlib.sha256).digest())
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as error:
+        raise AuthError("malformed base64") from error
+
+
+# -------------------------------------------------------------------------------------------- throttle
+
+
+class LoginThrottle:
+    """At most ``max_failures`` failed sign-ins per client within ``window_s``; then it must wait."""
+
+    def __init__(self, max_failures: int = 10, window_s: float = 300.0) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str, now: float | None = None) -> float | None:
+        """Seconds the client must wait before trying again, or None when it may try now."""
+        moment = now or time.monotonic()
+        with self._lock:
+            failures = self._recent(client, moment)
+            if len(failures) < self.max_failures:
+                return None
+            return failures[0] + self.window_s - moment
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        moment = now or time.monotonic()
+        with self._lock:
+            self._recent(client, moment).append(moment)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(client, deque())
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        return failures

@@ -1,0 +1,104 @@
+"""Serving the dashboard: in the foreground (`distress dashboard`) or on a background thread (`distress run`).
+
+When no operator accounts are configured, a one-time token is made at start and only its digest is kept; the
+sign-in link carries it in the URL *fragment* (``/login#token=...``), which browsers never send to a server, so
+it cannot end up in an access log or a proxy.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from config import Settings
+from frontend.app import create_app
+from frontend.auth import Authenticator, load_or_create_secret, new_token, one_time_account
+
+GRACEFUL_SHUTDOWN_S = 2
+
+
+def session_key_path(settings: Settings) -> Path:
+    return settings.data_dir / "dashboard" / "session.key"
+
+
+def build_authenticator(settings: Settings) -> tuple[Authenticator, str | None]:
+    """The configured accounts, or a one-time token (returned) when there are none."""
+    secret = load_or_create_secret(session_key_path(settings))
+    config = settings.dashboard
+    if config.users or config.tokens:
+        return Authenticator.from_config(config, secret), None
+    token = new_token()
+    return Authenticator.from_config(config, secret, extra_tokens=[one_time_account(token)]), token
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    listener = socket.socket(family, kind, protocol)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+class DashboardServer:
+    """The dashboard app on a socket bound up front (so port 0 yields a known free port before serving)."""
+
+    def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+        self.auth, self.one_time_token = build_authenticator(settings)
+        self.app = create_app(settings, self.auth)
+        self.socket = _listen(host or settings.dashboard.host, settings.dashboard.port if port is None else port)
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.app, log_config=None, access_log=False, lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        ))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+    @property
+    def sign_in_url(self) -> str:
+        return f"{self.url}login" + (f"#token={self.one_time_token}" if self.one_time_token else "")
+
+    def serve(self) -> None:
+        """Serve in this thread until Ctrl-C / SIGTERM."""
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Serve on a background thread; returns once the app has started (its lifespan ran)."""
+        self._thread = threading.Thread(target=self.serve, name="dashboard", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the dashboard stopped while starting (see the log)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the dashboard did not start within {timeout_s:.0f} s")
+            time.sleep(0.05)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def __enter__(self) -> DashboardServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

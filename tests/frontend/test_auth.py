@@ -1,0 +1,138 @@
+"""Password hashes, tokens, signed sessions, CSRF tokens, throttling and the session key file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from config import load_settings
+from config.settings import DashboardConfig, DashboardToken, DashboardUser
+from frontend.auth import (
+    Authenticator,
+    AuthError,
+    LoginThrottle,
+    Operator,
+    hash_password,
+    load_or_create_secret,
+    new_token,
+    token_digest,
+    verify_password,
+)
+
+SECRET = bytes(range(32))
+
+
+def authenticator(session_s: float = 3600.0) -> Authenticator:
+    return Authenticator([DashboardUser(name="bob", password_hash=hash_password("s3cret pass", n=2**10))],
+                         [DashboardToken(name="alice", token_sha256=token_digest("alice-token")),
+                          DashboardToken(name="cron", token_sha256=token_digest("cron-token"))],
+                         secret=SECRET, session_s=session_s)
+
+
+def test_password_hashes_are_salted_scrypt_and_verify() -> None:
+    first, second = hash_password("hunter2", n=2**10), hash_password("hunter2", n=2**10)
+    assert first != second and first.startswith("scrypt$1024$8$1$") and "hunter2" not in first
+    assert verify_password("hunter2", first) and verify_password("hunter2", second)
+    assert not verify_password("hunter3", first)
+    DashboardUser(name="bob", password_hash=first)  # the settings accept what we produce
+
+
+@pytest.mark.parametrize("encoded", [
+    "bcrypt$1$2$3$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==", "scrypt$1000$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==",
+    "scrypt$1024$8$1$!!$aGFzaGhhc2hoYXNoaGFzaA==", "scrypt$1024$8$1$c2FsdA==$aGFzaA==", "scrypt$x$8$1$a$b",
+    "scrypt$2097152$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==",
+])
+def test_malformed_or_dangerous_hashes_are_refused(encoded: str) -> None:
+    with pytest.raises(AuthError):
+        verify_password("anything", encoded)
+
+
+def test_empty_and_huge_passwords_are_refused() -> None:
+    with pytest.raises(AuthError, match="empty"):
+        hash_password("")
+    with pytest.raises(AuthError, match="at most"):
+        hash_password("x" * 1025)
+
+
+def test_passwords_and_tokens_identify_their_operator() -> None:
+    auth = authenticator()
+    assert auth.check_password("bob", "s3cret pass") == Operator(name="bob", via="password")
+    assert auth.check_password("bob", "wrong") is None
+    assert auth.check_password("mallory", "s3cret pass") is None
+    assert auth.check_token("alice-token") == Operator(name="alice", via="token")
+    assert auth.check_token("cron-token") == Operator(name="cron", via="token")
+    assert auth.check_token("alice-token ") is None and auth.check_token("") is None
+    assert len(new_token()) >= 40 and new_token() != new_token()
+
+
+def test_sessions_are_signed_expire_and_can_be_revoked() -> None:
+    auth = authenticator(session_s=60)
+    cookie, session = auth.issue_session(Operator(name="bob", via="password"), now=1_000_000.0)
+    assert auth.read_session(cookie, now=1_000_030.0) == session
+    assert auth.read_session(cookie, now=1_000_061.0) is None  # expired
+    version, name, expiry, nonce, signature = cookie.split(".")
+    forged_name = cookie.replace(name, "YWxpY2U")  # "alice"
+    forged_expiry = f"{version}.{name}.{int(expiry) + 3600}.{nonce}.{signature}"
+    for forged in (forged_name, forged_expiry, cookie[:-2], "v1.a.b.c", "", "garbage"):
+        assert auth.read_session(forged, now=1_000_030.0) is None, forged
+    other_key = Authenticator([], [DashboardToken(name="x", token_sha256="0" * 64)], secret=b"k" * 32, session_s=60)
+    assert other_key.read_session(cookie, now=1_000_030.0) is None
+    live_cookie, live = auth.issue_session(Operator(name="bob", via="password"))
+    assert auth.read_session(live_cookie) == live
+    auth.revoke(live)
+    assert auth.read_session(live_cookie) is None
+
+
+def test_csrf_tokens_are_bound_to_their_session() -> None:
+    auth = authenticator()
+    _, first = auth.issue_session(Operator(name="bob", via="password"))
+    _, second = auth.issue_session(Operator(name="bob", via="password"))
+    assert auth.check_csrf(first, auth.csrf_token(first))
+    assert not auth.check_csrf(first, auth.csrf_token(second))
+    assert not auth.check_csrf(first, "")
+
+
+def test_an_authenticator_needs_accounts_and_a_real_secret() -> None:
+    with pytest.raises(AuthError, match="no operator accounts"):
+        Authenticator([], [], secret=SECRET, session_s=60)
+    with pytest.raises(AuthError, match="at least 32 bytes"):
+        Authenticator([], [DashboardToken(name="x", token_sha256="0" * 64)], secret=b"short", session_s=60)
+
+
+def test_throttle_blocks_after_repeated_failures_until_the_window_passes() -> None:
+    throttle = LoginThrottle(max_failures=3, window_s=60)
+    for moment in (1.0, 2.0, 3.0):
+        assert throttle.retry_after("10.0.0.1", now=moment) is None
+        throttle.failed("10.0.0.1", now=moment)
+    assert throttle.retry_after("10.0.0.1", now=4.0) == pytest.approx(57.0)
+    assert throttle.retry_after("10.0.0.2", now=4.0) is None  # other clients are unaffected
+    assert throttle.retry_after("10.0.0.1", now=61.5) is None  # the first failure left the window
+    throttle.failed("10.0.0.1", now=62.0)
+    throttle.succeeded("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1", now=62.5) is None
+
+
+def test_the_session_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    path = tmp_path / "dashboard" / "session.key"
+    key = load_or_create_secret(path)
+    assert len(key) == 32 and load_or_create_secret(path) == key
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    path.write_bytes(b"short")
+    with pytest.raises(AuthError, match="delete it"):
+        load_or_create_secret(path)
+
+
+def test_dashboard_settings_validate_accounts() -> None:
+    token = {"name": "alice", "token_sha256": "a" * 64}
+    for bad in ({"tokens": [token, token]}, {"tokens": [{**token, "name": "system"}]},
+                {"tokens": [{**token, "token_sha256": "plain-text-token"}]},
+                {"users": [{"name": "bob", "password_hash": "hunter2"}]},
+                {"users": [{"name": "bob\n", "password_hash": hash_password("x", n=2**10)}]}, {"port": 70000}):
+        with pytest.raises(ValidationError):
+            DashboardConfig.model_validate(bad)
+    settings = load_settings(dashboard={"tokens": [token], "port": 9000})
+    assert settings.dashboard.port == 9000 and settings.dashboard.tokens[0].name == "alice"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import alerts, bench, broker, capture, dashboard, detect, incidents, replay, run, streams
+from cli import alerts, bench, broker, capture, dashboard, detect, features, incidents, replay, run, streams
 from config import SettingsError, load_settings
 from config.logging import configure_logging
 
@@ -20,6 +20,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(dashboard.app, name="dashboard")
 app.command("capture")(capture.capture_command)
 app.command("detect")(detect.detect_command)
+app.command("features")(features.features_command)
 app.command("run")(run.run_command)
 app.command("status")(run.status_command)
 app.command("demo")(run.demo_command)

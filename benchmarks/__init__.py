@@ -1,0 +1,1 @@
+"""Benchmarks: timing runs that report numbers (not tests: they assert nothing about speed)."""

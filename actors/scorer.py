@@ -199,8 +199,8 @@ def top_labels(scores: ClassScores, count: int = TOP_LABELS) -> tuple[LabelScore
 def scorer_from_settings(settings: Settings) -> ScorerStage:
     """The scorer as configured, knowing no operator feedback yet (offline use)."""
     classifier = DistressClassifier.load(settings.scorer.model_path)
-    threshold = settings.scorer.threshold or classifier.threshold
-    fusion = FusionConfig(threshold=threshold, hysteresis=min(settings.scorer.hysteresis, threshold / 2))
+    fusion = FusionConfig(threshold=settings.scorer.threshold, hysteresis=settings.scorer.hysteresis,
+                          acoustic_operating_point=classifier.threshold)
     return ScorerStage(
         settings.topics(),
         classifier,

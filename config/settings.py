@@ -300,8 +300,9 @@ class ScorerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_path: Path | None = None  # a classifier checkpoint; unset = the one shipped with the package
-    threshold: float | None = Field(default=None, gt=0.0, lt=1.0)  # unset = the checkpoint's operating point
-    hysteresis: float = Field(default=0.15, ge=0.0, lt=0.5)
+    # Decision threshold on the fused score; the classifier's own operating point is mapped onto it.
+    threshold: float = Field(default=0.6, gt=0.2, lt=0.95)
+    hysteresis: float = Field(default=0.15, ge=0.0, lt=0.2)
     phrase_window_s: float = Field(default=4.0, gt=0.0, le=30.0)  # how far back a transcript is matched to acoustics
 
 

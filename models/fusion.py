@@ -1,7 +1,9 @@
 """Fusion: one explainable distress score per chunk from the acoustic model, the phrase spotter, loudness and pitch.
 
 The rule is deliberately simple so an operator can follow it from the reason string:
-  * the acoustic distress probability is damped for very quiet audio (a faint sound far away should not page anyone
+  * the acoustic distress probability is first moved onto the fusion scale: the classifier's own operating point
+    (the probability at which it was validated to fire) maps to the fusion threshold, by a shift in logit space;
+  * it is then damped for very quiet audio (a faint sound far away should not page anyone
     on its own) and nudged up for high-pitched voiced screams/cries;
   * spotted distress phrases are independent evidence, combined with the acoustic probability by noisy-OR;
   * the decision uses a per-stream threshold with hysteresis (no flapping around the threshold), shifted by the
@@ -24,6 +26,8 @@ VOICED_DISTRESS_LABELS = frozenset({"scream", "crying"})
 @dataclass(frozen=True, kw_only=True)
 class FusionConfig:
     threshold: float = 0.6
+    # The classifier probability that alone should reach ``threshold``; None: the scales already agree.
+    acoustic_operating_point: float | None = None
     hysteresis: float = 0.15
     phrase_weight: float = 0.9
     quiet_floor_dbfs: float = -60.0  # at or below: acoustic evidence ignored
@@ -39,6 +43,8 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.acoustic_operating_point is not None and not 0.0 < self.acoustic_operating_point < 1.0:
+            raise ValueError(f"acoustic_operating_point must be in (0, 1), got {self.acoustic_operating_point}")
         if not 0.0 <= self.hysteresis < self.threshold:
             raise ValueError(f"hysteresis must be in [0, threshold), got {self.hysteresis}")
         if self.quiet_floor_dbfs >= self.full_weight_dbfs:
@@ -88,7 +94,7 @@ class StreamFusion:
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
         top = max(labels, key=lambda label: label.score, default=None)
-        acoustic = acoustic_probability * loudness_weight(rms_dbfs, self.config)
+        acoustic = on_fusion_scale(acoustic_probability, self.config) * loudness_weight(rms_dbfs, self.config)
         if top is not None and top.label in VOICED_DISTRESS_LABELS and pitch_hz >= self.config.high_pitch_hz:
             acoustic = min(1.0, acoustic * self.config.high_pitch_boost)
         phrase = max((hit.score for hit in phrases), default=0.0) * self.config.phrase_weight
@@ -103,6 +109,19 @@ class StreamFusion:
             is_distress=self.active,
             reason=explain(labels, phrases, rms_dbfs),
         )
+
+
+def on_fusion_scale(probability: float, config: FusionConfig) -> float:
+    """Shift in logit space so the classifier's operating point lands exactly on the fusion threshold."""
+    if config.acoustic_operating_point is None:
+        return probability
+    clipped = min(1.0 - 1e-9, max(1e-9, probability))
+    shifted = _logit(clipped) - _logit(config.acoustic_operating_point) + _logit(config.threshold)
+    return 1.0 / (1.0 + math.exp(-shifted))
+
+
+def _logit(probability: float) -> float:
+    return math.log(probability / (1.0 - probability))
 
 
 def loudness_weight(rms_dbfs: float, config: FusionConfig) -> float:

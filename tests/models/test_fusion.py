@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.catalogue import LabelScore, PhraseHit
-from models.fusion import FusedScore, FusionConfig, StreamFusion, explain, loudness_weight
+from models.fusion import FusedScore, FusionConfig, StreamFusion, explain, loudness_weight, on_fusion_scale
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 SCREAM = (LabelScore(label="scream", score=0.93), LabelScore(label="speech", score=0.2))
@@ -69,3 +69,12 @@ def test_invalid_inputs_and_config_are_rejected() -> None:
 
 def test_explain_without_evidence() -> None:
     assert explain([LabelScore(label="speech", score=0.9)], [], -33.4) == "no distress evidence (-33 dBFS)"
+
+
+def test_classifier_operating_point_maps_onto_the_fusion_threshold() -> None:
+    config = FusionConfig(threshold=0.6, acoustic_operating_point=0.99)
+    assert on_fusion_scale(0.99, config) == pytest.approx(0.6)
+    assert on_fusion_scale(0.999, config) > 0.6 > on_fusion_scale(0.95, config)
+    fusion = StreamFusion(config)
+    assert not fuse(fusion, 0.97).is_distress  # below the classifier's own operating point
+    assert fuse(StreamFusion(config), 0.5, phrases=HELP).is_distress  # a clear spoken call still fires

@@ -1,0 +1,849 @@
+"""Incidents: turning per-window distress scores into a few explainable incidents, as events.
+
+The rules (every number comes from ``IncidentConfig``; times are *stream* seconds from sample offsets, so a replay
+or a what-if run makes the same decisions as the live pipeline did):
+
+* **Debounce** - an incident opens when ``debounce_hits`` of the last ``debounce_windows`` scored windows are
+  positive (``is_distress``), or at once for one window scoring ``strong_score`` or more. The onset is the first
+  positive window of that run.
+* **Merge** - while an incident is open, a positive window within ``merge_gap_s`` of its last evidence is merged
+  into it; a positive window further away must pass the debounce again to count (one stray blip must not keep an
+  incident alive).
+* **Quiet period** - an incident auto-resolves (actor ``system``) after ``quiet_period_s`` without evidence, or
+  when no scored audio arrived for that long on the wall clock (a stream that died).
+* **Cooldown** - after an incident closes (auto or by an operator) no new incident opens on that stream for
+  ``cooldown_s``, so one long event is one incident, not fifty.
+* **Severity** (never decreases; a rise is an ``IncidentEscalated`` with the evidence as reason):
+  ``critical`` when two independent kinds of evidence coincide - a spoken call for help, a vocal distress label
+  (``vocal_labels``: scream, shout, crying) and an impact label (``impact_labels``: glass, impact), any two;
+  ``high`` for a spoken call for help alone or a score of ``high_score`` or more; ``medium`` from
+  ``medium_score``; ``low`` otherwise. A label counts from ``label_min_score``.
+* **Evidence clip** - the audio from ``clip_pre_s`` before the onset to ``clip_post_s`` after the triggering
+  window, taken from a bounded per-stream PCM buffer. The incident opens immediately (lowest alert latency); the
+  clip follows in an ``IncidentUpdated`` once the post-roll audio has arrived. Streams with ``store_audio =
+  false`` (privacy mode) keep detections, labels and transcripts but never audio.
+
+Events derived from an input get deterministic ids (a hash of the cause, the transition and the incident), so a
+batch re-delivered after a crash yields the same events and downstream consumers can drop the duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from actors.clips import ClipStore
+from config.settings import IncidentConfig, Settings
+from events import Event
+from events.bus import ConsumedEvent
+from events.catalogue import (
+    AudioChunkCaptured,
+    DistressScored,
+    IncidentAcknowledged,
+    IncidentEscalated,
+    IncidentEvent,
+    IncidentMarkedFalseAlarm,
+    IncidentNoteAdded,
+    IncidentOpened,
+    IncidentResolved,
+    IncidentUpdated,
+    LabelScore,
+    PhraseHit,
+    TranscriptProduced,
+)
+from events.topics import TopicCatalogue
+from projections.topic_log import read_all
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("low", "medium", "high", "critical")
+SYSTEM_ACTOR = "system"
+# The capture stage normalises every source to this rate (see AudioChunkCaptured); chunks carry it explicitly.
+PIPELINE_SAMPLE_RATE = 16_000
+# Extra wall-clock wait for post-roll audio before a clip is written with what has arrived.
+CLIP_STALL_SLACK_S = 2.0
+_EVENT_ID_NAMESPACE = uuid.UUID("5b0c8f5e-3f4d-4f55-9d52-6a1f3e0c2b71")
+
+
+class Status:
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    FALSE_ALARM = "false_alarm"
+    CLOSED = frozenset({RESOLVED, FALSE_ALARM})
+
+
+def severity_rank(severity: str) -> int:
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        raise ValueError(f"unknown severity {severity!r}; expected one of {', '.join(SEVERITIES)}") from None
+
+
+def incident_id_for(stream_id: str, trigger_event_id: str) -> str:
+    """``<stream>:<12 hex>``: deterministic per triggering window, and the stream prefix lets a reader find an
+    incident's events by Kafka key without decoding the whole topic."""
+    return f"{stream_id}:{uuid.uuid5(_EVENT_ID_NAMESPACE, trigger_event_id).hex[:12]}"
+
+
+def stream_of_incident(incident_id: str) -> str:
+    stream_id, separator, suffix = incident_id.rpartition(":")
+    if not separator or not stream_id or len(suffix) != 12:
+        raise ValueError(f"malformed incident id {incident_id!r}: expected '<stream>:<12 hex digits>'")
+    return stream_id
+
+
+def derived_event_id(cause_event_id: str, transition: str, incident_id: str) -> str:
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{cause_event_id}/{transition}/{incident_id}"))
+
+
+# ------------------------------------------------------------------------------------------ folded state
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentRecord:
+    """The current state of one incident, folded from its events (the projection row, the command check)."""
+
+    incident_id: str
+    stream_id: str
+    correlation_id: str | None
+    status: str
+    severity: str
+    score: float
+    reason: str
+    onset_sample: int
+    onset_at: datetime
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    close_reason: str | None = None
+    labels: tuple[LabelScore, ...] = ()
+    phrases: tuple[PhraseHit, ...] = ()
+    transcript: str = ""
+    clip_sha256: str | None = None
+    clip_duration_s: float | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.status in Status.CLOSED
+
+    def evolve(self, **changes: Any) -> IncidentRecord:
+        """A copy with some fields changed. Unlike ``dataclasses.replace`` it does not re-run ``__init__`` over
+        every field: folding is the projection's hot path, and a record has no validation to re-run."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"IncidentRecord has no field(s) {sorted(unknown)}")
+        copy = object.__new__(IncidentRecord)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
+
+def refusal(record: IncidentRecord, action: str) -> str | None:
+    """Why an operator action is not allowed in the incident's current state, or None when it is.
+
+    Notes are always allowed. A false alarm may still be declared after the *system* auto-resolved an incident:
+    operators often review after the sound stopped, and that verdict feeds the scorer's threshold. Once an
+    operator has resolved or dismissed an incident it is closed for good.
+    """
+    if action == "note":
+        return None
+    if action not in ("acknowledge", "resolve", "false_alarm"):
+        raise ValueError(f"unknown incident action {action!r}")
+    if record.status == Status.OPEN:
+        return None
+    if record.status == Status.ACKNOWLEDGED:
+        return f"already acknowledged by {record.acknowledged_by}" if action == "acknowledge" else None
+    if record.status == Status.RESOLVED:
+        if action == "false_alarm" and record.closed_by == SYSTEM_ACTOR:
+            return None
+        return f"already resolved by {record.closed_by} at {_when(record.closed_at)}"
+    return f"already marked a false alarm by {record.closed_by} at {_when(record.closed_at)}"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "an unknown time"
+
+
+_ACTION_OF: dict[type[IncidentEvent], str] = {
+    IncidentAcknowledged: "acknowledge",
+    IncidentResolved: "resolve",
+    IncidentMarkedFalseAlarm: "false_alarm",
+    IncidentNoteAdded: "note",
+}
+
+
+def fold_incident(record: IncidentRecord | None, event: IncidentEvent) -> IncidentRecord | None:
+    """The state after one more event. Pure; a repeated opening or a transition the state forbids changes nothing."""
+    if isinstance(event, IncidentOpened):
+        if record is not None:
+            return record
+        return IncidentRecord(
+            incident_id=event.incident_id,
+            stream_id=event.stream_id,
+            correlation_id=event.correlation_id,
+            status=Status.OPEN,
+            severity=event.severity,
+            score=event.score,
+            reason=event.reason,
+            onset_sample=event.onset_sample,
+            onset_at=event.onset_at,
+            opened_at=event.occurred_at,
+            updated_at=event.occurred_at,
+            labels=event.labels,
+            phrases=event.phrases,
+            transcript=event.transcript,
+            clip_sha256=event.clip_sha256,
+            clip_duration_s=event.clip_duration_s,
+        )
+    if record is None:
+        return None
+    when = event.occurred_at
+    if isinstance(event, IncidentUpdated):
+        return record.evolve(
+            score=event.score,
+            reason=event.reason,
+            labels=event.labels,
+            phrases=event.phrases,
+            transcript=event.transcript,
+            clip_sha256=event.clip_sha256,
+            clip_duration_s=event.clip_duration_s,
+            updated_at=when,
+        )
+    if isinstance(event, IncidentEscalated):
+        if record.closed or severity_rank(event.to_severity) <= severity_rank(record.severity):
+            return record
+        return record.evolve(severity=event.to_severity, reason=event.reason, updated_at=when)
+    action = _ACTION_OF.get(type(event))
+    if action is None:
+        raise TypeError(f"not an incident event: {type(event).__name__}")
+    if refusal(record, action) is not None:
+        return record
+    if isinstance(event, IncidentAcknowledged):
+        return record.evolve(
+            status=Status.ACKNOWLEDGED, acknowledged_at=when, acknowledged_by=event.actor, updated_at=when
+        )
+    if isinstance(event, IncidentResolved):
+        return record.evolve(
+            status=Status.RESOLVED,
+            closed_at=when,
+            closed_by=event.actor,
+            close_reason=_joined(event.reason, event.note),
+            updated_at=when,
+        )
+    if isinstance(event, IncidentMarkedFalseAlarm):
+        return record.evolve(
+            status=Status.FALSE_ALARM,
+            closed_at=when,
+            closed_by=event.actor,
+            close_reason=_joined("false alarm", event.note),
+            updated_at=when,
+        )
+    return record.evolve(updated_at=when)  # a note
+
+
+def fold_incidents(events: Iterable[Event]) -> dict[str, IncidentRecord]:
+    """Every incident's state from a sequence of events (non-incident events are ignored)."""
+    records: dict[str, IncidentRecord] = {}
+    for event in events:
+        if isinstance(event, IncidentEvent):
+            folded = fold_incident(records.get(event.incident_id), event)
+            if folded is not None:
+                records[event.incident_id] = folded
+    return records
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
+
+
+# -------------------------------------------------------------------------------------------- evidence
+
+
+@dataclass
+class Evidence:
+    """Everything merged into one incident: best score, best score per label, phrases heard, transcripts."""
+
+    score: float = 0.0
+    labels: dict[str, float] = field(default_factory=dict)
+    phrases: dict[tuple[str, float], PhraseHit] = field(default_factory=dict)
+    transcripts: dict[str, str] = field(default_factory=dict)  # event id -> text, in arrival order
+
+    def add_score(self, scored: DistressScored) -> None:
+        self.score = max(self.score, scored.score)
+        for item in scored.labels:
+            self.labels[item.label] = max(self.labels.get(item.label, 0.0), item.score)
+        self.add_phrases(scored.phrases)
+
+    def add_phrases(self, phrases: Iterable[PhraseHit]) -> None:
+        for hit in phrases:
+            key = (hit.phrase, round(hit.start_s, 1))
+            known = self.phrases.get(key)
+            if known is None or hit.score > known.score:
+                self.phrases[key] = hit
+
+    def add_transcript(self, transcript: TranscriptProduced) -> None:
+        if transcript.text.strip():
+            self.transcripts.setdefault(transcript.event_id, transcript.text.strip())
+        self.add_phrases(transcript.phrases)
+
+    def label_scores(self, limit: int = 8) -> tuple[LabelScore, ...]:
+        ranked = sorted(self.labels.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return tuple(LabelScore(label=label, score=score) for label, score in ranked)
+
+    def phrase_hits(self) -> tuple[PhraseHit, ...]:
+        return tuple(sorted(self.phrases.values(), key=lambda hit: (hit.start_s, hit.phrase)))
+
+    def transcript(self) -> str:
+        return " ".join(self.transcripts.values())
+
+    @classmethod
+    def of(cls, record: IncidentRecord) -> Evidence:
+        evidence = cls(score=record.score, labels={item.label: item.score for item in record.labels})
+        evidence.add_phrases(record.phrases)
+        if record.transcript:
+            evidence.transcripts["restored"] = record.transcript
+        return evidence
+
+
+def assess_severity(evidence: Evidence, config: IncidentConfig) -> tuple[str, str]:
+    """The severity the evidence supports and the reason in words (the rules are in the module docstring)."""
+
+    def best(names: Sequence[str]) -> tuple[str, float] | None:
+        found = [
+            (label, score)
+            for label, score in evidence.labels.items()
+            if label.lower() in names and score >= config.label_min_score
+        ]
+        return max(found, key=lambda item: (item[1], item[0])) if found else None
+
+    kinds: list[str] = []
+    if evidence.phrases:
+        strongest = max(evidence.phrases.values(), key=lambda hit: hit.score)
+        kinds.append(f"'{strongest.phrase}' said")
+    for group in (config.vocal_labels, config.impact_labels):
+        label = best(group)
+        if label is not None:
+            kinds.append(f"{label[0]} {label[1]:.2f}")
+    if len(kinds) >= 2:
+        return "critical", " + ".join(kinds)
+    if evidence.phrases:
+        return "high", f"spoken call for help: {kinds[0]}"
+    if evidence.score >= config.high_score:
+        return "high", f"score {evidence.score:.2f} >= {config.high_score:.2f}"
+    if evidence.score >= config.medium_score:
+        return "medium", f"score {evidence.score:.2f} >= {config.medium_score:.2f}"
+    return "low", f"score {evidence.score:.2f}"
+
+
+def describe(evidence: Evidence, config: IncidentConfig) -> str:
+    labels = ", ".join(
+        f"{item.label} {item.score:.2f}" for item in evidence.label_scores(4) if item.score >= config.label_min_score
+    )
+    phrases = ", ".join(f"'{hit.phrase}'" for hit in evidence.phrase_hits())
+    parts = [f"max score {evidence.score:.2f}", labels, f"said {phrases}" if phrases else ""]
+    return "; ".join(part for part in parts if part)
+
+
+# ------------------------------------------------------------------------------------------ audio buffer
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    start: int
+    samples: int
+    captured_at: datetime
+    pcm16: bytes | None  # None in privacy mode: the timeline is kept, the audio is not
+
+    @property
+    def end(self) -> int:
+        return self.start + self.samples
+
+
+class AudioBuffer:
+    """The recent chunks of one stream: capture times always, PCM only when the stream may store audio."""
+
+    def __init__(self, keep_s: float) -> None:
+        self.keep_s = keep_s
+        self.sample_rate = PIPELINE_SAMPLE_RATE
+        self.chunks: deque[_Chunk] = deque()
+
+    @property
+    def end(self) -> int:
+        return self.chunks[-1].end if self.chunks else 0
+
+    def add(self, chunk: AudioChunkCaptured, *, keep_audio: bool, hold_from: int | None) -> None:
+        if self.chunks and chunk.sample_offset <= self.chunks[-1].start:
+            if chunk.captured_at <= self.chunks[-1].captured_at:
+                return  # re-delivered
+            self.chunks.clear()  # captured later at a lower offset: the capture restarted
+        self.sample_rate = chunk.sample_rate
+        self.chunks.append(
+            _Chunk(chunk.sample_offset, len(chunk.pcm16) // 2, chunk.captured_at, chunk.pcm16 if keep_audio else None)
+        )
+        horizon = self.end - int(self.keep_s * self.sample_rate)
+        if hold_from is not None:
+            horizon = min(horizon, hold_from)
+        while self.chunks and self.chunks[0].end <= horizon:
+            self.chunks.popleft()
+
+    def captured_at(self, sample: int) -> datetime | None:
+        """When a sample was captured: from its chunk, or counted from the nearest chunk of the same capture run
+        (a score may arrive before its audio: they travel on different topics). None before any audio."""
+        nearest = min(self.chunks, key=lambda chunk: abs(chunk.start - sample), default=None)
+        if nearest is None:
+            return None
+        return nearest.captured_at + timedelta(seconds=(sample - nearest.start) / self.sample_rate)
+
+    def chunk_samples(self, sample: int) -> int:
+        for chunk in self.chunks:
+            if chunk.start == sample:
+                return chunk.samples
+        return 0
+
+    def pcm16(self, start: int, end: int) -> bytes:
+        """The stored audio within [start, end), contiguous from the first stored chunk overlapping it."""
+        pieces: list[bytes] = []
+        for chunk in self.chunks:
+            if chunk.pcm16 is None or chunk.end <= start or chunk.start >= end:
+                continue
+            low, high = max(start, chunk.start) - chunk.start, min(end, chunk.end) - chunk.start
+            pieces.append(chunk.pcm16[2 * low : 2 * high])
+        return b"".join(pieces)
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+@dataclass
+class _Published:
+    score: float
+    labels: frozenset[str]
+    phrases: frozenset[tuple[str, float]]
+    transcript: str
+    clip: tuple[str, float] | None
+
+
+@dataclass
+class _Incident:
+    incident_id: str
+    stream_id: str
+    correlation_id: str | None
+    severity: str
+    onset_sample: int
+    evidence: Evidence
+    published: _Published
+    last_evidence_s: float | None  # None after a restart: the quiet period counts from the next window
+    last_cause_id: str
+    clip: tuple[str, float] | None = None
+    closed: bool = False
+
+
+@dataclass
+class _PendingClip:
+    incident: _Incident
+    start: int
+    end: int
+    requested_at: float
+
+
+@dataclass
+class _StreamState:
+    windows: deque[DistressScored]
+    audio: AudioBuffer
+    transcripts: deque[TranscriptProduced] = field(default_factory=lambda: deque(maxlen=16))
+    last_score: DistressScored | None = None
+    active: _Incident | None = None
+    cooldown_until_s: float = -math.inf
+    last_scored_at: float = 0.0  # wall clock (monotonic) of the last score
+    last_audio_at: float = 0.0
+    pending_clips: list[_PendingClip] = field(default_factory=list)
+    suppressed: int = 0
+
+    @property
+    def now_s(self) -> float:
+        return self.last_score.sample_offset / self.audio.sample_rate if self.last_score else 0.0
+
+
+class IncidentEngine:
+    """The incident rules over the score, transcript, audio and incident events of many streams.
+
+    Plain logic with an injected clock: the live stage, the tests and the what-if replay all drive it.
+    """
+
+    def __init__(
+        self,
+        config: IncidentConfig,
+        *,
+        clip_store: ClipStore | None,
+        stores_audio: Callable[[str], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.clip_store = clip_store
+        self.stores_audio = stores_audio
+        self.clock = clock
+        self.streams: dict[str, _StreamState] = {}
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def restore(self, history: Iterable[Event]) -> int:
+        """Adopt the incidents still open in the event history (event sourcing); returns how many."""
+        events = [event for event in history if isinstance(event, IncidentEvent)]
+        latest_event = {event.incident_id: event.event_id for event in events}
+        restored = 0
+        for record in sorted(fold_incidents(events).values(), key=lambda item: item.opened_at):
+            if record.closed:
+                continue
+            evidence = Evidence.of(record)
+            clip = (record.clip_sha256, record.clip_duration_s or 0.0) if record.clip_sha256 else None
+            state = self._stream(record.stream_id)
+            state.active = _Incident(
+                incident_id=record.incident_id,
+                stream_id=record.stream_id,
+                correlation_id=record.correlation_id,
+                severity=record.severity,
+                onset_sample=record.onset_sample,
+                evidence=evidence,
+                published=self._snapshot(evidence, clip),
+                last_evidence_s=None,
+                last_cause_id=latest_event[record.incident_id],
+                clip=clip,
+            )
+            state.last_scored_at = self.clock()
+            restored += 1
+        return restored
+
+    def on_score(self, scored: DistressScored) -> list[Event]:
+        state = self._stream(scored.stream_id)
+        state.last_scored_at = self.clock()
+        if state.last_score is not None and scored.sample_offset <= state.last_score.sample_offset:
+            if scored.occurred_at <= state.last_score.occurred_at:
+                return []  # re-delivered
+            self._new_session(state)  # scored later at a lower offset: the capture restarted
+        state.last_score = scored
+        now_s = state.now_s
+        events: list[Event] = []
+        incident = state.active
+        if incident is not None:
+            if incident.last_evidence_s is None:
+                incident.last_evidence_s = now_s
+            quiet_s = now_s - incident.last_evidence_s
+            if quiet_s >= self.config.quiet_period_s:
+                events += self._resolve(state, incident, scored.event_id, f"quiet for {quiet_s:.0f} s")
+        state.windows.append(scored)
+        if not scored.is_distress:
+            return events
+        positives = [window for window in state.windows if window.is_distress]
+        strong = scored.score >= self.config.strong_score
+        confirmed = strong or len(positives) >= self.config.debounce_hits
+        incident = state.active
+        if incident is not None:
+            assert incident.last_evidence_s is not None
+            if confirmed or now_s - incident.last_evidence_s <= self.config.merge_gap_s:
+                for window in positives if confirmed else [scored]:
+                    incident.evidence.add_score(window)
+                incident.last_evidence_s = now_s
+                incident.last_cause_id = scored.event_id
+                events += self._publish_changes(incident, scored.event_id)
+            return events
+        if not confirmed:
+            return events
+        if now_s < state.cooldown_until_s:
+            state.suppressed += 1
+            log.info(
+                "detection suppressed by cooldown",
+                extra={"stream_id": scored.stream_id, "sample_offset": scored.sample_offset},
+            )
+            return events
+        why = (
+            f"one strong window ({scored.score:.2f} >= {self.config.strong_score:.2f})"
+            if strong
+            else f"{len(positives)} of the last {len(state.windows)} windows positive"
+        )
+        events.append(self._open(state, positives, scored, why))
+        return events
+
+    def on_transcript(self, transcript: TranscriptProduced) -> list[Event]:
+        if transcript.is_partial:
+            return []  # superseded by the final transcript of the same span
+        state = self._stream(transcript.stream_id)
+        state.transcripts.append(transcript)
+        incident = state.active
+        pre = int(self.config.clip_pre_s * state.audio.sample_rate)
+        if incident is None or transcript.end_sample < incident.onset_sample - pre:
+            return []
+        incident.evidence.add_transcript(transcript)
+        return self._publish_changes(incident, transcript.event_id)
+
+    def on_audio(self, chunk: AudioChunkCaptured) -> list[Event]:
+        state = self._stream(chunk.stream_id)
+        state.last_audio_at = self.clock()
+        keep_audio = self.clip_store is not None and self.stores_audio(chunk.stream_id)
+        hold_from = min((pending.start for pending in state.pending_clips), default=None)
+        state.audio.add(chunk, keep_audio=keep_audio, hold_from=hold_from)
+        due = [pending for pending in state.pending_clips if chunk.is_last or state.audio.end >= pending.end]
+        return self._write_clips(state, due, chunk.event_id)
+
+    def on_incident_event(self, event: IncidentEvent) -> list[Event]:
+        """Operator decisions (and other actors' escalations) about the incident this engine is tracking."""
+        state = self.streams.get(event.stream_id)
+        incident = state.active if state else None
+        if state is None or incident is None or incident.incident_id != event.incident_id:
+            return []
+        if isinstance(event, IncidentResolved | IncidentMarkedFalseAlarm):
+            self._close(state, incident)
+        elif isinstance(event, IncidentEscalated) and severity_rank(event.to_severity) > severity_rank(
+            incident.severity
+        ):
+            incident.severity = event.to_severity
+        return []
+
+    def tick(self) -> list[Event]:
+        """Wall-clock timeouts: streams that stopped delivering scores, clips whose post-roll never came."""
+        now = self.clock()
+        events: list[Event] = []
+        for state in self.streams.values():
+            incident = state.active
+            if incident is not None and now - state.last_scored_at >= self.config.quiet_period_s:
+                events += self._resolve(
+                    state, incident, incident.last_cause_id, f"no analysed audio for {self.config.quiet_period_s:.0f} s"
+                )
+            stalled = [
+                pending
+                for pending in state.pending_clips
+                if now - max(state.last_audio_at, pending.requested_at) >= self.config.clip_post_s + CLIP_STALL_SLACK_S
+            ]
+            if stalled:
+                events += self._write_clips(state, stalled, stalled[0].incident.last_cause_id)
+        return events
+
+    def active_incident(self, stream_id: str) -> str | None:
+        state = self.streams.get(stream_id)
+        return state.active.incident_id if state and state.active else None
+
+    # ------------------------------------------------------------------------------------- transitions
+
+    def _open(
+        self, state: _StreamState, positives: list[DistressScored], trigger: DistressScored, why: str
+    ) -> IncidentOpened:
+        onset = positives[0]
+        incident_id = incident_id_for(trigger.stream_id, trigger.event_id)
+        evidence = Evidence()
+        for window in positives:
+            evidence.add_score(window)
+        rate = state.audio.sample_rate
+        pre = int(self.config.clip_pre_s * rate)
+        for transcript in state.transcripts:
+            if transcript.end_sample >= onset.sample_offset - pre:
+                evidence.add_transcript(transcript)
+        severity, severity_reason = assess_severity(evidence, self.config)
+        envelope = trigger.caused()
+        incident = _Incident(
+            incident_id=incident_id,
+            stream_id=trigger.stream_id,
+            correlation_id=envelope["correlation_id"],
+            severity=severity,
+            onset_sample=onset.sample_offset,
+            evidence=evidence,
+            published=self._snapshot(evidence, None),
+            last_evidence_s=state.now_s,
+            last_cause_id=trigger.event_id,
+        )
+        state.active = incident
+        if self.clip_store is not None and self.stores_audio(trigger.stream_id):
+            end = trigger.sample_offset + state.audio.chunk_samples(trigger.sample_offset)
+            pending = _PendingClip(
+                incident, max(0, onset.sample_offset - pre), end + int(self.config.clip_post_s * rate), self.clock()
+            )
+            if state.audio.end >= pending.end:
+                self._store_clip(state, pending)
+            else:
+                state.pending_clips.append(pending)
+        incident.published = self._snapshot(evidence, incident.clip)
+        return IncidentOpened(
+            **envelope,
+            event_id=derived_event_id(trigger.event_id, "opened", incident_id),
+            incident_id=incident_id,
+            severity=severity,
+            score=evidence.score,
+            reason=f"{why}; {severity}: {severity_reason}; {trigger.reason}".rstrip("; "),
+            onset_sample=onset.sample_offset,
+            onset_at=state.audio.captured_at(onset.sample_offset) or onset.occurred_at,
+            labels=evidence.label_scores(),
+            phrases=evidence.phrase_hits(),
+            transcript=evidence.transcript(),
+            clip_sha256=incident.clip[0] if incident.clip else None,
+            clip_duration_s=incident.clip[1] if incident.clip else None,
+        )
+
+    def _publish_changes(self, incident: _Incident, cause_id: str) -> list[Event]:
+        """An update when the evidence changed materially, then an escalation when it supports a higher severity."""
+        events: list[Event] = []
+        evidence = incident.evidence
+        now = self._snapshot(evidence, incident.clip)
+        before = incident.published
+        if (
+            now.labels - before.labels
+            or now.phrases - before.phrases
+            or now.transcript != before.transcript
+            or now.clip != before.clip
+            or now.score >= before.score + self.config.update_score_step
+        ):
+            incident.published = now
+            events.append(
+                IncidentUpdated(
+                    **self._envelope(incident, cause_id, "updated"),
+                    incident_id=incident.incident_id,
+                    score=evidence.score,
+                    reason=describe(evidence, self.config),
+                    labels=evidence.label_scores(),
+                    phrases=evidence.phrase_hits(),
+                    transcript=evidence.transcript(),
+                    clip_sha256=incident.clip[0] if incident.clip else None,
+                    clip_duration_s=incident.clip[1] if incident.clip else None,
+                )
+            )
+        severity, why = assess_severity(evidence, self.config)
+        if not incident.closed and severity_rank(severity) > severity_rank(incident.severity):
+            events.append(
+                IncidentEscalated(
+                    **self._envelope(incident, cause_id, f"escalated-{severity}"),
+                    incident_id=incident.incident_id,
+                    from_severity=incident.severity,
+                    to_severity=severity,
+                    reason=why,
+                )
+            )
+            incident.severity = severity
+        return events
+
+    def _resolve(self, state: _StreamState, incident: _Incident, cause_id: str, reason: str) -> list[Event]:
+        self._close(state, incident)
+        return [
+            IncidentResolved(
+                **self._envelope(incident, cause_id, "resolved"),
+                incident_id=incident.incident_id,
+                actor=SYSTEM_ACTOR,
+                reason=reason,
+                note="",
+            )
+        ]
+
+    def _close(self, state: _StreamState, incident: _Incident) -> None:
+        incident.closed = True
+        state.active = None
+        state.cooldown_until_s = state.now_s + self.config.cooldown_s
+
+    def _write_clips(self, state: _StreamState, due: list[_PendingClip], cause_id: str) -> list[Event]:
+        events: list[Event] = []
+        for pending in due:
+            state.pending_clips.remove(pending)
+            if self._store_clip(state, pending):
+                events += self._publish_changes(pending.incident, cause_id)
+        return events
+
+    def _store_clip(self, state: _StreamState, pending: _PendingClip) -> bool:
+        assert self.clip_store is not None
+        pcm16 = state.audio.pcm16(pending.start, pending.end)
+        if not pcm16:
+            log.warning("no audio retained for the evidence clip", extra={"incident_id": pending.incident.incident_id})
+            return False
+        stored = self.clip_store.put_pcm16(pcm16, state.audio.sample_rate)
+        pending.incident.clip = (stored.sha256, stored.duration_s)
+        return True
+
+    def _new_session(self, state: _StreamState) -> None:
+        """Sample offsets went backwards: the capture restarted, so stream-time state starts again."""
+        state.windows.clear()
+        state.transcripts.clear()
+        state.cooldown_until_s = -math.inf
+        if state.active is not None:
+            state.active.last_evidence_s = None
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _stream(self, stream_id: str) -> _StreamState:
+        state = self.streams.get(stream_id)
+        if state is None:
+            state = self.streams[stream_id] = _StreamState(
+                windows=deque(maxlen=self.config.debounce_windows),
+                audio=AudioBuffer(self.config.clip_buffer_s),
+                last_scored_at=self.clock(),
+                last_audio_at=self.clock(),
+            )
+        return state
+
+    def _snapshot(self, evidence: Evidence, clip: tuple[str, float] | None) -> _Published:
+        return _Published(
+            score=evidence.score,
+            labels=frozenset(label for label, score in evidence.labels.items() if score >= self.config.label_min_score),
+            phrases=frozenset(evidence.phrases),
+            transcript=evidence.transcript(),
+            clip=clip,
+        )
+
+    @staticmethod
+    def _envelope(incident: _Incident, cause_id: str, transition: str) -> dict[str, Any]:
+        return {
+            "stream_id": incident.stream_id,
+            "correlation_id": incident.correlation_id,
+            "causation_id": cause_id,
+            "event_id": derived_event_id(cause_id, transition, incident.incident_id),
+        }
+
+
+# ----------------------------------------------------------------------------------------------- stage
+
+
+class IncidentStage:
+    """The incident actor: scores, transcripts and audio in; incident transitions out."""
+
+    name = "incidents"
+
+    def __init__(self, catalogue: TopicCatalogue, engine: IncidentEngine) -> None:
+        self.catalogue = catalogue
+        self.engine = engine
+
+    def input_topics(self) -> Sequence[str]:
+        return [
+            self.catalogue.scores.name,
+            self.catalogue.transcripts.name,
+            self.catalogue.audio_chunks.name,
+            self.catalogue.incidents.name,
+        ]
+
+    def handle(self, consumed: ConsumedEvent) -> Iterable[Event]:
+        event = consumed.event
+        if isinstance(event, DistressScored):
+            return self.engine.on_score(event)
+        if isinstance(event, TranscriptProduced):
+            return self.engine.on_transcript(event)
+        if isinstance(event, AudioChunkCaptured):
+            return self.engine.on_audio(event)
+        if isinstance(event, IncidentEvent):
+            return self.engine.on_incident_event(event)
+        return ()
+
+    def tick(self) -> Iterable[Event]:
+        return self.engine.tick()
+
+
+def build_incident_stage(settings: Settings) -> IncidentStage:
+    """The stage with its state rebuilt from the incidents topic, ready for a ``StageRunner``."""
+    bus = settings.bus()
+    engine = IncidentEngine(
+        settings.incidents, clip_store=ClipStore(settings.clips_dir), stores_audio=settings.stores_audio
+    )
+    restored = engine.restore(consumed.event for consumed in read_all(bus, [bus.catalogue.incidents.name]))
+    log.info("incident state restored", extra={"open_incidents": restored})
+    return IncidentStage(bus.catalogue, engine)

@@ -1,0 +1,657 @@
+"""The pipeline as supervised Ray actors, wired only through Kafka topics and consumer groups.
+
+Actors:
+- ``StageHost`` — one replica of one registered stage (``actors.pipeline.StageSpec``). Its constructor starts a
+  thread that runs a ``StageRunner`` until told to stop, so when Ray restarts a crashed actor (``max_restarts=-1``)
+  the constructor runs again and the stage resumes from its group's committed offsets with no help from the driver.
+  Errors inside the loop (a broker restart outlasting the client's retries) rebuild the stage in-process with
+  backoff; the stage is rebuilt rather than reused because its state must match the offsets it resumes from.
+- ``SourceHost`` — one capture source (one stream), publishing StreamStarted → chunks → StreamEnded/Failed.
+- ``MetricsHost`` — follows every topic, resolves per-stage latency, polls consumer lag, serves Prometheus.
+
+Backpressure: stages process synchronously, one bounded batch (``StageSpec.max_batch``) at a time, and each
+consumer's prefetch queue is bounded (``runtime.consumer_prefetch_kbytes``). A slow stage (ASR) therefore holds at
+most one batch plus that queue in memory; everything it has not reached waits in Kafka, on disk, and shows up as
+consumer lag. Producers block (serving delivery reports) when librdkafka's local queue is full.
+
+Shutdown (Ctrl-C / SIGTERM on the driver): sources stop first, then every stage finishes its batch, flushes its
+producer, commits its offsets and leaves its group; then the actors are killed and a local cluster shut down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from types import FrameType
+from typing import Any, Protocol, cast
+
+import ray
+from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.metrics import (
+    EMPTY_SNAPSHOT,
+    KafkaProbe,
+    MetricsError,
+    ObserverSnapshot,
+    PipelineObserver,
+    PrometheusExporter,
+)
+from actors.pipeline import StageSpec, Worker, check_unique
+from actors.stage import StageRunner
+from config import Settings, StreamConfig
+from config.logging import configure_logging
+from config.settings import RuntimeConfig
+from events.bus import Bus, DecodeFailure, ErrorAction, EventConsumer, EventProducer, dead_letter_everything
+from events.catalogue import StreamFailed
+
+log = logging.getLogger(__name__)
+
+RAY_NAMESPACE = "distress"
+LAG_POLL_S = 5.0
+MAX_BACKOFF_S = 30.0
+
+
+class RuntimeStartError(Exception):
+    """The pipeline could not be brought up; the message names the stage or source and the cause."""
+
+
+class CaptureSource(Protocol):
+    """One stream's capture: publishes StreamStarted, its chunks, then StreamEnded or StreamFailed.
+
+    ``run`` returns when the source is exhausted, has failed (after publishing StreamFailed) or ``stop`` is set.
+    """
+
+    def run(self, stop: threading.Event) -> object: ...
+
+
+SourceFactory = Callable[[StreamConfig, Settings, bool], CaptureSource]  # (stream, settings, realtime)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostStatus:
+    """What a host actor reports about itself (also what the fault tests need: its pid)."""
+
+    name: str
+    pid: int
+    node_id: str
+    running: bool
+    processed: int
+    published: int
+    restarts: int
+    error: str | None
+
+
+class _PrefetchBoundedBus(Bus):
+    """A bus whose consumers prefetch at most ``prefetch_kbytes``: with synchronous batches this bounds memory."""
+
+    def __init__(self, bus: Bus, prefetch_kbytes: int) -> None:
+        super().__init__(bus.connection, bus.catalogue, bus.codec)
+        self._prefetch_kbytes = prefetch_kbytes
+
+    def consumer(
+        self,
+        *,
+        group_id: str,
+        topics: Sequence[str],
+        producer: EventProducer,
+        on_decode_error: Callable[[DecodeFailure], ErrorAction] = dead_letter_everything,
+        **extra_config: Any,
+    ) -> EventConsumer:
+        bounded = {
+            "queued.max.messages.kbytes": self._prefetch_kbytes,
+            "fetch.max.bytes": max(self._prefetch_kbytes * 1024, 2 * 1_048_576),
+            **extra_config,
+        }
+        return super().consumer(group_id=group_id, topics=topics, producer=producer,
+                                on_decode_error=on_decode_error, **bounded)
+
+
+def _prepare_actor_process(settings: Settings) -> None:
+    """Logging as configured, and anything printed in the actor sent to stderr: Ray forwards an actor's stdout to
+    the driver's stdout, which must carry nothing but a command's (``--json``) output."""
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    sys.stdout = sys.stderr
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+# ------------------------------------------------------------------------------------------- actor bodies
+
+
+class StageHost:
+    """Body of a stage replica's Ray actor (see the module docstring for the supervision model)."""
+
+    def __init__(self, spec: StageSpec, settings: Settings, replica: int) -> None:
+        _prepare_actor_process(settings)
+        self._spec = spec
+        self._settings = settings
+        self._name = f"{spec.name}[{replica}]"
+        self._stop = threading.Event()
+        self._built_once = threading.Event()
+        self._runner: StageRunner | Worker | None = None
+        self._restarts = 0
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._serve, name=f"stage-{self._name}", daemon=True)
+        self._thread.start()
+
+    def ready(self, timeout_s: float) -> HostStatus:
+        """Waits until the stage has been built once (or failed to build) and reports."""
+        self._built_once.wait(timeout_s)
+        return self.status()
+
+    def status(self) -> HostStatus:
+        runner = self._runner
+        counted = runner if isinstance(runner, StageRunner) else None
+        return HostStatus(
+            name=self._name, pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
+            running=runner is not None and self._thread.is_alive(),
+            processed=counted.processed if counted else 0, published=counted.published if counted else 0,
+            restarts=self._restarts, error=self._error,
+        )
+
+    def stop(self, timeout_s: float) -> HostStatus:
+        """Finish the current batch, commit, flush and leave the group."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        return self.status()
+
+    def _serve(self) -> None:
+        bus = _PrefetchBoundedBus(self._settings.bus(), self._settings.runtime.consumer_prefetch_kbytes)
+        delay = 0.5
+        while not self._stop.is_set():
+            runner = self._build(bus)
+            self._built_once.set()
+            if runner is not None:
+                self._runner, delay = runner, 0.5
+                try:
+                    runner.run(self._stop)
+                    return
+                except Exception as error:  # e.g. Kafka unreachable for longer than the client retries
+                    self._error = _describe(error)
+                    self._restarts += 1
+                    log.exception("stage failed; rebuilding it from the committed offsets", extra={"stage": self._name})
+            self._stop.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def _build(self, bus: Bus) -> StageRunner | Worker | None:
+        try:
+            if self._spec.serve is not None:
+                worker = self._spec.serve(self._settings)
+            else:
+                assert self._spec.build is not None  # StageSpec guarantees exactly one of build and serve
+                stage = self._spec.build(self._settings)
+                self._spec.check_stage(stage, bus.catalogue)
+                worker = StageRunner(stage, bus, group_id=self._spec.group_id(self._settings),
+                                     max_batch=self._spec.max_batch)
+        except Exception as error:  # reported through ready()/status(); retried with backoff
+            self._error = _describe(error)
+            log.exception("stage could not be built", extra={"stage": self._name})
+            return None
+        self._error = None
+        return worker
+
+
+class SourceHost:
+    """Body of a capture source's Ray actor: runs one stream in a thread until it ends or is stopped.
+
+    If the source cannot even be constructed (e.g. an unknown source kind), the host publishes StreamFailed
+    itself, so a run waiting for every stream to finish is never left waiting on a stream that never started.
+    """
+
+    def __init__(self, stream: StreamConfig, settings: Settings, factory: SourceFactory, realtime: bool) -> None:
+        _prepare_actor_process(settings)
+        self._stream = stream
+        self._settings = settings
+        self._factory = factory
+        self._realtime = realtime
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._serve, name=f"source-{stream.id}", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout_s: float) -> bool:
+        """True once the stream has ended (normally, by failure or by stop)."""
+        return self._done.wait(timeout_s)
+
+    def status(self) -> HostStatus:
+        return HostStatus(
+            name=f"source[{self._stream.id}]", pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
+            running=not self._done.is_set(), processed=0, published=0, restarts=0, error=self._error,
+        )
+
+    def stop(self, timeout_s: float) -> HostStatus:
+        self._stop.set()
+        self._thread.join(timeout_s)
+        return self.status()
+
+    def _serve(self) -> None:
+        try:
+            self._factory(self._stream, self._settings, self._realtime).run(self._stop)
+        except Exception as error:
+            self._error = _describe(error)
+            log.exception("capture source failed", extra={"stream_id": self._stream.id})
+            with self._settings.bus().producer() as producer:
+                producer.publish(StreamFailed(stream_id=self._stream.id, source=self._stream.source,
+                                              reason=self._error, chunks=0, samples=0))
+        finally:
+            self._done.set()
+
+
+class MetricsHost:
+    """Body of the metrics actor: observer + lag polling + Prometheus endpoint, all rebuilt from Kafka on restart.
+
+    The observer is built in the background thread, with retries, so a restart while Kafka is down does not fail
+    the actor's constructor (Ray does not retry a failed constructor); until then snapshots are empty.
+    """
+
+    def __init__(self, settings: Settings, specs: Sequence[StageSpec], since_ms: int,
+                 stream_ids: Sequence[str] | None) -> None:
+        _prepare_actor_process(settings)
+        self._settings = settings
+        self._specs = tuple(specs)
+        self._since_ms = since_ms
+        self._stream_ids = stream_ids
+        self._exporter = PrometheusExporter()
+        self._observer: PipelineObserver | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        config = settings.runtime
+        if config.metrics_port:
+            self._exporter.serve(config.metrics_host, config.metrics_port)
+        self._thread = threading.Thread(target=self._serve, name="metrics", daemon=True)
+        self._thread.start()
+
+    def snapshot(self) -> ObserverSnapshot:
+        with self._lock:
+            return self._observer.snapshot() if self._observer is not None else EMPTY_SNAPSHOT
+
+    def caught_up_with(self, ends: Mapping[tuple[str, int], int]) -> bool:
+        with self._lock:
+            return self._observer is not None and self._observer.caught_up_with(ends)
+
+    def stop(self, timeout_s: float) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _serve(self) -> None:
+        observer = self._connect()
+        if observer is None:
+            return
+        with self._lock:
+            self._observer = observer
+        probe = KafkaProbe(self._settings.kafka_connection())
+        next_lag_poll = 0.0
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    observer.poll(timeout_s=0.0)
+                    snapshot = observer.snapshot()
+                self._exporter.update(snapshot)
+                if time.monotonic() >= next_lag_poll:
+                    next_lag_poll = time.monotonic() + LAG_POLL_S
+                    self._poll_lags(probe)
+                self._stop.wait(0.05)
+        finally:
+            observer.close()
+
+    def _connect(self) -> PipelineObserver | None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                return PipelineObserver(self._settings.bus(), since_ms=self._since_ms, stream_ids=self._stream_ids,
+                                        on_latency=self._exporter.observe_latency)
+            except MetricsError as error:
+                log.warning("metrics cannot read Kafka yet; retrying", extra={"error": str(error)})
+            self._stop.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        return None
+
+    def _poll_lags(self, probe: KafkaProbe) -> None:
+        for spec in self._specs:
+            try:
+                self._exporter.set_lag(spec.name, spec.unfinished(self._settings, probe))
+            except MetricsError as error:
+                log.warning("cannot read a stage's backlog", extra={"stage": spec.name, "error": str(error)})
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """What `distress run --until-eof --json` prints."""
+
+    snapshot: ObserverSnapshot
+    elapsed_s: float
+    stages: Mapping[str, int]  # stage → replicas
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "streams": [asdict(stream) for stream in self.snapshot.streams],
+            "chunks": self.snapshot.chunks,
+            "incidents": [asdict(incident) for incident in self.snapshot.incidents],
+            "alerts_sent": self.snapshot.alerts_sent,
+            "alerts_failed": self.snapshot.alerts_failed,
+            "latency": {item.stage: {"p50_s": item.p50_s, "p95_s": item.p95_s, "count": item.count}
+                        for item in self.snapshot.latency},
+            "stages": dict(self.stages),
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def connect_ray(config: RuntimeConfig, address: str | None) -> bool:
+    """Join an existing cluster (``address``, RAY_ADDRESS or the setting) or start a local one; True if started.
+
+    A cluster we join must run this project's environment (see ray_cluster.yaml); actors import our packages.
+    """
+    if ray.is_initialized():
+        return False
+    target = address or os.environ.get("RAY_ADDRESS") or config.ray_address
+    if target:
+        ray.init(address=target, namespace=RAY_NAMESPACE, log_to_driver=True)
+        return False
+    for attempt in (1, 2):
+        try:
+            ray.init(num_cpus=config.local_num_cpus, object_store_memory=config.local_object_store_mb * 1_048_576,
+                     include_dashboard=False, namespace=RAY_NAMESPACE, log_to_driver=True)
+            break
+        except Exception as error:  # Ray gives up after a fixed 30 s when its node registers slowly (busy machine)
+            if attempt == 2 or "timed out during startup" not in str(error):
+                raise
+            log.warning("the local Ray node was slow to start; trying once more")
+            ray.shutdown()
+    return True
+
+
+class PipelineRuntime:
+    """Starts, watches and stops one pipeline: stage replicas, capture sources and the metrics actor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stages: Sequence[StageSpec],
+        streams: Sequence[StreamConfig],
+        source_factory: SourceFactory,
+        realtime: bool,
+    ) -> None:
+        self.settings = _with_absolute_paths(settings)
+        self.stages = check_unique(stages)
+        self.streams = tuple(streams)
+        ids = [stream.id for stream in self.streams]
+        if len(set(ids)) != len(ids):
+            raise RuntimeStartError(f"stream ids must be unique, got {ids}")
+        self._source_factory = source_factory
+        self._realtime = realtime
+        self._probe = KafkaProbe(self.settings.kafka_connection())
+        self.stage_hosts: dict[str, list[ActorHandle[Any]]] = {}
+        self.source_hosts: dict[str, ActorHandle[Any]] = {}
+        self._metrics: ActorHandle[Any] | None = None
+        self._started_at = 0.0
+        self._last_ends: dict[tuple[str, int], int] | None = None
+
+    # ---------------------------------------------------------------------------------------- lifecycle
+
+    def start(self, *, ready_timeout_s: float = 300.0, stream_filter: bool = True) -> None:
+        """Bring up metrics, then every stage replica (waiting until each is built), then the sources.
+
+        Stages come up before sources so a failing stage aborts the run before any audio is captured.
+        ``stream_filter`` restricts the run's bookkeeping to this run's streams (`--until-eof`).
+        """
+        self.settings.ensure_topics()
+        self._started_at = time.time()
+        since_ms = int(self._started_at * 1000) - 1000
+        node = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        supervised: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "max_concurrency": 4}
+        self._metrics = _spawn(
+            MetricsHost,
+            {"name": self._actor_name("metrics"), "num_cpus": 0, "scheduling_strategy": node, **supervised},
+            self.settings, self.stages, since_ms, [s.id for s in self.streams] if stream_filter else None,
+        )
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        gpus = float(resources.get("GPU", 0.0))
+        # More replicas than CPUs cannot run a CPU-bound stage faster; the setting overrides this cap.
+        max_replicas = self.settings.runtime.max_replicas or max(1, int(resources.get("CPU", 1)))
+        catalogue = self.settings.topics()
+        for spec in self.stages:
+            partitions = min(self._probe.partition_count(topic) for topic in spec.input_topics(catalogue))
+            replicas = spec.replicas(partitions, max_replicas)
+            options: dict[str, Any] = {**supervised, "num_cpus": self.settings.runtime.actor_num_cpus}
+            if spec.wants_gpu and gpus >= 1:
+                options["num_gpus"] = min(1.0, gpus / replicas)
+            if spec.local_state:
+                options["scheduling_strategy"] = node
+            self.stage_hosts[spec.name] = [
+                _spawn(StageHost, {"name": self._actor_name(f"{spec.name}.{index}"), **options},
+                       spec, self.settings, index)
+                for index in range(replicas)
+            ]
+        statuses: list[HostStatus] = ray.get([host.ready.remote(ready_timeout_s) for hosts in self.stage_hosts.values()
+                            for host in hosts], timeout=ready_timeout_s + 30)
+        failed = [f"{status.name}: {status.error}" for status in statuses if status.error]
+        if failed:
+            raise RuntimeStartError("stage(s) failed to start: " + "; ".join(failed))
+        log.info("stages up", extra={"stages": {name: len(hosts) for name, hosts in self.stage_hosts.items()}})
+        for stream in self.streams:
+            self.source_hosts[stream.id] = _spawn(
+                SourceHost,
+                {"name": self._actor_name(f"source.{stream.id}"), "num_cpus": self.settings.runtime.actor_num_cpus,
+                 **supervised},
+                stream, self.settings, self._source_factory, self._realtime,
+            )
+
+    def stop(self, timeout_s: float = 60.0, drain_s: float = 15.0) -> RunSummary:
+        """Graceful stop in data-flow order, then kill whatever did not stop in time; returns the run's summary.
+
+        Sources stop first (each publishes its last chunk and StreamEnded "stopped"); the stages then get up to
+        ``drain_s`` to process what is already on the topics before they commit and leave their groups; the
+        summary is taken once the metrics actor has read everything that was published.
+        """
+        self._stop_all(list(self.source_hosts.values()), timeout_s)
+        if self.stage_hosts:
+            self._drain(drain_s)
+        self._stop_all([host for hosts in self.stage_hosts.values() for host in hosts], timeout_s)
+        summary = self._final_summary(drain_s)
+        if self._metrics is not None:
+            self._stop_all([self._metrics], 5.0)
+        for handle in [*self.source_hosts.values(), *(h for hs in self.stage_hosts.values() for h in hs)]:
+            ray.kill(handle, no_restart=True)
+        if self._metrics is not None:
+            ray.kill(self._metrics, no_restart=True)
+        self.source_hosts.clear()
+        self.stage_hosts.clear()
+        self._metrics = None
+        return summary
+
+    def _final_summary(self, wait_s: float) -> RunSummary:
+        """The summary once the metrics actor has read up to the current end of every topic (or ``wait_s`` passed)."""
+        if self._metrics is None:
+            return RunSummary(snapshot=EMPTY_SNAPSHOT, elapsed_s=0.0, stages={})
+        deadline = time.monotonic() + wait_s
+        try:
+            ends = self._probe.end_offsets(self._probe.partitions(self._observed_topics()))
+            while not ray.get(self._metrics.caught_up_with.remote(ends)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        except MetricsError as error:
+            log.warning("the summary may miss the last events", extra={"error": str(error)})
+        return self.summary()
+
+    def _drain(self, drain_s: float) -> None:
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline:
+            try:
+                if self._stages_idle():
+                    return
+            except MetricsError as error:
+                log.warning("cannot read consumer lag while draining", extra={"error": str(error)})
+            time.sleep(0.2)
+        log.warning("stages still had input when the drain period ended; they resume from it next run")
+
+    def _stages_idle(self, ends: Mapping[tuple[str, int], int] | None = None) -> bool:
+        """Every stage has finished all of its input (up to ``ends`` when given)."""
+        return not any(spec.unfinished(self.settings, self._probe, ends) for spec in self.stages)
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def snapshot(self) -> ObserverSnapshot:
+        if self._metrics is None:
+            raise RuntimeStartError("the pipeline is not running")
+        return cast(ObserverSnapshot, ray.get(self._metrics.snapshot.remote()))
+
+    def caught_up(self, snapshot: ObserverSnapshot) -> bool:
+        """Every stream finished, every stage group has committed everything, the observer has read everything,
+        and nothing was appended since the previous check (so no stage is still about to publish)."""
+        if self._metrics is None or not snapshot.finished(stream.id for stream in self.streams):
+            return False
+        ends = self._probe.end_offsets(self._probe.partitions(self._observed_topics()))
+        if not self._stages_idle(ends) or not ray.get(self._metrics.caught_up_with.remote(ends)):
+            return False
+        quiet = ends == self._last_ends
+        self._last_ends = ends
+        return quiet
+
+    def wait_until_caught_up(
+        self,
+        stop: threading.Event,
+        *,
+        timeout_s: float | None = None,
+        on_progress: Callable[[ObserverSnapshot], None] | None = None,
+    ) -> RunSummary:
+        """Poll until ``caught_up`` (or ``stop`` is set) and summarise; ``on_progress`` sees every snapshot."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not stop.is_set():
+            snapshot = self.snapshot()
+            if on_progress is not None:
+                on_progress(snapshot)
+            try:
+                if self.caught_up(snapshot):
+                    break
+            except MetricsError as error:  # Kafka briefly unreachable: the stages recover, so keep waiting
+                log.warning("cannot tell whether the pipeline caught up", extra={"error": str(error)})
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the pipeline did not catch up within {timeout_s:.0f} s")
+            stop.wait(self.settings.runtime.caught_up_poll_s)
+        return self.summary()
+
+    def summary(self) -> RunSummary:
+        return RunSummary(snapshot=self.snapshot(), elapsed_s=time.time() - self._started_at,
+                          stages={name: len(hosts) for name, hosts in self.stage_hosts.items()})
+
+    def host_statuses(self) -> dict[str, list[HostStatus]]:
+        statuses: dict[str, list[HostStatus]] = {
+            name: ray.get([host.status.remote() for host in hosts]) for name, hosts in self.stage_hosts.items()
+        }
+        statuses["capture"] = ray.get([host.status.remote() for host in self.source_hosts.values()])
+        return statuses
+
+    # ---------------------------------------------------------------------------------------- internals
+
+    def _observed_topics(self) -> list[str]:
+        catalogue = self.settings.topics()
+        return [spec.name for spec in catalogue.all() if spec.name != catalogue.dead_letters.name]
+
+    def _actor_name(self, role: str) -> str:
+        return f"{self.settings.topic_prefix}distress.{role}.{int(self._started_at * 1000)}"
+
+    @staticmethod
+    def _stop_all(handles: Iterable[ActorHandle[Any]], timeout_s: float) -> None:
+        refs: list[ray.ObjectRef[Any]] = [handle.stop.remote(timeout_s) for handle in handles]
+        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s + 10)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError as error:
+                log.warning("actor did not stop cleanly", extra={"error": str(error)})
+        if pending:
+            log.warning("actors did not stop in time; killing them", extra={"count": len(pending)})
+
+
+def _spawn(body: type, options: Mapping[str, Any], *args: Any) -> ActorHandle[Any]:
+    """Start ``body`` as a Ray actor with ``options``."""
+    return cast(ActorHandle[Any], ray.remote(body).options(**options).remote(*args))
+
+
+def _with_absolute_paths(settings: Settings) -> Settings:
+    """Actors may run with another working directory: resolve the paths they inherit from the driver."""
+    return settings.model_copy(update={"data_dir": settings.data_dir.resolve(),
+                                       "kafka_home": settings.kafka_home.resolve()})
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM ask for a graceful stop; a second Ctrl-C interrupts at once."""
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# ------------------------------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageHealth:
+    stage: str
+    group_id: str | None  # None: the stage keeps its position elsewhere (projections: in the database)
+    consumers: int | None  # live members of the stage's consumer group: 0 means the stage is not running
+    lag: int  # input events not finished yet
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineStatus:
+    """What `distress status` shows: per-stage consumers and lag now, latency and activity over a recent window."""
+
+    window_s: float
+    stages: tuple[StageHealth, ...]
+    recent: ObserverSnapshot
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "window_s": self.window_s,
+            "stages": [asdict(stage) for stage in self.stages],
+            "latency": {item.stage: {"p50_s": item.p50_s, "p95_s": item.p95_s, "count": item.count}
+                        for item in self.recent.latency},
+            "streams": [asdict(stream) for stream in self.recent.streams],
+            "incidents": [asdict(incident) for incident in self.recent.incidents],
+            "alerts_sent": self.recent.alerts_sent,
+            "alerts_failed": self.recent.alerts_failed,
+        }
+
+
+def pipeline_status(settings: Settings, stages: Sequence[StageSpec], *, window_s: float) -> PipelineStatus:
+    """Lag and consumers from the stage groups, latency from the last ``window_s`` of events: all from Kafka."""
+    probe = KafkaProbe(settings.kafka_connection())
+    grouped = {spec.name: spec.backlog is None for spec in stages}
+    health = tuple(
+        StageHealth(stage=spec.name, group_id=spec.group_id(settings) if grouped[spec.name] else None,
+                    consumers=probe.group_members(spec.group_id(settings)) if grouped[spec.name] else None,
+                    lag=spec.unfinished(settings, probe))
+        for spec in stages
+    )
+    observer = PipelineObserver(settings.bus(), since_ms=int((time.time() - window_s) * 1000))
+    try:
+        observer.read_to_end()
+        recent = observer.snapshot()
+    finally:
+        observer.close()
+    return PipelineStatus(window_s=window_s, stages=health, recent=recent)

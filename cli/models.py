@@ -1,0 +1,153 @@
+"""`distress models train|evaluate|info`: reproduce, measure and inspect the acoustic distress classifier."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from models.classifier import (
+    ClassifierError,
+    DistressClassifier,
+    default_checkpoint_path,
+    parameter_count,
+    sha256_of,
+)
+from models.dataset import DEFAULT_DATA_DIR, DatasetError, build_dataset
+
+app = typer.Typer(help="Train, evaluate and inspect the acoustic distress classifier.", no_args_is_help=True)
+
+DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Where the dataset and TTS cache live.")]
+CheckpointOption = Annotated[
+    Path | None, typer.Option("--checkpoint", help="Checkpoint file (default: the shipped one).")
+]
+
+
+class _ProgressBars:
+    """One rich progress bar per stage (voices, clips per split, features, training steps)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@app.command("train")
+def train_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Checkpoint to write (default: the shipped asset path).")
+    ] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Override the number of epochs.")
+    ] = None,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, max=64, help="Torch CPU threads (results depend on it).")
+    ] = 2,
+) -> None:
+    """Build the dataset (cached) and train, calibrate and save the checkpoint with its .sha256."""
+    from models.train import TrainConfig, train
+
+    console = Console(stderr=True)
+    config = TrainConfig(threads=threads)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    target = output or default_checkpoint_path()
+    try:
+        with _progress(console) as progress:
+            result = train(config, target, data_dir, _ProgressBars(progress))
+    except (DatasetError, ClassifierError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from error
+    summary = {
+        "checkpoint": str(result.checkpoint),
+        "sha256": result.sha256,
+        "parameters": result.parameters,
+        "best_epoch": result.best_epoch,
+        "validation": result.validation,
+        "seconds": round(result.seconds, 1),
+    }
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: CheckpointOption = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    card_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--card-dir", help="Where to write MODEL_CARD.md and plots (default: beside the checkpoint)."
+        ),
+    ] = None,
+    benign_hours: Annotated[
+        float, typer.Option("--benign-hours", min=0.0, help="Length of the benign stream in hours.")
+    ] = 1.0,
+) -> None:
+    """Score the held-out test split, print the table and write the model card with ROC/confusion plots."""
+    from models.evaluate import evaluate, format_table, whisper_encoder_note, write_model_card
+    from models.train import TrainConfig
+
+    console = Console(stderr=True)
+    path = checkpoint or default_checkpoint_path()
+    try:
+        classifier = DistressClassifier.load(path)
+        dataset = build_dataset(TrainConfig().dataset, data_dir)
+        report = evaluate(classifier, dataset, path, benign_seconds=benign_hours * 3600, data_dir=data_dir)
+    except (DatasetError, ClassifierError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from error
+    card = write_model_card(report, classifier, path, card_dir or path.parent, whisper_encoder_note())
+    typer.echo(format_table(report))
+    typer.echo(f"\nmodel card: {card}")
+
+
+@app.command("info")
+def info_command(
+    checkpoint: CheckpointOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Model id, version, sha256, size, labels and operating point of a checkpoint."""
+    path = checkpoint or default_checkpoint_path()
+    try:
+        classifier = DistressClassifier.load(path)
+    except ClassifierError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    info = {
+        "model_id": classifier.model_id,
+        "model_version": classifier.model_version,
+        "checkpoint": str(path),
+        "sha256": sha256_of(path),
+        "bytes": path.stat().st_size,
+        "parameters": parameter_count(classifier.network),
+        "labels": list(classifier.labels),
+        "threshold": classifier.threshold,
+        "calibration": vars(classifier.calibration),
+        "validation": classifier.metadata.get("validation", {}),
+        "dataset_digest": classifier.metadata.get("dataset_digest"),
+    }
+    if json_output:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        typer.echo(f"{key:>15}: {value}")

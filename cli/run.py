@@ -1,0 +1,310 @@
+"""`distress run`, `distress status` and `distress demo`: the pipeline on Ray, its health, and the product demo.
+
+Exit codes: 0 on success; 2 for bad arguments or configuration, or when a recording given to ``--until-eof``
+failed (the others still run to their end); 1 when Kafka or Ray is unreachable or the pipeline could not start.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated, Any
+
+import ray
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from actors.capture.sources import STDIN
+from actors.metrics import MetricsError, ObserverSnapshot
+from actors.pipeline import StageSpec, capture_source, default_stages
+from actors.runtime import (
+    PipelineRuntime,
+    PipelineStatus,
+    RunSummary,
+    RuntimeStartError,
+    SourceFactory,
+    connect_ray,
+    pipeline_status,
+    stop_on_signals,
+)
+from cli.broker import BrokerError, LocalBroker
+from cli.capture import CaptureUsageError, stream_ids_for
+from config import Settings, SettingsError, StreamConfig, load_settings
+from config.settings import AlertRoute
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_SCRIPT = REPO_ROOT / "tools" / "make_demo_audio.py"
+BROKER_TIMEOUT_S = 5.0
+
+
+class RunUsageError(Exception):
+    """The command line or the configured streams are wrong; the message says what."""
+
+
+def streams_for_run(settings: Settings, sources: Sequence[str], stream_ids: Sequence[str], *,
+                    until_eof: bool) -> list[StreamConfig]:
+    """The configured streams plus ``--source`` ones; with ``--until-eof`` and sources, only those recordings."""
+    try:
+        ids = stream_ids_for(sources, stream_ids)
+    except CaptureUsageError as error:
+        raise RunUsageError(str(error)) from error
+    if STDIN in sources:
+        raise RunUsageError("'-' (stdin) cannot be captured by pipeline actors; pipe it into `distress capture -`")
+    given = [StreamConfig(id=stream_id, source=source) for stream_id, source in zip(ids, sources, strict=True)]
+    streams = given if (until_eof and given) else [*settings.streams, *given]
+    if not streams:
+        raise RunUsageError("no streams: pass --source FILE|URL|mic, or configure `streams` in the config file")
+    taken = [stream.id for stream in streams]
+    repeated = sorted({stream_id for stream_id in taken if taken.count(stream_id) > 1})
+    if repeated:
+        raise RunUsageError(f"stream id(s) {repeated} used twice; give --stream-id to tell the sources apart")
+    return streams
+
+
+def ensure_broker(settings: Settings) -> None:
+    """Start the managed local broker when it is not running; an external cluster must already answer."""
+    broker = LocalBroker(settings)
+    if settings.uses_local_broker:
+        broker.up()
+    elif not broker.reachable(timeout_s=BROKER_TIMEOUT_S):
+        raise BrokerError(f"cannot reach the Kafka cluster at {settings.bootstrap_servers}")
+
+
+def run_pipeline(
+    settings: Settings,
+    streams: Sequence[StreamConfig],
+    *,
+    stages: Sequence[StageSpec],
+    source_factory: SourceFactory,
+    realtime: bool,
+    until_eof: bool,
+    address: str | None,
+    timeout_s: float | None,
+    on_progress: Callable[[ObserverSnapshot], None] | None = None,
+) -> RunSummary:
+    """Start the pipeline on Ray, run until EOF (or until Ctrl-C/SIGTERM), stop it cleanly and summarise."""
+    started_local = connect_ray(settings.runtime, address)
+    stop = threading.Event()
+    runtime = PipelineRuntime(settings, stages=stages, streams=streams, source_factory=source_factory,
+                              realtime=realtime)
+    try:
+        with stop_on_signals(stop):
+            runtime.start(stream_filter=until_eof)
+            if until_eof:
+                runtime.wait_until_caught_up(stop, timeout_s=timeout_s, on_progress=on_progress)
+            else:
+                while not stop.wait(settings.runtime.caught_up_poll_s):
+                    if on_progress is not None:
+                        on_progress(runtime.snapshot())
+    finally:
+        summary = runtime.stop()
+        if started_local:
+            ray.shutdown()
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _print_summary(summary: RunSummary, json_output: bool) -> None:
+    if json_output:
+        typer.echo(json.dumps(summary.as_json(), indent=2))
+        return
+    console = Console()
+    snapshot = summary.snapshot
+    console.print(f"{len(snapshot.streams)} stream(s), {snapshot.chunks} chunks, {len(snapshot.incidents)} "
+                  f"incident(s), {snapshot.alerts_sent} alert(s) sent in {summary.elapsed_s:.1f} s")
+    streams = Table(title="streams")
+    for column in ("stream", "state", "chunks", "reason"):
+        streams.add_column(column)
+    for stream in snapshot.streams:
+        streams.add_row(stream.id, stream.state, str(stream.chunks), stream.reason)
+    console.print(streams)
+    _print_incidents(console, snapshot)
+    _print_latency(console, snapshot)
+
+
+def _print_incidents(console: Console, snapshot: ObserverSnapshot) -> None:
+    if not snapshot.incidents:
+        return
+    table = Table(title="incidents")
+    for column in ("incident", "stream", "onset", "severity", "reason"):
+        table.add_column(column)
+    for incident in snapshot.incidents:
+        table.add_row(incident.id, incident.stream_id, f"{incident.onset_s:.1f} s", incident.severity, incident.reason)
+    console.print(table)
+
+
+def _print_latency(console: Console, snapshot: ObserverSnapshot) -> None:
+    table = Table(title="latency since capture")
+    for column in ("stage", "events", "p50", "p95"):
+        table.add_column(column, justify="right" if column != "stage" else "left")
+    for item in snapshot.latency:
+        table.add_row(item.stage, str(item.count), f"{item.p50_s * 1000:.0f} ms", f"{item.p95_s * 1000:.0f} ms")
+    console.print(table)
+
+
+def _print_status(status: PipelineStatus, json_output: bool) -> None:
+    if json_output:
+        typer.echo(json.dumps(status.as_json(), indent=2))
+        return
+    console = Console()
+    stages = Table(title="stages")
+    for column in ("stage", "consumer group", "consumers", "lag"):
+        stages.add_column(column, justify="right" if column in ("consumers", "lag") else "left")
+    for stage in status.stages:
+        stages.add_row(stage.stage, stage.group_id or "(database checkpoint)",
+                       "-" if stage.consumers is None else str(stage.consumers), str(stage.lag))
+    console.print(stages)
+    recent = status.recent
+    console.print(f"last {status.window_s:.0f} s: {len(recent.streams)} stream(s), {recent.chunks} chunks, "
+                  f"{len(recent.incidents)} incident(s), {recent.alerts_sent} alert(s) sent")
+    _print_latency(console, recent)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def run_command(
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", "-s", help="Audio file, URL (rtsp/http) or 'mic'; repeatable.")] = None,
+    stream_id: Annotated[list[str] | None, typer.Option(
+        "--stream-id", help="Stream id for each --source, in order (default: derived from the source).")] = None,
+    until_eof: Annotated[bool, typer.Option(
+        "--until-eof", help="Process the recordings, exit once every stage and projection caught up.")] = False,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Pace files at real-time speed.")] = False,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Ray cluster to join ('auto', host:port); default RAY_ADDRESS or a local one.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="With --until-eof: give up (exit 1) after this many seconds.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Run the pipeline as Ray actors (capture per stream, features, ASR, scoring, incidents, alerting, projections)."""
+    try:
+        settings = load_settings()
+        streams = streams_for_run(settings, source or [], stream_id or [], until_eof=until_eof)
+        if timeout is not None and timeout <= 0:
+            raise RunUsageError(f"--timeout must be positive, got {timeout}")
+    except (RunUsageError, SettingsError) as error:
+        raise _fail(str(error), 2) from error
+    try:
+        ensure_broker(settings)
+        summary = run_pipeline(settings, streams, stages=default_stages(settings), source_factory=capture_source,
+                               realtime=realtime, until_eof=until_eof, address=address, timeout_s=timeout)
+    except (BrokerError, RuntimeStartError, MetricsError, TimeoutError, ConnectionError) as error:
+        raise _fail(str(error), 1) from error
+    _print_summary(summary, json_output)
+    if any(stream.state == "failed" for stream in summary.snapshot.streams):
+        raise typer.Exit(2)
+
+
+def status_command(
+    window: Annotated[float, typer.Option("--window", help="Seconds of recent events for latency.")] = 300.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Per-stage consumers, lag and latency (capture → features → score → incident → alert), read from Kafka."""
+    if window <= 0:
+        raise _fail(f"--window must be positive, got {window}", 2)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise _fail(str(error), 2) from error
+    if not LocalBroker(settings).reachable(timeout_s=BROKER_TIMEOUT_S):
+        raise _fail(f"cannot reach Kafka at {settings.bootstrap_servers}; is the pipeline set up "
+                    "(`distress broker up`)?", 1)
+    try:
+        status = pipeline_status(settings, default_stages(settings), window_s=window)
+    except MetricsError as error:
+        raise _fail(str(error), 1) from error
+    _print_status(status, json_output)
+
+
+# -------------------------------------------------------------------------------------------------- demo
+
+
+@contextmanager
+def demo_alert_sink(console: Console) -> Iterator[str]:
+    """A local HTTP endpoint that prints every alert Apprise posts to it; yields its ``json://`` URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                alert = json.loads(body)
+                console.print(f"[bold yellow]ALERT[/] {alert.get('title', '')}\n{alert.get('message', '')}")
+            except ValueError:
+                console.print(f"[bold yellow]ALERT[/] {body.decode(errors='replace')}")
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # the console line above is the log
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="demo-alert-sink", daemon=True)
+    thread.start()
+    try:
+        yield f"json://127.0.0.1:{server.server_address[1]}/alerts"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def with_demo_route(settings: Settings, sink_url: str) -> Settings:
+    """The user's alerting configuration plus a route sending every incident to the demo's local sink."""
+    alerting = settings.alerting
+    demo = alerting.model_copy(update={
+        "channels": {**alerting.channels, "demo-sink": sink_url},
+        "routes": (*alerting.routes, AlertRoute(name="demo-sink", notify=("demo-sink",))),
+    })
+    return settings.model_copy(update={"alerting": demo})
+
+
+def demo_command(
+    fast: Annotated[bool, typer.Option("--fast", help="Play the recording as fast as possible.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """The product demo: a local broker, the bundled models and a demo recording played through the pipeline."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise _fail(str(error), 2) from error
+    recording = settings.data_dir / "demo" / "demo.wav"
+    if not recording.exists():
+        typer.echo(f"generating the demo recording into {recording} ...", err=True)
+        subprocess.run([sys.executable, str(DEMO_SCRIPT), str(recording)], check=True)
+    console = Console(stderr=True)
+    seen: set[str] = set()
+
+    def show_new_incidents(snapshot: ObserverSnapshot) -> None:
+        for incident in snapshot.incidents:
+            if incident.id not in seen:
+                seen.add(incident.id)
+                console.print(f"[bold red]INCIDENT[/] {incident.severity} on {incident.stream_id} at "
+                              f"{incident.onset_s:.1f} s of the recording: {incident.reason}")
+
+    console.print(f"playing {recording} through the pipeline{'' if fast else ' in real time'}; Ctrl-C stops")
+    try:
+        ensure_broker(settings)
+        with demo_alert_sink(console) as sink_url:
+            summary = run_pipeline(
+                with_demo_route(settings, sink_url), [StreamConfig(id="demo", source=str(recording))],
+                stages=default_stages(settings), source_factory=capture_source, realtime=not fast, until_eof=True,
+                address=None, timeout_s=None, on_progress=show_new_incidents,
+            )
+    except (BrokerError, RuntimeStartError, MetricsError, ConnectionError) as error:
+        raise _fail(str(error), 1) from error
+    show_new_incidents(summary.snapshot)
+    _print_summary(summary, json_output)

@@ -1,0 +1,338 @@
+"""The acoustic distress classifier: a small strided CNN over a ~1 s log-mel patch.
+
+Input is the most recent ``PATCH_FRAMES`` = 96 frames (0.97 s at a 10 ms hop) of ``models.features.log_mel``
+(64 HTK mel bands, 125-7500 Hz, natural-log power). 96 rather than the 98 frames of a full second lets
+training crop the 98-frame clips at random offsets (time-shift augmentation) while the runtime always has a
+full patch.
+
+Outputs:
+
+* ``probabilities`` over ``LABELS`` (softmax with a temperature fitted on the validation split);
+* ``distress_probability`` from a separate distress head (one logit trained against "any of
+  ``DISTRESS_LABELS``"), Platt-scaled on the validation split so that it is calibrated, not just a ranking
+  score.
+
+A dedicated head rather than a sum of class probabilities lets the network learn distress cues shared across
+classes (a shout that is half scream) and gives a single number that can be thresholded and fused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+LABELS: tuple[str, ...] = ("background", "speech", "shout", "scream", "crying", "glass", "impact")
+DISTRESS_LABELS: frozenset[str] = frozenset({"shout", "scream", "crying", "glass", "impact"})
+N_MELS = 64
+PATCH_FRAMES = 96
+MODEL_ID = "distress-cnn"
+MODEL_VERSION = "1.0.0"
+CHECKPOINT_FORMAT = 1
+ASSETS_DIR = Path(__file__).parent / "assets"
+
+
+class ClassifierError(Exception):
+    """A checkpoint or an input patch is unusable; the message says what is wrong."""
+
+
+def distress_targets(label_indices: npt.NDArray[np.integer]) -> npt.NDArray[np.float32]:
+    """1.0 for clips whose label is a distress label, else 0.0."""
+    is_distress = np.array([label in DISTRESS_LABELS for label in LABELS], dtype=np.float32)
+    targets: npt.NDArray[np.float32] = is_distress[label_indices]
+    return targets
+
+
+def default_checkpoint_path() -> Path:
+    """The checkpoint shipped with the package for the current model version."""
+    return ASSETS_DIR / f"{MODEL_ID}-{MODEL_VERSION}.pt"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ network
+
+
+def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU. Plain (not depthwise-separable) convolutions: on CPU PyTorch runs
+    them several times faster per useful FLOP, which matters more here than the parameter count."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Widths of the network; stored in the checkpoint so a checkpoint rebuilds its own network."""
+
+    stem_channels: int = 16
+    block_channels: tuple[int, ...] = (32, 64, 160)
+    block_strides: tuple[int, ...] = (2, 2, 2)
+    hidden: int = 64
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if len(self.block_channels) != len(self.block_strides):
+            raise ClassifierError("block_channels and block_strides must have the same length")
+
+
+class DistressNet(nn.Module):
+    """log-mel patch (batch, PATCH_FRAMES, N_MELS) -> (class logits (batch, n_labels), distress logit
+    (batch,)).
+
+    Per-band input normalisation lives in the network (buffers fitted on the training set) so callers pass raw
+    log-mel frames exactly as ``models.features.log_mel`` produces them.
+    """
+
+    def __init__(self, architecture: Architecture = Architecture(), n_labels: int = len(LABELS)) -> None:
+        super().__init__()
+        self.architecture = architecture
+        self.band_mean: torch.Tensor
+        self.band_std: torch.Tensor
+        self.register_buffer("band_mean", torch.zeros(N_MELS))
+        self.register_buffer("band_std", torch.ones(N_MELS))
+        self.stem = _conv_block(1, architecture.stem_channels, stride=2)
+        blocks: list[nn.Module] = []
+        channels = architecture.stem_channels
+        frequency = math.ceil(N_MELS / 2)
+        for out_channels, stride in zip(architecture.block_channels, architecture.block_strides, strict=True):
+            blocks.append(_conv_block(channels, out_channels, stride))
+            channels = out_channels
+            frequency = math.ceil(frequency / stride)
+        self.blocks = nn.Sequential(*blocks)
+        # Mean and max over time of every (channel, frequency) cell: frequency position stays informative.
+        self.embedding = nn.Sequential(
+            nn.Dropout(architecture.dropout),
+            nn.Linear(2 * channels * frequency, architecture.hidden),
+            nn.ReLU(),
+        )
+        self.class_head = nn.Linear(architecture.hidden, n_labels)
+        self.distress_head = nn.Linear(architecture.hidden, 1)
+
+    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (patches - self.band_mean) / self.band_std
+        x = x.transpose(1, 2).unsqueeze(1)  # (batch, 1, mels, frames)
+        x = self.blocks(self.stem(x))
+        x = x.flatten(1, 2)  # (batch, channels * frequency, time)
+        pooled = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+        hidden = self.embedding(pooled)
+        return self.class_head(hidden), self.distress_head(hidden).squeeze(1)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ inference
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted on the validation split: class-softmax temperature and Platt scaling of the distress logit."""
+
+    temperature: float = 1.0
+    platt_scale: float = 1.0
+    platt_bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ClassifierError(f"calibration temperature must be positive, got {self.temperature}")
+        if not (math.isfinite(self.platt_scale) and math.isfinite(self.platt_bias)):
+            raise ClassifierError("Platt scaling parameters must be finite")
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """What the classifier says about one patch, with the model that said it."""
+
+    labels: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    distress_probability: float
+    model_id: str
+    model_version: str
+
+    @property
+    def top_label(self) -> str:
+        return self.labels[int(np.argmax(self.probabilities))]
+
+    def probability(self, label: str) -> float:
+        if label not in self.labels:
+            raise ClassifierError(f"unknown label {label!r}; the model knows {self.labels}")
+        return self.probabilities[self.labels.index(label)]
+
+
+class DistressClassifier:
+    """A loaded, calibrated checkpoint ready for CPU inference (eval mode, no gradients)."""
+
+    def __init__(
+        self,
+        network: DistressNet,
+        calibration: Calibration,
+        threshold: float,
+        model_id: str = MODEL_ID,
+        model_version: str = MODEL_VERSION,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ClassifierError(f"decision threshold must be in (0, 1), got {threshold}")
+        self.network = network.eval()
+        self.calibration = calibration
+        self.threshold = threshold
+        self.model_id = model_id
+        self.model_version = model_version
+        self.metadata = metadata or {}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return LABELS
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> DistressClassifier:
+        """Load a checkpoint (default: the shipped one), checked against its ``.sha256`` file if present."""
+        path = path or default_checkpoint_path()
+        if not path.is_file():
+            raise ClassifierError(f"no checkpoint at {path}; train one with `distress models train`")
+        digest_file = path.with_name(path.name + ".sha256")
+        if digest_file.exists():
+            expected = digest_file.read_text().split()[0]
+            actual = sha256_of(path)
+            if actual != expected:
+                raise ClassifierError(f"{path} has sha256 {actual} but {digest_file.name} says {expected}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, ValueError) as error:
+            raise ClassifierError(f"cannot read checkpoint {path}: {error}") from error
+        return cls.from_payload(payload, source=str(path))
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], source: str = "checkpoint") -> DistressClassifier:
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise ClassifierError(
+                f"{source} has checkpoint format {payload.get('format')!r}, expected {CHECKPOINT_FORMAT}"
+            )
+        if tuple(payload["labels"]) != LABELS or payload["patch_frames"] != PATCH_FRAMES:
+            raise ClassifierError(
+                f"{source} was trained for labels {payload['labels']} and "
+                f"{payload['patch_frames']} frames; this code uses {LABELS} and {PATCH_FRAMES}"
+            )
+        raw = payload["architecture"]
+        architecture = Architecture(
+            stem_channels=int(raw["stem_channels"]),
+            block_channels=tuple(int(c) for c in raw["block_channels"]),
+            block_strides=tuple(int(s) for s in raw["block_strides"]),
+            hidden=int(raw["hidden"]),
+            dropout=float(raw["dropout"]),
+        )
+        network = DistressNet(architecture)
+        network.load_state_dict(payload["state_dict"])
+        return cls(
+            network,
+            Calibration(**payload["calibration"]),
+            float(payload["threshold"]),
+            str(payload["model_id"]),
+            str(payload["model_version"]),
+            dict(payload.get("metadata", {})),
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        """Everything ``from_payload`` needs, as plain types and tensors (loadable with weights_only=True)."""
+        arch = self.network.architecture
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+            "labels": list(LABELS),
+            "distress_labels": sorted(DISTRESS_LABELS),
+            "patch_frames": PATCH_FRAMES,
+            "n_mels": N_MELS,
+            "architecture": {
+                "stem_channels": arch.stem_channels,
+                "block_channels": list(arch.block_channels),
+                "block_strides": list(arch.block_strides),
+                "hidden": arch.hidden,
+                "dropout": arch.dropout,
+            },
+            "calibration": {
+                "temperature": self.calibration.temperature,
+                "platt_scale": self.calibration.platt_scale,
+                "platt_bias": self.calibration.platt_bias,
+            },
+            "threshold": self.threshold,
+            "state_dict": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
+            "metadata": self.metadata,
+        }
+
+    @staticmethod
+    def _validated(patches: npt.NDArray[np.floating], batched: bool) -> npt.NDArray[np.float32]:
+        array = np.asarray(patches)
+        expected = ("(batch, " if batched else "(") + f"{PATCH_FRAMES}, {N_MELS})"
+        shape_ok = array.ndim == (3 if batched else 2) and array.shape[-2:] == (PATCH_FRAMES, N_MELS)
+        if not shape_ok:
+            raise ClassifierError(
+                f"log-mel patch must have shape {expected} (frames, mel bands), got {array.shape}"
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ClassifierError(f"log-mel patch must be floating point, got {array.dtype}")
+        if not np.all(np.isfinite(array)):
+            raise ClassifierError("log-mel patch contains NaN or infinite values")
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    def predict(self, log_mel_patch: npt.NDArray[np.floating]) -> ClassScores:
+        """Scores for one (PATCH_FRAMES, N_MELS) patch of log-mel frames, oldest frame first."""
+        return self.predict_batch(self._validated(log_mel_patch, batched=False)[None])[0]
+
+    def predict_batch(self, patches: npt.NDArray[np.floating]) -> list[ClassScores]:
+        """Scores for a batch of patches (e.g. one per stream): one forward pass, far cheaper than many."""
+        probabilities, distress = self.score_arrays(self._validated(patches, batched=True))
+        return [
+            ClassScores(LABELS, tuple(float(p) for p in row), float(d), self.model_id, self.model_version)
+            for row, d in zip(probabilities, distress, strict=True)
+        ]
+
+    def score_arrays(
+        self, patches: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Calibrated (class probabilities (n, labels), distress probabilities (n,)) for validated patches."""
+        with torch.inference_mode():
+            logits, distress_logit = self.network(torch.from_numpy(patches))
+            probabilities = torch.softmax(logits / self.calibration.temperature, dim=1)
+            distress = torch.sigmoid(
+                distress_logit * self.calibration.platt_scale + self.calibration.platt_bias
+            )
+        return probabilities.numpy(), distress.numpy()
+
+    def stream_distress(
+        self, frames: npt.NDArray[np.floating], hop_frames: int, batch_size: int = 512
+    ) -> npt.NDArray[np.float32]:
+        """Distress probability of every PATCH_FRAMES window of a long log-mel sequence, one window per
+        ``hop_frames``: what a stream scored every ``hop_frames`` frames would see."""
+        if hop_frames < 1:
+            raise ClassifierError(f"hop_frames must be positive, got {hop_frames}")
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim != 2 or frames.shape[1] != N_MELS or frames.shape[0] < PATCH_FRAMES:
+            raise ClassifierError(f"need (>= {PATCH_FRAMES}, {N_MELS}) log-mel frames, got {frames.shape}")
+        starts = np.arange(0, len(frames) - PATCH_FRAMES + 1, hop_frames)
+        scores = []
+        for first in range(0, len(starts), batch_size):
+            batch = np.stack([frames[s : s + PATCH_FRAMES] for s in starts[first : first + batch_size]])
+            scores.append(self.score_arrays(self._validated(batch, batched=True))[1])
+        return np.concatenate(scores)
+
+    def is_distress(self, scores: ClassScores) -> bool:
+        """The shipped operating point: distress probability at or above the checkpoint's threshold."""
+        return scores.distress_probability >= self.threshold

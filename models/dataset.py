@@ -1,0 +1,1084 @@
+"""Reproducible training data for the distress classifier, built only from what package registries ship.
+
+Sources are of three kinds:
+
+* **recorded game sounds** from Debian data packages, labelled by their file names (``RULES``);
+* **TTS voices** (espeak-ng accents x voice variants, flite, festival) speaking everyday sentences, and the
+  same voices "shouting" distress calls (raised pitch and formants, less spectral tilt, overdrive);
+* **synthesised** screams, cries, impacts, glass and backgrounds from :mod:`models.synth`.
+
+Every source has a ``source_id`` (a package + speaker/file group, a TTS voice, a synthetic speaker). Sources,
+not clips, are assigned to train/validation/test, so validation and test measure generalisation to unheard
+voices and recordings. Each labelled 1 s clip is a foreground placed over a background bed from the *same
+split*, with reverb, channel colouring, pitch/tempo change and gain. Nothing is downloaded or installed here:
+missing Debian packages raise :class:`MissingPackageError` naming them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import soundfile
+import soxr
+
+from models import synth
+from models.classifier import LABELS
+from models.synth import SAMPLE_RATE, Audio, Rng
+
+CLIP_SAMPLES = SAMPLE_RATE
+DEFAULT_DATA_DIR = Path(".local/data")
+DATASET_VERSION = "2"
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+
+
+class DatasetError(Exception):
+    """The dataset cannot be built or read; the message says what is wrong."""
+
+
+class MissingPackageError(DatasetError):
+    """A Debian package the dataset needs is not installed."""
+
+    def __init__(self, packages: Sequence[str], what: str) -> None:
+        names = " ".join(sorted(set(packages)))
+        super().__init__(
+            f"{what} needs the Debian package(s) {names}: install with `apt-get install -y {names}`"
+        )
+        self.packages = tuple(sorted(set(packages)))
+
+
+# ---------------------------------------------------------------------------------------------- game sounds
+
+# Where each allowed package keeps its sounds: zip archives (pk3/wz) or plain directories.
+PACKAGE_LOCATIONS: dict[str, tuple[str, ...]] = {
+    "openarena-data": (
+        "/usr/share/games/openarena/baseoa/pak0.pk3",
+        "/usr/share/games/openarena/missionpack/mp-pak0.pk3",
+    ),
+    "openarena-088-data": ("/usr/share/games/openarena/baseoa/pak6-patch088.pk3",),
+    "nexuiz-data": ("/usr/share/games/nexuiz/data/data.pk3",),
+    "warzone2100-data": ("/usr/share/games/warzone2100/base.wz",),
+    "megaglest-data": ("/usr/share/games/megaglest",),
+    "freedink-data": ("/usr/share/games/dink/dink/Sound",),
+}
+
+_HUMAN_UNITS = (
+    "archer|archmage|axe_thrower|guard|horseman|swordman|technician|worker|battlemage|initiate|summoner|cudgel"
+    "|valkyrie|princess|spearman|stickfighter|warrior|shaman"
+)
+
+
+@dataclass(frozen=True)
+class FileRule:
+    """Label for sound files whose package-relative path matches ``pattern`` (first matching rule wins).
+
+    The ``group`` named group, when present, names the speaker or sound family; files sharing it form one
+    source and so always land in the same split. ``label=None`` excludes the files (ambiguous content).
+    """
+
+    package: str
+    pattern: str
+    label: str | None
+
+    def match(self, path: str) -> re.Match[str] | None:
+        return re.search(self.pattern, path, flags=re.IGNORECASE)
+
+
+# Vocal pain/death cries are "scream"; shouted team calls, taunts and battle announcers are "shout"; calm
+# radio, tutorial and unit voice lines (and laughter) are "speech"; gun, cannon and explosion recordings are
+# "impact"; ambience, machinery, music, footsteps, pickups, animals and weather are "background".
+RULES: tuple[FileRule, ...] = (
+    # OpenArena (Quake III engine): player models "sarge" and "neko", team voices, weapons, world ambience.
+    FileRule(
+        "openarena", r"sound/player/(?P<group>\w+)/(death|pain|fall|falling|drown|gasp)\w*\.\w+$", "scream"
+    ),
+    FileRule("openarena", r"sound/player/(?P<group>\w+)/taunt\.\w+$", "shout"),
+    FileRule("openarena", r"sound/voices/(?P<group>\w+)/", "speech"),
+    FileRule("openarena", r"sound/weapons/(?P<group>machinegun)/machgf", "impact"),
+    FileRule("openarena", r"sound/weapons/(?P<group>shotgun|vulcan)/\w*f\d", "impact"),
+    FileRule("openarena", r"sound/weapons/(?P<group>rocket|grenade|proxmine)/\w*(lx|b\d|expl)", "impact"),
+    FileRule("openarena", r"sound/items/(?P<group>kam)_explode", "impact"),
+    FileRule("openarena", r"sound/world/(new/|ambient/x_)?(moan|growl|painwind|drowning|portal|tele)", None),
+    FileRule("openarena", r"sound/(?P<group>world)/", "background"),
+    FileRule("openarena", r"sound/player/(?P<group>footsteps)/", "background"),
+    FileRule("openarena", r"sound/(?P<group>movers|items)/", "background"),
+    FileRule("openarena", r"^(?P<group>music)/", "background"),
+    # Nexuiz: nine player models with pain/death cries and shouted team "coms", announcers, weapons, ambience.
+    FileRule(
+        "nexuiz", r"sound/player/(?P<group>[\w-]+)/player/(death|pain|fall|falling|drown|gasp)", "scream"
+    ),
+    FileRule("nexuiz", r"sound/player/(?P<group>torus)/(death|pain|fall|drown|gasp)", "scream"),
+    FileRule("nexuiz", r"sound/player/(?P<group>[\w-]+)/coms/", "shout"),
+    FileRule(
+        "nexuiz",
+        r"sound/player/(?P<group>torus)/(attack|coverme|flagseen|hooah|incoming|letsgo|needhelp"
+        r"|taunt|teamshoot|waypoint)",
+        "shout",
+    ),
+    FileRule("nexuiz", r"sound/announcer/(?P<group>male)/", "shout"),
+    FileRule("nexuiz", r"sound/announcer/(?P<group>robotic)/", "speech"),
+    FileRule("nexuiz", r"sound/(?P<group>tutorial)/\d", "speech"),
+    FileRule(
+        "nexuiz",
+        r"sound/weapons/(?P<group>campingrifle|grenade|rocket|shotgun|uzi|hagar)_(fire\d?|impact|det)"
+        r"\.",
+        "impact",
+    ),
+    FileRule("nexuiz", r"sound/weapons/(?P<group>hagexp)\d", "impact"),
+    FileRule("nexuiz", r"sound/weapons/(?P<group>tuba)_note", "background"),
+    FileRule("nexuiz", r"sound/weapons/(?P<group>brass|casings)\d", "background"),
+    FileRule(
+        "nexuiz", r"sound/misc/(?P<group>metalfootstep|footstep|hitground|metalhitground)\d", "background"
+    ),
+    FileRule("nexuiz", r"sound/(?P<group>ambient|desertfactory|weather)/", "background"),
+    # Warzone 2100: three screams, a "help!", taunts by three voices, radio speech, war effects, vehicles.
+    FileRule("warzone2100", r"audio/sfx/misc/(?P<group>scream)", "scream"),
+    FileRule("warzone2100", r"audio/sfx/misc/(?P<group>help)", "shout"),
+    FileRule("warzone2100", r"audio/taunts/(?P<group>taunt\d)/haha", "speech"),
+    FileRule("warzone2100", r"audio/taunts/(?P<group>taunt\d)/", "shout"),
+    FileRule("warzone2100", r"audio/sfx/(?P<group>explons)/(?!squish|richet)", "impact"),
+    FileRule(
+        "warzone2100",
+        r"audio/sfx/weapons/(?P<group>asltmg|gaussgun|hivelcan|lrgcan|medcan|mgbar|mgheavy"
+        r"|mgtower|mortar|rapdcan|rocket|smlcan)",
+        "impact",
+    ),
+    FileRule("warzone2100", r"audio/sfx/(?P<group>vehicle|building)/", "background"),
+    FileRule("warzone2100", r"audio/(?P<group>nexus)/laugh", "speech"),
+    FileRule(
+        "warzone2100",
+        r"^(audio/)?(?P<group>memressp|tutorial|extra|countdown|coltive|trnsppil|vtoltalk"
+        r"|proxmessages|nexus|sequenceaudio)/",
+        "speech",
+    ),
+    # MegaGlest: human unit death cries and spoken acknowledgements; tileset ambience, animals, music.
+    FileRule("megaglest", rf"(?P<group>[\w/]*?(?:{_HUMAN_UNITS}))\w*_die\d*\.wav$", "scream"),
+    FileRule("megaglest", rf"(?P<group>[\w/]*?(?:{_HUMAN_UNITS}))\w*_(ack|select)\d*\.wav$", "speech"),
+    FileRule("megaglest", r"(?P<group>tech_building|magic_building)_fall", "impact"),
+    FileRule("megaglest", r"(?P<group>cow|pig|sheep|chicken|bull|ele)(_\w+)?\d*\.wav$", "background"),
+    FileRule("megaglest", r"tilesets/(?P<group>\w+)/sounds/", "background"),
+    FileRule("megaglest", r"(?P<group>music|water_sounds)/", "background"),
+    # FreeDink: a woman's scream, music and everyday effects.
+    FileRule("freedink", r"(?P<group>wscream)\.wav$", "scream"),
+    FileRule("freedink", r"(?P<group>\d+|denube|lovin)\.ogg$", "background"),
+    FileRule("freedink", r"(?P<group>bird1|fire|burn|stairs|open|gold|save|secret|sel1)\.wav$", "background"),
+)
+
+_AUDIO_SUFFIXES = (".wav", ".ogg", ".flac")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One labelled sound file inside a package (``location`` is an archive or a directory)."""
+
+    package: str
+    location: str
+    member: str
+    label: str
+    source_id: str
+
+
+def _rule_family(package: str) -> str:
+    return package.removesuffix("-data").removesuffix("-088")
+
+
+def _list_members(location: str) -> list[str]:
+    if location.endswith((".pk3", ".wz", ".zip")):
+        with zipfile.ZipFile(location) as archive:
+            return [name for name in archive.namelist() if name.lower().endswith(_AUDIO_SUFFIXES)]
+    root = Path(location)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in _AUDIO_SUFFIXES)
+
+
+def _short_group(group: str) -> str:
+    """MegaGlest groups are unit paths; keep only faction/unit/voice so ids stay readable."""
+    for noise in ("techs/megapack/", "factions/", "units/", "commondata/"):
+        group = group.replace(noise, "")
+    return group.replace("/sounds/", "/").replace("sounds/", "").lower()
+
+
+def installed(package: str) -> bool:
+    """Whether a package's sound files are present (we check the files we read, not dpkg's database)."""
+    return all(Path(location).exists() for location in PACKAGE_LOCATIONS[package])
+
+
+def find_recordings(packages: Sequence[str]) -> list[Recording]:
+    """Every labelled sound file in ``packages``, classified by ``RULES``."""
+    unknown = [p for p in packages if p not in PACKAGE_LOCATIONS]
+    if unknown:
+        raise DatasetError(f"unknown sound package(s) {unknown}; allowed: {sorted(PACKAGE_LOCATIONS)}")
+    missing = [p for p in packages if not installed(p)]
+    if missing:
+        raise MissingPackageError(missing, "the recorded-sound part of the dataset")
+    found: list[Recording] = []
+    for package in packages:
+        rules = [rule for rule in RULES if rule.package == _rule_family(package)]
+        for location in PACKAGE_LOCATIONS[package]:
+            for member in _list_members(location):
+                for rule in rules:
+                    matched = rule.match(member)
+                    if matched is None:
+                        continue
+                    if rule.label is not None:
+                        group = matched.groupdict().get("group") or str(Path(member).parent)
+                        found.append(
+                            Recording(
+                                package, location, member, rule.label, f"{package}:{_short_group(group)}"
+                            )
+                        )
+                    break
+    return found
+
+
+def to_mono_16k(samples: npt.NDArray[np.floating], rate: int) -> Audio:
+    """Down-mix and resample any decoded audio to our 16 kHz mono float32."""
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    mono = np.asarray(mono, dtype=np.float32)
+    if rate != SAMPLE_RATE:
+        mono = np.asarray(soxr.resample(mono, rate, SAMPLE_RATE), dtype=np.float32)
+    return mono
+
+
+@cache
+def _archive(location: str) -> zipfile.ZipFile:
+    """Open each game archive once: their central directories hold thousands of entries."""
+    return zipfile.ZipFile(location)
+
+
+def read_recording(recording: Recording) -> Audio:
+    """Decode one recording to 16 kHz mono float32."""
+    try:
+        if recording.location.endswith((".pk3", ".wz", ".zip")):
+            data, rate = soundfile.read(
+                io.BytesIO(_archive(recording.location).read(recording.member)), dtype="float32"
+            )
+        else:
+            data, rate = soundfile.read(Path(recording.location) / recording.member, dtype="float32")
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise DatasetError(f"cannot decode {recording.package}:{recording.member}: {error}") from error
+    return to_mono_16k(data, rate)
+
+
+# ----------------------------------------------------------------------------------------------- TTS voices
+
+EVERYDAY_SENTENCES = (
+    "Could you pass me the salt, please?",
+    "I think the bus is running late again today.",
+    "Let's meet at the cafe around three o'clock.",
+    "The weather forecast says it will rain tomorrow.",
+    "Did you remember to buy milk on the way home?",
+    "I'm going to read for a while before bed.",
+    "The meeting has been moved to Thursday morning.",
+    "Can you help me carry these boxes upstairs?",
+    "We should paint the kitchen a lighter colour.",
+    "My sister is visiting us next weekend.",
+    "Turn left at the second traffic light.",
+    "This soup needs a little more pepper.",
+    "I left my keys on the table by the door.",
+    "The children are playing in the garden.",
+    "Have you seen the new film at the cinema?",
+    "Please close the window, it's getting cold.",
+    "I'll call you back after lunch.",
+    "The train to the city leaves in ten minutes.",
+    "Thank you very much, that's very kind of you.",
+    "What time does the shop open on Sunday?",
+    "She told me the whole story yesterday evening.",
+    "The dog needs a walk before it gets dark.",
+    "We ran out of coffee, can you get some?",
+    "That was a really good game last night.",
+    "I need to finish this report by Friday.",
+    "Help yourself to some more cake.",
+    "Stop by the library if you have time.",
+    "No, I don't think that's the right address.",
+    "Watch out for the step when you come in.",
+    "The plumber said he would come at noon.",
+    "Honestly, I can't remember where I parked.",
+    "Let me know when you are ready to go.",
+)
+
+SHOUTED_PHRASES = (
+    "Help!",
+    "Help me!",
+    "Somebody help me!",
+    "Stop it!",
+    "Get away from me!",
+    "Leave me alone!",
+    "Call the police!",
+    "Don't touch me!",
+    "Let me go!",
+    "No! Stop!",
+    "Get off me!",
+    "Please, help!",
+    "Someone call an ambulance!",
+    "Fire! Get out!",
+    "Stop, thief!",
+    "Get out of here!",
+    "Let go of me!",
+    "Help, please, somebody!",
+    "Watch out!",
+    "Don't hurt me!",
+    "Go away!",
+    "What are you doing? Stop!",
+)
+
+# espeak-ng voice variants with robot or deliberately distorted timbres are left out: they are not human.
+_ESPEAK_ACCENTS = (
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
+_ESPEAK_VARIANTS = (
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "croak",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt4",
+    "Alex",
+    "Alicia",
+    "Andrea",
+    "Andy",
+    "Annie",
+    "Denis",
+    "Diogo",
+    "Gene",
+    "Henrique",
+    "Hugo",
+    "Jacky",
+    "Lee",
+    "Marco",
+    "Mario",
+    "Michael",
+    "Mike",
+    "Nguyen",
+    "Storm",
+    "Tweaky",
+    "adam",
+    "anika",
+    "antonio",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "boris",
+    "caleb",
+    "david",
+    "ed",
+    "edward",
+    "grandma",
+    "grandpa",
+    "gustave",
+    "iven",
+    "iven2",
+    "john",
+    "kaukovalta",
+    "linda",
+    "marcelo",
+    "max",
+    "michel",
+    "miguel",
+    "norbert",
+    "pablo",
+    "paul",
+    "pedro",
+    "quincy",
+    "rob",
+    "robert",
+    "sandro",
+    "shelby",
+    "steph",
+    "steph2",
+    "travis",
+    "victor",
+    "zac",
+)
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+FESTIVAL_VOICES = {
+    "kal_diphone": "festvox-kallpc16k",
+    "ked_diphone": "festvox-kdlpc16k",
+    "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
+}
+TTS_PACKAGES = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival"}
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One TTS voice; its ``source_id`` is the unit of the by-source split for everything it says."""
+
+    engine: Literal["espeak", "flite", "festival"]
+    name: str
+
+    @property
+    def source_id(self) -> str:
+        return f"tts-{self.engine}:{self.name}"
+
+
+def available_voices(seed: int, espeak_voices: int) -> list[Voice]:
+    """All flite and festival voices plus ``espeak_voices`` accent+variant combinations chosen by ``seed``."""
+    missing = [pkg for engine, pkg in TTS_PACKAGES.items() if shutil.which(_tts_binary(engine)) is None]
+    missing += [pkg for voice, pkg in FESTIVAL_VOICES.items() if not _festival_voice_dir(voice).exists()]
+    if missing:
+        raise MissingPackageError(missing, "the TTS part of the dataset")
+    rng = np.random.default_rng([seed, 7])
+    combos = [(a, v) for a in _ESPEAK_ACCENTS for v in _ESPEAK_VARIANTS]
+    picked = rng.choice(len(combos), size=min(espeak_voices, len(combos)), replace=False)
+    voices = [Voice("espeak", f"{combos[i][0]}+{combos[i][1]}") for i in sorted(picked)]
+    voices += [Voice("flite", name) for name in FLITE_VOICES]
+    voices += [Voice("festival", name) for name in FESTIVAL_VOICES]
+    return voices
+
+
+def _tts_binary(engine: str) -> str:
+    return {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}[engine]
+
+
+def _festival_voice_dir(voice: str) -> Path:
+    parent = "us" if voice.startswith("cmu_us") else "english"
+    return Path("/usr/share/festival/voices") / parent / voice
+
+
+def speak(voice: Voice, text: str, pitch: int, rate_wpm: int, workdir: Path) -> Audio:
+    """Synthesise ``text`` with one voice at a given pitch (espeak 0-99) and rate (words per minute)."""
+    out = workdir / "utterance.wav"
+    if voice.engine == "espeak":
+        command = ["espeak-ng", "-v", voice.name, "-p", str(pitch), "-s", str(rate_wpm), "-w", str(out), text]
+    elif voice.engine == "flite":
+        stretch = f"{160 / rate_wpm:.2f}"
+        command = [
+            "flite",
+            "-voice",
+            voice.name,
+            "--setf",
+            f"duration_stretch={stretch}",
+            "--setf",
+            f"int_f0_target_mean={80 + pitch * 1.5:.0f}",
+            "-t",
+            text,
+            "-o",
+            str(out),
+        ]
+    else:
+        script = workdir / "utterance.txt"
+        script.write_text(text)
+        command = ["text2wave", "-eval", f"(voice_{voice.name})", str(script), "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, timeout=120, check=False)
+    if result.returncode != 0 or not out.exists():
+        raise DatasetError(
+            f"{voice.source_id} failed to speak {text!r}: {result.stderr.decode(errors='replace')}"
+        )
+    data, rate = soundfile.read(out, dtype="float32")
+    return to_mono_16k(data, rate)
+
+
+def make_shouted(rng: Rng, speech: Audio) -> Audio:
+    """Turn TTS speech into a shout-like utterance.
+
+    Shouting raises F0 and F1 and flattens the spectral tilt; loud voices also overdrive cheap microphones.
+    Resampling up moves pitch and formants together; first-order pre-emphasis flattens the tilt; tanh clips.
+    """
+    raised = synth.resample_shift(speech, float(rng.uniform(1.08, 1.3)))
+    emphasis = float(rng.uniform(0.5, 0.95))
+    brighter = np.append(raised[0], raised[1:] - emphasis * raised[:-1]).astype(np.float32)
+    return synth.soft_clip(synth.normalise_peak(brighter), float(rng.uniform(1.5, 5.0)))
+
+
+# -------------------------------------------------------------------------------------------- configuration
+
+ALL_SOUND_PACKAGES = (
+    "openarena-data",
+    "openarena-088-data",
+    "nexuiz-data",
+    "warzone2100-data",
+    "megaglest-data",
+    "freedink-data",
+)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Everything that determines the dataset; its hash names the cache directory."""
+
+    seed: int = 20260522
+    clips_per_label: dict[str, int] = field(
+        default_factory=lambda: {"train": 2000, "validation": 500, "test": 500}
+    )
+    sound_packages: tuple[str, ...] = ALL_SOUND_PACKAGES
+    espeak_voices: int = 60
+    sentences_per_voice: int = 10
+    shouts_per_voice: int = 8
+    synthetic_speakers: int = 60
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        if set(self.clips_per_label) != set(SPLITS) or min(self.clips_per_label.values()) < 1:
+            raise DatasetError(
+                f"clips_per_label needs a positive count for each of {SPLITS}: {self.clips_per_label}"
+            )
+        if not 0 < self.validation_fraction + self.test_fraction < 0.8:
+            raise DatasetError("validation_fraction + test_fraction must be in (0, 0.8)")
+
+    def digest(self) -> str:
+        payload = json.dumps({"version": DATASET_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def tiny_config(seed: int = 1) -> DatasetConfig:
+    """A seconds-long build for tests: few voices, one small sound package, a handful of clips per label."""
+    return DatasetConfig(
+        seed=seed,
+        clips_per_label={"train": 6, "validation": 3, "test": 3},
+        sound_packages=("freedink-data",),
+        espeak_voices=6,
+        sentences_per_voice=2,
+        shouts_per_voice=2,
+        synthetic_speakers=6,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ splitting
+
+
+def _unit_hash(seed: int, key: str) -> float:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_splits(
+    source_ids: Sequence[str], families: Sequence[str], config: DatasetConfig
+) -> dict[str, Split]:
+    """Deterministically assign each source to a split, stratified by family.
+
+    Within each family (e.g. "scream recordings", "TTS voices") sources are ordered by a seeded hash and the
+    first ``test_fraction`` go to test, the next ``validation_fraction`` to validation — at least one each
+    when the family has three or more sources — so every split sees every kind of source but never the same
+    one.
+    """
+    by_family: dict[str, list[str]] = defaultdict(list)
+    for source_id, family in zip(source_ids, families, strict=True):
+        by_family[family].append(source_id)
+    assignment: dict[str, Split] = {}
+    for family, members in by_family.items():
+        ordered = sorted(members, key=lambda s: _unit_hash(config.seed, f"{family}/{s}"))
+        n = len(ordered)
+        n_test = max(1 if n >= 3 else 0, round(n * config.test_fraction))
+        n_val = max(1 if n >= 3 else 0, round(n * config.validation_fraction))
+        for i, source_id in enumerate(ordered):
+            if source_id in assignment:
+                raise DatasetError(f"source {source_id} belongs to two families")
+            assignment[source_id] = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
+    return assignment
+
+
+# -------------------------------------------------------------------------------------------- clip assembly
+
+
+@dataclass(frozen=True)
+class ClipSet:
+    """Labelled 1 s clips of one split: int16 audio plus label index, source id and origin per clip."""
+
+    audio: npt.NDArray[np.int16]
+    labels: npt.NDArray[np.int64]
+    source_ids: tuple[str, ...]
+    origins: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.audio.shape != (n, CLIP_SAMPLES) or len(self.source_ids) != n or len(self.origins) != n:
+            raise DatasetError(
+                f"inconsistent clip set: audio {self.audio.shape}, {n} labels, "
+                f"{len(self.source_ids)} source ids, {len(self.origins)} origins"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def waveform(self, index: int) -> Audio:
+        samples: Audio = self.audio[index].astype(np.float32) / np.float32(32767.0)
+        return samples
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The three splits and where they are cached."""
+
+    train: ClipSet
+    validation: ClipSet
+    test: ClipSet
+    directory: Path
+    config: DatasetConfig
+
+    def split(self, name: str) -> ClipSet:
+        if name not in SPLITS:
+            raise DatasetError(f"unknown split {name!r}; expected one of {SPLITS}")
+        clips: ClipSet = getattr(self, name)
+        return clips
+
+
+# A way to make one sound: returns (audio, source id, origin detail for the manifest).
+Producer = Callable[[Rng], tuple[Audio, str, str]]
+
+
+def _active_window(rng: Rng, audio: Audio, length: int) -> Audio:
+    """A ``length``-sample window of ``audio`` where the sound is active; short sounds go in at random."""
+    if len(audio) <= length:
+        out = np.zeros(length, dtype=np.float32)
+        offset = int(rng.integers(0, length - len(audio) + 1))
+        out[offset : offset + len(audio)] = audio
+        return out
+    hop = SAMPLE_RATE // 20
+    starts = np.arange(0, len(audio) - length + 1, hop)
+    cumulative = np.concatenate([[0.0], np.cumsum(np.square(audio, dtype=np.float64))])
+    energy = cumulative[starts + length] - cumulative[starts]
+    candidates = starts[energy >= 0.25 * energy.max()]
+    start = int(rng.choice(candidates)) + int(rng.integers(0, hop))
+    start = min(start, len(audio) - length)
+    return audio[start : start + length]
+
+
+def _trim_silence(audio: Audio) -> Audio:
+    """Drop leading/trailing parts more than 40 dB below the peak so silence is not labelled as a scream."""
+    if audio.size == 0:
+        return audio
+    frame = 160
+    n = len(audio) // frame
+    if n == 0:
+        return audio
+    levels = np.abs(audio[: n * frame]).reshape(n, frame).max(axis=1)
+    loud = np.flatnonzero(levels > levels.max() * 0.01)
+    if loud.size == 0:
+        return audio
+    return audio[loud[0] * frame : (loud[-1] + 1) * frame]
+
+
+class _SplitMaterial:
+    """The sources of one split and the producers that turn them into foregrounds and background beds."""
+
+    def __init__(
+        self,
+        split: Split,
+        recordings: list[Recording],
+        voices: list[Voice],
+        speakers: dict[str, list[str]],
+        tts: dict[str, dict[str, list[Audio]]],
+    ) -> None:
+        self.split = split
+        self.recordings_by_label: dict[str, dict[str, list[Recording]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for rec in recordings:
+            self.recordings_by_label[rec.label][rec.source_id].append(rec)
+        self.voices = voices
+        self.speakers = speakers
+        self.tts = tts
+
+    def recorded(self, label: str) -> Producer | None:
+        sources = self.recordings_by_label.get(label)
+        if not sources:
+            return None
+        names = sorted(sources)
+
+        def produce(rng: Rng) -> tuple[Audio, str, str]:
+            files = sources[names[int(rng.integers(0, len(names)))]]
+            rec = files[int(rng.integers(0, len(files)))]
+            return _trim_silence(_cached_recording(rec)), rec.source_id, rec.member
+
+        return produce
+
+    def spoken(self, kind: str) -> Producer | None:
+        names = [v.source_id for v in self.voices if self.tts[v.source_id][kind]]
+        if not names:
+            return None
+
+        def produce(rng: Rng) -> tuple[Audio, str, str]:
+            name = names[int(rng.integers(0, len(names)))]
+            pool = self.tts[name][kind]
+            index = int(rng.integers(0, len(pool)))
+            audio = pool[index] if kind == "speech" else make_shouted(rng, pool[index])
+            return audio, name, f"{kind}-{index}"
+
+        return produce
+
+    def synthetic_voice(self, label: str) -> Producer | None:
+        names = self.speakers.get(label, [])
+        if not names:
+            return None
+
+        def produce(rng: Rng) -> tuple[Audio, str, str]:
+            name = names[int(rng.integers(0, len(names)))]
+            params = _speaker_parameters(name)
+            audio = synth.scream(rng, params) if label == "scream" else synth.cry(rng, params)
+            return audio, name, label
+
+        return produce
+
+    def babble(self, rng: Rng) -> Audio:
+        """Several overlapping talkers from this split's voices: a cafe or open-office bed."""
+        names = [v.source_id for v in self.voices if self.tts[v.source_id]["speech"]]
+        out = np.zeros(CLIP_SAMPLES, dtype=np.float32)
+        for _ in range(int(rng.integers(3, 8))):
+            pool = self.tts[names[int(rng.integers(0, len(names)))]]["speech"]
+            talker = _active_window(rng, pool[int(rng.integers(0, len(pool)))], CLIP_SAMPLES)
+            out += talker / max(1e-6, synth.rms(talker)) * float(rng.uniform(0.5, 1.0))
+        return out
+
+    def synthetic(self, kind: str, make: Callable[[Rng], Audio]) -> Producer:
+        """A procedural generator; its draws are seeded per split, so its "source" is named per split too."""
+        return lambda rng: (make(rng), f"synth:{kind}/{self.split}", kind)
+
+    def background_bed(self, rng: Rng) -> tuple[Audio, str, str]:
+        """A 1 s everyday background: synthetic noise/hum/music/room tone, recorded ambience, or babble."""
+        choice = rng.random()
+        recorded = self.recorded("background")
+        if choice < 0.45 and recorded is not None:
+            audio, source_id, origin = recorded(rng)
+            return _active_window(rng, audio, CLIP_SAMPLES), source_id, origin
+        if choice < 0.6 and self.voices:
+            return self.babble(rng), f"tts:babble/{self.split}", "babble"
+        beds: dict[str, Callable[[Rng], Audio]] = {
+            "noise": lambda r: synth.coloured_noise(r, CLIP_SAMPLES, float(r.uniform(-1.0, 2.0))),
+            "hum": lambda r: synth.mains_hum(r, CLIP_SAMPLES),
+            "music": lambda r: synth.music_like(r, CLIP_SAMPLES),
+            "room": lambda r: synth.room_tone(r, CLIP_SAMPLES),
+        }
+        kind = sorted(beds)[int(rng.integers(0, len(beds)))]
+        return self.synthetic(kind, beds[kind])(rng)
+
+
+@cache
+def _cached_recording(recording: Recording) -> Audio:
+    return read_recording(recording)
+
+
+def _speaker_parameters(name: str) -> dict[str, float]:
+    """Parameters of a synthetic speaker, derived from its name so every split and run agree."""
+    kind = name.split(":")[1].split("/")[1].rsplit("-", 1)[0]
+    rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:12], 16))
+    return synth.sob_voice(rng) if kind == "adult_sob" else synth.random_voice(rng, kind)
+
+
+def _synthetic_speakers(count: int) -> dict[str, list[str]]:
+    scream_kinds = ("adult_male", "adult_female", "adult_female", "child")
+    cry_kinds = ("infant", "adult_sob")
+    return {
+        "scream": [f"synth:scream/{scream_kinds[i % len(scream_kinds)]}-{i}" for i in range(count)],
+        "crying": [f"synth:crying/{cry_kinds[i % len(cry_kinds)]}-{i}" for i in range(count)],
+    }
+
+
+def _foreground_producers(material: _SplitMaterial, label: str) -> list[tuple[float, Producer]]:
+    """Weighted ways to make a foreground of ``label``; recorded sources are preferred where they exist."""
+    synthetic_events: dict[str, Callable[[Rng], Audio]] = {
+        "glass": synth.glass_break,
+        "impact": lambda rng: (synth.gunshot, synth.explosion, synth.slam)[int(rng.integers(0, 3))](rng),
+    }
+    producers: list[tuple[float, Producer | None]] = []
+    if label in ("scream", "crying"):
+        producers = [(0.5, material.recorded(label)), (0.5, material.synthetic_voice(label))]
+    elif label == "shout":
+        producers = [(0.5, material.recorded("shout")), (0.5, material.spoken("shout"))]
+    elif label == "speech":
+        producers = [(0.4, material.recorded("speech")), (0.6, material.spoken("speech"))]
+    elif label in synthetic_events:
+        producers = [
+            (0.5, material.recorded(label)),
+            (0.5, material.synthetic(label, synthetic_events[label])),
+        ]
+    available = [(w, p) for w, p in producers if p is not None]
+    if not available:
+        raise DatasetError(
+            f"no source of {label!r} in the {material.split} split; add sound packages or voices"
+        )
+    return available
+
+
+def _make_clip(rng: Rng, material: _SplitMaterial, label: str) -> tuple[Audio, str, str]:
+    """One augmented, labelled 1 s clip: (audio, source id of its labelled content, origin description)."""
+    if label == "background":
+        clip, source_id, origin = material.background_bed(rng)
+        origin = f"{source_id}/{origin}"
+        if rng.random() < 0.3:
+            clip = synth.mix_at_snr(clip, material.background_bed(rng)[0], float(rng.uniform(0, 15)))
+        if rng.random() < 0.25:
+            clip = synth.mix_at_snr(
+                _active_window(rng, synth.small_impact(rng), CLIP_SAMPLES), clip, float(rng.uniform(-5, 15))
+            )
+            origin += " | small impact"
+        level_db = float(rng.uniform(-70, -15))
+    else:
+        producers = _foreground_producers(material, label)
+        weights = np.array([w for w, _ in producers])
+        _, produce = producers[int(rng.choice(len(producers), p=weights / weights.sum()))]
+        source, source_id, detail = produce(rng)
+        origin = f"{source_id}/{detail}"
+        if rng.random() < 0.7:
+            source = synth.resample_shift(source, float(rng.uniform(0.88, 1.14)))
+        clip = _active_window(rng, synth.normalise_peak(source), CLIP_SAMPLES)
+        if rng.random() < 0.5:
+            clip = synth.reverberate(clip, synth.synthetic_rir(rng, float(rng.uniform(0.15, 1.0))))
+        if rng.random() < 0.85:
+            bed, bed_source, bed_detail = material.background_bed(rng)
+            clip = synth.mix_at_snr(clip, bed, float(rng.uniform(0, 30)))
+            origin += f" | {bed_source}/{bed_detail}"
+        level_db = float(rng.uniform(-45, -10))
+    if rng.random() < 0.3:
+        clip = synth.band_limit(rng, clip)
+    clip = clip * (10 ** (level_db / 20) / max(1e-9, synth.rms(clip)))
+    if np.max(np.abs(clip)) > 1.0:
+        clip = synth.soft_clip(clip / np.max(np.abs(clip)), 1.5) * 0.99
+    return np.asarray(clip, dtype=np.float32), source_id, origin
+
+
+# ------------------------------------------------------------------------------------------------- building
+
+
+def _synthesise_voice_pool(voice: Voice, config: DatasetConfig, cache_dir: Path) -> dict[str, list[Audio]]:
+    """Speech and to-be-shouted utterances of one voice, cached as WAV so rebuilding is fast."""
+    directory = cache_dir / "tts" / voice.engine / voice.name.replace("+", "_")
+    rng = np.random.default_rng(
+        [config.seed, int(hashlib.sha256(voice.source_id.encode()).hexdigest()[:8], 16)]
+    )
+    plan: dict[str, list[tuple[str, int, int]]] = {
+        "speech": [
+            (str(rng.choice(EVERYDAY_SENTENCES)), int(rng.integers(30, 70)), int(rng.integers(130, 190)))
+            for _ in range(config.sentences_per_voice)
+        ],
+        "shout": [
+            (str(rng.choice(SHOUTED_PHRASES)), int(rng.integers(60, 99)), int(rng.integers(120, 175)))
+            for _ in range(config.shouts_per_voice)
+        ],
+    }
+    pool: dict[str, list[Audio]] = {"speech": [], "shout": []}
+    with tempfile.TemporaryDirectory(prefix="distress-tts-") as work:
+        for kind, items in plan.items():
+            for index, (text, pitch, rate) in enumerate(items):
+                key = hashlib.sha256(f"{text}|{pitch}|{rate}".encode()).hexdigest()[:10]
+                path = directory / f"{kind}-{index}-{key}.wav"
+                if not path.exists():
+                    audio = synth.normalise_peak(_trim_silence(speak(voice, text, pitch, rate, Path(work))))
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+                # Always use the 16-bit cached copy, so a fresh build and a cached rebuild are identical.
+                audio, _ = soundfile.read(path, dtype="float32")
+                pool[kind].append(np.asarray(audio, dtype=np.float32))
+    return pool
+
+
+def _source_families(
+    recordings: list[Recording], voices: list[Voice], speakers: dict[str, list[str]]
+) -> tuple[list[str], list[str]]:
+    ids: list[str] = []
+    families: list[str] = []
+    # A recorded speaker may have several labels (pain cries and shouted calls); its family is the most
+    # distress-relevant one so rare labels are spread over the splits first.
+    priority = ("scream", "crying", "glass", "impact", "shout", "speech", "background")
+    labels_of: dict[str, set[str]] = defaultdict(set)
+    for rec in recordings:
+        labels_of[rec.source_id].add(rec.label)
+    for source_id, labels in labels_of.items():
+        ids.append(source_id)
+        families.append("recorded-" + min(labels, key=priority.index))
+    for voice in voices:
+        ids.append(voice.source_id)
+        families.append(f"tts-{voice.engine}")
+    for label, names in speakers.items():
+        ids.extend(names)
+        families.extend(f"synth-{name.split('/')[1].rsplit('-', 1)[0]}-{label}" for name in names)
+    return ids, families
+
+
+def _all_split_material(
+    config: DatasetConfig, data_dir: Path, progress: Callable[[str, int, int], None] | None
+) -> tuple[dict[Split, _SplitMaterial], dict[str, Split]]:
+    recordings = find_recordings(config.sound_packages)
+    voices = available_voices(config.seed, config.espeak_voices)
+    speakers = _synthetic_speakers(config.synthetic_speakers)
+    ids, families = _source_families(recordings, voices, speakers)
+    assignment = assign_splits(ids, families, config)
+    tts: dict[str, dict[str, list[Audio]]] = {}
+    for done, voice in enumerate(voices):
+        if progress:
+            progress("voices", done, len(voices))
+        tts[voice.source_id] = _synthesise_voice_pool(voice, config, data_dir)
+    materials = {
+        split: _SplitMaterial(
+            split,
+            [r for r in recordings if assignment[r.source_id] == split],
+            [v for v in voices if assignment[v.source_id] == split],
+            {label: [n for n in names if assignment[n] == split] for label, names in speakers.items()},
+            tts,
+        )
+        for split in SPLITS
+    }
+    return materials, assignment
+
+
+def build_dataset(
+    config: DatasetConfig,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Dataset:
+    """Build (or load from cache) the three splits of labelled clips for ``config``.
+
+    ``progress(stage, done, total)`` is called as clips are made, for a progress bar.
+    """
+    directory = data_dir / f"clips-{config.digest()}"
+    if (directory / "manifest.json").exists():
+        return load_dataset(directory)
+    materials, assignment = _all_split_material(config, data_dir, progress)
+    sets = {split: _make_split(config, materials[split], progress) for split in SPLITS}
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, clips in sets.items():
+        np.savez(
+            directory / f"{split}.npz",
+            audio=clips.audio,
+            labels=clips.labels,
+            source_ids=np.array(clips.source_ids),
+            origins=np.array(clips.origins),
+        )
+    manifest = {
+        "config": asdict(config),
+        "digest": config.digest(),
+        "labels": list(LABELS),
+        "sources": {source: assignment[source] for source in sorted(assignment)},
+        "counts": {split: len(clips) for split, clips in sets.items()},
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return Dataset(sets["train"], sets["validation"], sets["test"], directory, config)
+
+
+def benign_stream(
+    config: DatasetConfig,
+    seconds: float,
+    split: Split = "test",
+    data_dir: Path = DEFAULT_DATA_DIR,
+    seed: int = 0,
+) -> Audio:
+    """A continuous stream of everyday, non-distress audio made only from ``split``'s sources.
+
+    Conversation (TTS speech with pauses), babble, music, recorded ambience and animals, room tone and small
+    knocks follow each other in 2-20 s scenes at -50 to -15 dBFS, over a quiet room-tone floor. It measures
+    how often the detector would raise a false alarm in an ordinary hour.
+    """
+    if seconds <= 0:
+        raise DatasetError(f"benign stream length must be positive, got {seconds}")
+    material = _all_split_material(config, data_dir, None)[0][split]
+    rng = np.random.default_rng([config.seed, seed, SPLITS.index(split), 99])
+    total = int(seconds * SAMPLE_RATE)
+    out = np.zeros(total, dtype=np.float32)
+    speech = material.spoken("speech")
+    background = material.recorded("background")
+    position = 0
+    while position < total:
+        length = min(total - position, int(rng.uniform(2, 20) * SAMPLE_RATE))
+        scene = rng.random()
+        if scene < 0.35 and speech is not None:  # one or two people talking, with pauses
+            segment = np.zeros(length, dtype=np.float32)
+            cursor = int(rng.uniform(0, 0.5) * SAMPLE_RATE)
+            while cursor < length:
+                utterance = speech(rng)[0][: length - cursor]
+                segment[cursor : cursor + len(utterance)] += utterance
+                cursor += len(utterance) + int(rng.uniform(0.2, 1.5) * SAMPLE_RATE)
+        elif scene < 0.5:
+            segment = np.concatenate([material.babble(rng) for _ in range(length // CLIP_SAMPLES + 1)])[
+                :length
+            ]
+        elif scene < 0.65:
+            segment = synth.music_like(rng, length)
+        elif scene < 0.85 and background is not None:
+            recording = background(rng)[0]
+            segment = np.resize(recording, length) if len(recording) else np.zeros(length, np.float32)
+        else:
+            segment = synth.room_tone(rng, length)
+            for _ in range(int(rng.integers(0, 4))):
+                knock = synth.small_impact(rng)[:length]
+                start = int(rng.integers(0, length - len(knock) + 1))
+                segment[start : start + len(knock)] += knock
+        segment = segment * (10 ** (rng.uniform(-50, -15) / 20) / max(1e-9, synth.rms(segment)))
+        if rng.random() < 0.4:
+            segment = synth.reverberate(segment, synth.synthetic_rir(rng, float(rng.uniform(0.2, 0.8))))
+        out[position : position + length] = segment
+        position += length
+    floor = synth.room_tone(rng, total)
+    return np.clip(out + floor * (10 ** (-60 / 20) / max(1e-9, synth.rms(floor))), -1.0, 1.0).astype(
+        np.float32
+    )
+
+
+def _make_split(
+    config: DatasetConfig, material: _SplitMaterial, progress: Callable[[str, int, int], None] | None
+) -> ClipSet:
+    count = config.clips_per_label[material.split]
+    total = count * len(LABELS)
+    audio = np.zeros((total, CLIP_SAMPLES), dtype=np.int16)
+    labels = np.zeros(total, dtype=np.int64)
+    sources: list[str] = []
+    origins: list[str] = []
+    split_index = SPLITS.index(material.split)
+    for label_index, label in enumerate(LABELS):
+        for i in range(count):
+            row = label_index * count + i
+            if progress and row % 50 == 0:
+                progress(material.split, row, total)
+            rng = np.random.default_rng([config.seed, split_index, label_index, i])
+            clip, source_id, origin = _make_clip(rng, material, label)
+            audio[row] = np.round(np.clip(clip, -1.0, 1.0) * 32767).astype(np.int16)
+            labels[row] = label_index
+            sources.append(source_id)
+            origins.append(origin)
+    return ClipSet(audio, labels, tuple(sources), tuple(origins))
+
+
+def load_dataset(directory: Path) -> Dataset:
+    """Load a dataset previously written by :func:`build_dataset`."""
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.exists():
+        raise DatasetError(f"{directory} holds no dataset (no manifest.json); build it first")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest["labels"] != list(LABELS):
+        raise DatasetError(
+            f"{directory} was built for labels {manifest['labels']}, the model uses {list(LABELS)}"
+        )
+    raw = manifest["config"]
+    config = DatasetConfig(**{**raw, "sound_packages": tuple(raw["sound_packages"])})
+    sets = {}
+    for split in SPLITS:
+        with np.load(directory / f"{split}.npz") as data:
+            sets[split] = ClipSet(
+                data["audio"],
+                data["labels"],
+                tuple(str(s) for s in data["source_ids"]),
+                tuple(str(s) for s in data["origins"]),
+            )
+    return Dataset(sets["train"], sets["validation"], sets["test"], directory, config)

@@ -1,0 +1,318 @@
+"""Train, calibrate and save the distress CNN, deterministically on CPU.
+
+Model selection (best epoch), calibration (temperature and Platt scaling) and the decision threshold all use
+the validation split only; the test split is left to ``models.evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from models.classifier import (
+    MODEL_ID,
+    MODEL_VERSION,
+    PATCH_FRAMES,
+    Architecture,
+    Calibration,
+    DistressClassifier,
+    DistressNet,
+    distress_targets,
+    parameter_count,
+    sha256_of,
+)
+from models.dataset import DEFAULT_DATA_DIR, ClipSet, DatasetConfig, benign_stream, build_dataset
+from models.features import log_mel
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines the trained weights (together with the dataset config)."""
+
+    seed: int = 7
+    epochs: int = 14
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.05
+    distress_loss_weight: float = 1.0
+    freq_mask_bands: int = 8
+    time_mask_frames: int = 16
+    threads: int = 2
+    # The decision threshold is the higher of (a) the lowest keeping the validation false-positive rate at or
+    # below ``threshold_fpr`` and (b) just above every window of a benign validation stream this long, so an
+    # ordinary stream raises no alarm.
+    threshold_fpr: float = 0.05
+    benign_validation_seconds: float = 1800.0
+    architecture: Architecture = field(default_factory=Architecture)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.threads < 1:
+            raise ValueError("epochs, batch_size and threads must be positive (batch_size at least 2)")
+        if not 0 < self.threshold_fpr < 0.5:
+            raise ValueError(f"threshold_fpr must be in (0, 0.5), got {self.threshold_fpr}")
+
+
+def clip_log_mels(clips: ClipSet, progress: Progress | None = None) -> npt.NDArray[np.float32]:
+    """(n, frames, mels) log-mel of every clip, with the runtime's own feature code."""
+    first = log_mel(clips.waveform(0))
+    out = np.empty((len(clips), *first.shape), dtype=np.float32)
+    out[0] = first
+    for i in range(1, len(clips)):
+        out[i] = log_mel(clips.waveform(i))
+        if progress and i % 500 == 0:
+            progress("features", i, len(clips))
+    if out.shape[1] < PATCH_FRAMES:
+        raise ValueError(f"clips give {out.shape[1]} frames, fewer than the {PATCH_FRAMES}-frame patch")
+    return out
+
+
+def last_patches(features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The most recent PATCH_FRAMES frames of each clip: exactly what the runtime feeds the model."""
+    return np.ascontiguousarray(features[:, -PATCH_FRAMES:, :])
+
+
+def _augmented_batch(
+    rng: np.random.Generator,
+    features: npt.NDArray[np.float32],
+    indices: npt.NDArray[np.int64],
+    fill: npt.NDArray[np.float32],
+    config: TrainConfig,
+) -> torch.Tensor:
+    """Random PATCH_FRAMES crop (time shift) plus SpecAugment masks filled with the band means (zero after
+    normalisation), so the network cannot rely on any single band or instant."""
+    n, total_frames = len(indices), features.shape[1]
+    offsets = rng.integers(0, total_frames - PATCH_FRAMES + 1, size=n)
+    frame_index = offsets[:, None] + np.arange(PATCH_FRAMES)[None, :]
+    batch = features[indices[:, None], frame_index]  # (n, PATCH_FRAMES, mels)
+    for row in range(n):
+        width = int(rng.integers(0, config.freq_mask_bands + 1))
+        if width:
+            start = int(rng.integers(0, batch.shape[2] - width + 1))
+            batch[row, :, start : start + width] = fill[start : start + width]
+        width = int(rng.integers(0, config.time_mask_frames + 1))
+        if width:
+            start = int(rng.integers(0, PATCH_FRAMES - width + 1))
+            batch[row, start : start + width, :] = fill
+    return torch.from_numpy(batch)
+
+
+def _forward_all(
+    network: DistressNet, patches: npt.NDArray[np.float32], batch_size: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
+    network.eval()
+    logits, distress = [], []
+    with torch.inference_mode():
+        for start in range(0, len(patches), batch_size):
+            class_logits, distress_logit = network(torch.from_numpy(patches[start : start + batch_size]))
+            logits.append(class_logits)
+            distress.append(distress_logit)
+    return torch.cat(logits), torch.cat(distress)
+
+
+def roc_auc(scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating]) -> float:
+    """Area under the ROC curve (probability a positive outranks a negative, ties counted half)."""
+    positives = scores[targets > 0.5]
+    negatives = scores[targets <= 0.5]
+    if len(positives) == 0 or len(negatives) == 0:
+        raise ValueError("ROC-AUC needs both positive and negative examples")
+    order = np.argsort(np.concatenate([positives, negatives]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    combined = np.concatenate([positives, negatives])
+    for value in np.unique(combined):  # average ranks of ties
+        tied = combined == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return float(
+        (ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2)
+        / (len(positives) * len(negatives))
+    )
+
+
+STREAM_HOP_FRAMES = 50  # the runtime scores a patch every 0.5 s
+
+
+def count_decisions(probabilities: npt.NDArray[np.floating], threshold: float) -> tuple[int, int]:
+    """(windows at or over threshold, decisions): consecutive over-threshold windows are one decision."""
+    over = probabilities >= threshold
+    starts = over & ~np.r_[False, over[:-1]]
+    return int(over.sum()), int(starts.sum())
+
+
+def threshold_at_fpr(
+    scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating], fpr: float
+) -> float:
+    """The lowest threshold whose false-positive rate on negatives (score >= threshold) is at most ``fpr``."""
+    negatives = np.sort(scores[targets <= 0.5])[::-1]
+    if len(negatives) == 0:
+        raise ValueError("a false-positive rate needs negative examples")
+    allowed = math.floor(fpr * len(negatives))
+    if allowed >= len(negatives):
+        return float(negatives[-1])
+    return float(np.nextafter(negatives[allowed], np.inf))
+
+
+def fit_calibration(
+    logits: torch.Tensor, labels: torch.Tensor, distress_logit: torch.Tensor, distress: torch.Tensor
+) -> Calibration:
+    """Temperature for the class softmax and Platt (a, b) for the distress logit, by maximum likelihood."""
+    log_temperature = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_temperature], lr=0.1, max_iter=200)
+
+    def temperature_loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = nn.functional.cross_entropy(logits / log_temperature.exp(), labels)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimiser.step(temperature_loss)  # type: ignore[no-untyped-call]
+    # Weight classes to a 50/50 prior: the validation split's 5:2 distress ratio says nothing about the world.
+    positives = float(distress.sum())
+    balance = torch.where(distress > 0.5, 0.5 / positives, 0.5 / (len(distress) - positives))
+    platt = torch.tensor([1.0, 0.0], requires_grad=True)
+    platt_optimiser = torch.optim.LBFGS([platt], lr=0.1, max_iter=200)
+
+    def platt_loss() -> torch.Tensor:
+        platt_optimiser.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            distress_logit * platt[0] + platt[1], distress, weight=balance
+        )
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    platt_optimiser.step(platt_loss)  # type: ignore[no-untyped-call]
+    return Calibration(
+        temperature=float(log_temperature.exp()), platt_scale=float(platt[0]), platt_bias=float(platt[1])
+    )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    sha256: str
+    parameters: int
+    best_epoch: int
+    validation: dict[str, float]
+    seconds: float
+
+
+def train(
+    config: TrainConfig, output: Path, data_dir: Path = DEFAULT_DATA_DIR, progress: Progress | None = None
+) -> TrainResult:
+    """Build/load the dataset, train, calibrate on validation, and write ``output`` plus ``output.sha256``."""
+    started = time.monotonic()
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(config.seed)
+
+    dataset = build_dataset(config.dataset, data_dir, progress)
+    train_features = clip_log_mels(dataset.train, progress)
+    validation_patches = last_patches(clip_log_mels(dataset.validation, progress))
+    train_labels = torch.from_numpy(dataset.train.labels)
+    train_distress = torch.from_numpy(distress_targets(dataset.train.labels))
+    validation_labels = torch.from_numpy(dataset.validation.labels)
+    validation_distress = distress_targets(dataset.validation.labels)
+
+    network = DistressNet(config.architecture)
+    band_mean = train_features.mean(axis=(0, 1))
+    band_std = train_features.std(axis=(0, 1)) + 1e-3
+    network.band_mean.copy_(torch.from_numpy(band_mean))
+    network.band_std.copy_(torch.from_numpy(band_std))
+
+    steps_per_epoch = math.ceil(len(train_features) / config.batch_size)
+    optimiser = torch.optim.AdamW(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
+    )
+    class_loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    distress_loss = nn.BCEWithLogitsLoss()
+
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-math.inf, -1, {})
+    history: list[dict[str, float]] = []
+    for epoch in range(config.epochs):
+        network.train()
+        order = rng.permutation(len(train_features))
+        running = 0.0
+        for step in range(steps_per_epoch):
+            indices = order[step * config.batch_size : (step + 1) * config.batch_size]
+            batch = _augmented_batch(rng, train_features, indices, band_mean, config)
+            logits, distress_logit = network(batch)
+            loss = class_loss(logits, train_labels[indices]) + config.distress_loss_weight * distress_loss(
+                distress_logit, train_distress[indices]
+            )
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            running += float(loss)
+            if progress:
+                progress("train", epoch * steps_per_epoch + step + 1, config.epochs * steps_per_epoch)
+        logits, distress_logit = _forward_all(network, validation_patches)
+        accuracy = float((logits.argmax(1) == validation_labels).float().mean())
+        auc = roc_auc(distress_logit.numpy(), validation_distress)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": running / steps_per_epoch,
+                "validation_accuracy": accuracy,
+                "validation_distress_auc": auc,
+            }
+        )
+        score = auc + accuracy
+        if score > best[0]:
+            best = (score, epoch + 1, {k: v.detach().clone() for k, v in network.state_dict().items()})
+
+    network.load_state_dict(best[2])
+    logits, distress_logit = _forward_all(network, validation_patches)
+    calibration = fit_calibration(
+        logits, validation_labels, distress_logit, torch.from_numpy(validation_distress)
+    )
+    provisional = DistressClassifier(network, calibration, threshold=0.5)
+    _, distress_probability = provisional.score_arrays(validation_patches)
+    at_fpr = threshold_at_fpr(distress_probability, validation_distress, config.threshold_fpr)
+    benign = benign_stream(config.dataset, config.benign_validation_seconds, "validation", data_dir)
+    benign_max = float(provisional.stream_distress(log_mel(benign), STREAM_HOP_FRAMES).max())
+    threshold = min(0.99, max(0.01, at_fpr, float(np.nextafter(np.float32(benign_max), np.float32(1.0)))))
+    validation = {
+        "accuracy": float((logits.argmax(1) == validation_labels).float().mean()),
+        "distress_auc": roc_auc(distress_probability, validation_distress),
+        "recall_at_threshold": float(np.mean(distress_probability[validation_distress > 0.5] >= threshold)),
+        "fpr_at_threshold": float(np.mean(distress_probability[validation_distress <= 0.5] >= threshold)),
+        "threshold_at_fpr": at_fpr,
+        "benign_stream_max": benign_max,
+    }
+    metadata = {
+        "dataset_digest": config.dataset.digest(),
+        "train_config": json.loads(json.dumps(asdict(config))),
+        "best_epoch": best[1],
+        "history": history,
+        "validation": validation,
+        "parameters": parameter_count(network),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+    }
+    classifier = DistressClassifier(network, calibration, threshold, MODEL_ID, MODEL_VERSION, metadata)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(classifier.to_payload(), output)
+    digest = sha256_of(output)
+    output.with_name(output.name + ".sha256").write_text(f"{digest}  {output.name}\n")
+    return TrainResult(
+        output, digest, parameter_count(network), best[1], validation, time.monotonic() - started
+    )

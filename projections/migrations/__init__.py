@@ -1,0 +1,1 @@
+"""Alembic migrations of the projection schema (applied by ``projections.database.migrate``)."""

@@ -1,0 +1,137 @@
+"""`distress run`, `distress status` and `distress demo` end to end: real recordings, the real registered stages,
+a real broker and real Ray (in process through Typer's runner, and once as a separate process stopped by SIGTERM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from typer.testing import CliRunner
+
+from actors.pipeline import default_stages
+from cli.broker import LocalBroker
+from cli.main import app
+from config import load_settings
+from tests.actors.toy_pipeline import local_ray
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture
+def env(kafka_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment pointing `distress` at the session broker, with this test's own topics."""
+    settings = kafka_broker.settings
+    values = {
+        "DISTRESS_DATA_DIR": str(settings.data_dir),
+        "DISTRESS_KAFKA_HOME": str(settings.kafka_home),
+        "DISTRESS_KAFKA_PORT": str(settings.kafka_port),
+        "DISTRESS_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
+        "DISTRESS_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.",
+        "DISTRESS_TOPIC_PARTITIONS": "1",
+        "DISTRESS_LOG_JSON": "false",
+        "DISTRESS_RUNTIME": json.dumps({"metrics_port": 0, "caught_up_poll_s": 0.5}),
+    }
+    monkeypatch.delenv("DISTRESS_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("DISTRESS_CONFIG", raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def recording(folder: Path, name: str, seconds: float) -> Path:
+    path = folder / name
+    rng = np.random.default_rng(7)
+    soundfile.write(path, (rng.standard_normal(int(seconds * 16_000)) * 0.01).astype(np.float32), 16_000)
+    return path
+
+
+def test_until_eof_processes_recordings_through_every_stage_and_reports(env: dict[str, str], tmp_path: Path) -> None:
+    local_ray()
+    first, second = recording(tmp_path, "lobby.wav", 3.0), recording(tmp_path, "yard.flac", 1.5)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt nothing useful")
+    result = CliRunner().invoke(app, ["run", "--source", str(first), "--source", str(second), "--source",
+                                      str(corrupt), "--until-eof", "--json"])
+    assert result.exit_code == 2, result.output  # a recording failed; the others still ran to their end
+    summary = json.loads(result.stdout)
+    streams = {stream["id"]: stream for stream in summary["streams"]}
+    assert (streams["lobby"]["state"], streams["lobby"]["chunks"]) == ("ended", 3)
+    assert (streams["yard"]["state"], streams["yard"]["chunks"]) == ("ended", 2)
+    assert streams["corrupt"]["state"] == "failed" and "corrupt.wav" in streams["corrupt"]["reason"]
+    assert summary["chunks"] == 5
+    assert summary["incidents"] == [] and summary["alerts_sent"] == 0  # quiet noise: nothing to report
+    assert summary["stages"] == {spec.name: 1 for spec in default_stages(load_settings())}
+    assert summary["latency"]["features"]["count"] == 5
+    assert 0 <= summary["latency"]["features"]["p50_s"] <= summary["latency"]["features"]["p95_s"]
+
+    status = CliRunner().invoke(app, ["status", "--json"])
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.stdout)
+    stages = {stage["stage"]: stage for stage in report["stages"]}
+    assert set(stages) == {spec.name for spec in default_stages(load_settings())}
+    assert all(stage["lag"] == 0 and stage["consumers"] in (0, None) for stage in stages.values())  # done, stopped
+    assert stages["features"]["group_id"] == f"{env['DISTRESS_TOPIC_PREFIX']}distress.features"
+    assert report["latency"]["features"]["count"] == 5
+    assert {stream["id"] for stream in report["streams"]} == {"lobby", "yard", "corrupt"}
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["run"], "no streams"),
+    (["run", "--source", "-"], "stdin"),
+    (["run", "--source", "a.wav", "--stream-id", "x", "--stream-id", "y"], "--stream-id"),
+    (["run", "--source", "a.wav", "--stream-id", "configured"], "used twice"),
+    (["run", "--source", "a.wav", "--until-eof", "--timeout", "0"], "--timeout"),
+    (["status", "--window", "-5"], "--window"),
+])
+def test_bad_arguments_exit_2_with_the_reason(env: dict[str, str], arguments: list[str], message: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTRESS_STREAMS", json.dumps([{"id": "configured", "source": "camera.wav"}]))
+    if arguments == ["run"]:
+        monkeypatch.delenv("DISTRESS_STREAMS")
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_status_without_a_reachable_broker_exits_1(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTRESS_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 1
+    assert "cannot reach Kafka at 127.0.0.1:9" in result.stderr
+
+
+def test_sigterm_stops_a_running_pipeline_cleanly(env: dict[str, str], tmp_path: Path) -> None:
+    long_recording = recording(tmp_path, "long.wav", 120.0)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--source", str(long_recording), "--realtime", "--json"],
+        cwd=REPO_ROOT, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not chunks_published(env):
+            time.sleep(1.0)
+        assert chunks_published(env), "the pipeline never captured audio"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=180)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout)
+    (stream,) = summary["streams"]
+    assert stream["state"] == "ended" and stream["reason"] == "stopped" and 0 < stream["chunks"] < 120
+    status = CliRunner().invoke(app, ["status", "--json"])
+    assert all(stage["lag"] == 0 and stage["consumers"] in (0, None) for stage in json.loads(status.stdout)["stages"])
+
+
+def chunks_published(env: dict[str, str]) -> bool:
+    status = CliRunner().invoke(app, ["status", "--json", "--window", "600"])
+    return status.exit_code == 0 and json.loads(status.stdout)["latency"].get("features", {}).get("count", 0) >= 2

@@ -40,9 +40,21 @@ class ConsoleFormatter(logging.Formatter):
         return redact_text(line)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now, so a swapped or closed stream (test runners) is never kept."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """The base class assigns a stream at construction; the current stderr is always used instead."""
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     """Route all logging to stderr in the chosen format (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(JsonFormatter() if json_lines else ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

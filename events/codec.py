@@ -44,7 +44,7 @@ class InvalidPayload(CodecError):
 
 
 JsonValue = Any
-FieldDecoder = Callable[[JsonValue, str], Any]
+FieldDecoder = Callable[[JsonValue], Any]
 
 
 class EventCodec:
@@ -126,7 +126,7 @@ class EventCodec:
             except LookupError as error:
                 raise UnsupportedSchemaVersion(str(error)) from error
         envelope = {key: document[key] for key in ENVELOPE_FIELDS}
-        event: Event = _decoder_for(event_class)({**envelope, **payload}, name)
+        event: Event = _decode_with_path(_decoder_for(event_class), {**envelope, **payload}, name)
         return event
 
 
@@ -142,6 +142,19 @@ def _to_json(value: Any) -> JsonValue:
     return value
 
 
+class _FieldError(Exception):
+    """A decoding problem and the field path leading to it, built up only while the error propagates."""
+
+    def __init__(self, message: str, *path: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = list(path)
+
+    def within(self, part: str) -> _FieldError:
+        self.path.insert(0, part)
+        return self
+
+
 _DECODERS: dict[type, FieldDecoder] = {}
 
 
@@ -155,26 +168,39 @@ def _decoder_for(cls: type) -> FieldDecoder:
 
 def _build_decoder(cls: type) -> FieldDecoder:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: (_decoder_of(hints[f.name]), f.default is dataclasses.MISSING
-                       and f.default_factory is dataclasses.MISSING)
-              for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: _decoder_of(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
+    required = frozenset(f.name for f in dataclasses.fields(cls)
+                         if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    names = frozenset(fields)
 
-    def decode(value: JsonValue, path: str) -> Any:
+    def decode(value: JsonValue) -> Any:
         if not isinstance(value, dict):
-            raise InvalidPayload(f"{path}: expected an object, got {type(value).__name__}")
-        unexpected = sorted(set(value) - set(fields))
-        if unexpected:
-            raise InvalidPayload(f"{path}: unexpected field(s) {unexpected}")
-        missing = sorted(name for name, (_, required) in fields.items() if required and name not in value)
-        if missing:
-            raise InvalidPayload(f"{path}: missing field(s) {missing}")
-        arguments = {name: fields[name][0](item, f"{path}.{name}") for name, item in value.items()}
+            raise _FieldError(f"expected an object, got {type(value).__name__}")
+        keys = value.keys()
+        if not (required <= keys <= names):
+            unexpected, missing = sorted(keys - names), sorted(required - keys)
+            raise _FieldError(f"unexpected field(s) {unexpected}" if unexpected else f"missing field(s) {missing}")
+        arguments = {}
+        for name, item in value.items():
+            try:
+                arguments[name] = fields[name](item)
+            except _FieldError as error:
+                raise error.within(name) from None
         try:
             return cls(**arguments)
         except (TypeError, ValueError) as error:
-            raise InvalidPayload(f"{path}: {error}") from error
+            raise _FieldError(str(error)) from error
 
     return decode
+
+
+def _decode_with_path(decoder: FieldDecoder, value: JsonValue, root: str) -> Any:
+    """Run a decoder, turning a field error into an ``InvalidPayload`` that names the field's full path."""
+    try:
+        return decoder(value)
+    except _FieldError as error:
+        path = "".join(part if part.startswith("[") else f".{part}" for part in error.path)
+        raise InvalidPayload(f"{root}{path}: {error.message}") from error
 
 
 def _decoder_of(hint: Any) -> FieldDecoder:
@@ -184,17 +210,23 @@ def _decoder_of(hint: Any) -> FieldDecoder:
         if len(options) != 1:
             raise TypeError(f"only 'X | None' unions are supported, not {hint}")
         inner = _decoder_of(options[0])
-        return lambda value, path: None if value is None else inner(value, path)
+        return lambda value: None if value is None else inner(value)
     if origin is tuple:
         args = typing.get_args(hint)
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"only homogeneous tuple[X, ...] is supported, not {hint}")
         item = _decoder_of(args[0])
 
-        def decode_tuple(value: JsonValue, path: str) -> tuple[Any, ...]:
+        def decode_tuple(value: JsonValue) -> tuple[Any, ...]:
             if not isinstance(value, list):
-                raise InvalidPayload(f"{path}: expected a list, got {type(value).__name__}")
-            return tuple(item(element, f"{path}[{index}]") for index, element in enumerate(value))
+                raise _FieldError(f"expected a list, got {type(value).__name__}")
+            decoded = []
+            for index, element in enumerate(value):
+                try:
+                    decoded.append(item(element))
+                except _FieldError as error:
+                    raise error.within(f"[{index}]") from None
+            return tuple(decoded)
 
         return decode_tuple
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -205,37 +237,42 @@ def _decoder_of(hint: Any) -> FieldDecoder:
     return scalar
 
 
-def _expect(kinds: type | tuple[type, ...], label: str) -> FieldDecoder:
-    def decode(value: JsonValue, path: str) -> Any:
-        if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-            raise InvalidPayload(f"{path}: expected {label}, got bool")
-        if not isinstance(value, kinds):
-            raise InvalidPayload(f"{path}: expected {label}, got {type(value).__name__}")
-        return value
+def _expect(kind: type, label: str) -> FieldDecoder:
+    exact = kind is not int  # JSON integers arrive as int; bool is a subclass of int and must be refused
+
+    def decode(value: JsonValue) -> Any:
+        if type(value) is kind or (exact and isinstance(value, kind)):
+            return value
+        raise _FieldError(f"expected {label}, got {type(value).__name__}")
 
     return decode
 
 
-def _decode_float(value: JsonValue, path: str) -> float:
-    return float(_expect((int, float), "a number")(value, path))
+def _decode_float(value: JsonValue) -> float:
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    raise _FieldError(f"expected a number, got {kind.__name__}")
 
 
-def _decode_bytes(value: JsonValue, path: str) -> bytes:
-    text = _expect(str, "base64 text")(value, path)
+def _decode_bytes(value: JsonValue) -> bytes:
+    if type(value) is not str:
+        raise _FieldError(f"expected base64 text, got {type(value).__name__}")
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(value, validate=True)
     except binascii.Error as error:
-        raise InvalidPayload(f"{path}: invalid base64: {error}") from error
+        raise _FieldError(f"invalid base64: {error}") from error
 
 
-def _decode_datetime(value: JsonValue, path: str) -> datetime:
-    text = _expect(str, "an ISO 8601 timestamp")(value, path)
+def _decode_datetime(value: JsonValue) -> datetime:
+    if type(value) is not str:
+        raise _FieldError(f"expected an ISO 8601 timestamp, got {type(value).__name__}")
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(value)
     except ValueError as error:
-        raise InvalidPayload(f"{path}: invalid timestamp {text!r}") from error
+        raise _FieldError(f"invalid timestamp {value!r}") from error
     if moment.tzinfo is None:
-        raise InvalidPayload(f"{path}: timestamp {text!r} has no timezone")
+        raise _FieldError(f"timestamp {value!r} has no timezone")
     return moment
 
 

@@ -7,7 +7,7 @@ VENV_STAMP := $(VENV)/.installed
 KAFKA_STAMP := $(KAFKA_HOME)/.verified
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup run test lint system-deps broker-up broker-down clean
+.PHONY: setup run test lint system-deps training-deps broker-up broker-down clean
 
 setup: $(VENV_STAMP) $(KAFKA_STAMP) ## Create .venv, install the project and the Kafka broker jars (idempotent).
 
@@ -24,6 +24,9 @@ $(KAFKA_STAMP): tools/kafka/pom.xml tools/kafka/SHA256SUMS tools/kafka/install.s
 system-deps: ## Install the Debian packages listed in tools/debian-packages.txt (needs root).
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^#' tools/debian-packages.txt)
+
+training-deps: system-deps ## The Debian data packages needed to retrain the classifier (needs root).
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^#' tools/debian-packages-training.txt)
 
 run: setup ## The product demo on embedded defaults.
 	$(VENV)/bin/distress demo

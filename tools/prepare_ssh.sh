@@ -51,8 +51,9 @@ ssh "${ssh_options[@]}" 127.0.0.1 true || fail "ssh to 127.0.0.1 with $key still
 echo "passwordless SSH to 127.0.0.1 works"
 
 # ray_cluster.yaml runs the project from ~/distress on every node; here that is this checkout itself.
-if [ ! -e "$HOME/distress" ]; then
-  ln -s "$repo" "$HOME/distress"
+# A link left by another checkout is re-pointed: `ray up` would otherwise sync this checkout over that one.
+if [ ! -e "$HOME/distress" ] || [ -L "$HOME/distress" ]; then
+  ln -sfn "$repo" "$HOME/distress"
   echo "linked ~/distress to $repo"
 elif [ "$(cd "$HOME/distress" && pwd -P)" != "$(cd "$repo" && pwd -P)" ]; then
   echo "note: ~/distress is not this checkout; ray up will sync this checkout into it and run make setup there"

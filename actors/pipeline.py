@@ -183,19 +183,23 @@ def build_projections(settings: Settings) -> Worker:
 
 def projections_backlog(settings: Settings, probe: KafkaProbe, ends: Ends | None) -> int:
     """Events not yet applied to the read models: end offsets minus each projection's stored checkpoint."""
+    from sqlalchemy import inspect
+
     from projections.database import create_database_engine
     from projections.projector import load_checkpoint
     from projections.read_models import PROJECTIONS
+    from projections.schema import CheckpointRow
 
     engine = create_database_engine(settings.sqlalchemy_url)
     try:
         backlog = 0
         with engine.connect() as connection:
+            migrated = inspect(connection).has_table(CheckpointRow.__tablename__)
             for projection in PROJECTIONS.values():
                 partitions = probe.partitions(projection.topics(settings.topics()))
                 starts = probe.start_offsets(partitions)
                 targets = ends if ends is not None else probe.end_offsets(partitions)
-                applied = load_checkpoint(connection, projection.name)
+                applied = load_checkpoint(connection, projection.name) if migrated else {}  # nothing applied yet
                 backlog += sum(targets[key] - max(applied.get(key, 0), starts[key]) for key in starts)
         return backlog
     except SQLAlchemyError as error:  # e.g. the projector has not created its tables yet

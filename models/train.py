@@ -188,8 +188,9 @@ def fit_calibration(
 
     def platt_loss() -> torch.Tensor:
         platt_optimiser.zero_grad()
+        # The balance weights sum to one, so the summed loss is the prior-weighted mean log-loss.
         loss = nn.functional.binary_cross_entropy_with_logits(
-            distress_logit * platt[0] + platt[1], distress, weight=balance
+            distress_logit * platt[0] + platt[1], distress, weight=balance, reduction="sum"
         )
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
@@ -280,6 +281,26 @@ def train(
             best = (score, epoch + 1, {k: v.detach().clone() for k, v in network.state_dict().items()})
 
     network.load_state_dict(best[2])
+    validation_set = (validation_patches, validation_labels, validation_distress)
+    digest, validation = calibrate_and_save(
+        network, validation_set, config, data_dir, output, best[1], history
+    )
+    return TrainResult(
+        output, digest, parameter_count(network), best[1], validation, time.monotonic() - started
+    )
+
+
+def calibrate_and_save(
+    network: DistressNet,
+    validation_set: tuple[npt.NDArray[np.float32], torch.Tensor, npt.NDArray[np.float32]],
+    config: TrainConfig,
+    data_dir: Path,
+    output: Path,
+    best_epoch: int,
+    history: list[dict[str, float]],
+) -> tuple[str, dict[str, float]]:
+    """Fit calibration and the decision threshold on validation, then write the checkpoint and its .sha256."""
+    validation_patches, validation_labels, validation_distress = validation_set
     logits, distress_logit = _forward_all(network, validation_patches)
     calibration = fit_calibration(
         logits, validation_labels, distress_logit, torch.from_numpy(validation_distress)
@@ -301,7 +322,7 @@ def train(
     metadata = {
         "dataset_digest": config.dataset.digest(),
         "train_config": json.loads(json.dumps(asdict(config))),
-        "best_epoch": best[1],
+        "best_epoch": best_epoch,
         "history": history,
         "validation": validation,
         "parameters": parameter_count(network),
@@ -313,6 +334,4 @@ def train(
     torch.save(classifier.to_payload(), output)
     digest = sha256_of(output)
     output.with_name(output.name + ".sha256").write_text(f"{digest}  {output.name}\n")
-    return TrainResult(
-        output, digest, parameter_count(network), best[1], validation, time.monotonic() - started
-    )
+    return digest, validation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import alerts, bench, broker, capture, dashboard, detect, features, incidents, replay, run, streams
+from cli import alerts, bench, broker, capture, dashboard, detect, features, incidents, models, replay, run, streams
 from config import SettingsError, load_settings
 from config.logging import configure_logging
 
@@ -25,6 +25,7 @@ app.command("run")(run.run_command)
 app.command("status")(run.status_command)
 app.command("demo")(run.demo_command)
 app.add_typer(incidents.app, name="incidents")
+app.add_typer(models.app, name="models")
 app.command("streams")(streams.streams_command)
 app.command("replay")(replay.replay_command)
 app.command("project")(replay.project_command)

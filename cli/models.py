@@ -61,8 +61,14 @@ def train_command(
         int | None, typer.Option("--epochs", min=1, help="Override the number of epochs.")
     ] = None,
     threads: Annotated[
-        int, typer.Option("--threads", min=1, max=64, help="Torch CPU threads (results depend on it).")
-    ] = 2,
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            max=64,
+            help="Torch CPU threads; only 1 reproduces the checkpoint bit for bit.",
+        ),
+    ] = 1,
 ) -> None:
     """Build the dataset (cached) and train, calibrate and save the checkpoint with its .sha256."""
     from models.train import TrainConfig, train

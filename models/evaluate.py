@@ -384,9 +384,9 @@ benign validation stream ({benign_max:.3f}), so an ordinary stream raises no ala
 Trained for {epochs} epochs (best epoch {best_epoch} chosen on validation), seed {seed}, AdamW + one-cycle,
 label smoothing, random 96-of-98-frame crops and SpecAugment masks. Validation at the chosen epoch: accuracy
 {val_accuracy:.3f}, distress ROC-AUC {val_auc:.4f}, recall {val_recall:.3f} and false-positive rate
-{val_fpr:.3f} at the threshold. Reproduce with `distress models train` (CPU, 2 threads), then
-`distress models evaluate`. Costs were measured on the shared 2-core development machine and vary with its
-load.
+{val_fpr:.3f} at the threshold. `distress models train` (CPU, one thread) reproduces this checkpoint bit for
+bit; then run `distress models evaluate`. Costs were measured on the shared 2-core development machine and
+vary with its load.
 
 ## Evaluation (test split: voices, speakers and recordings never seen in training or validation)
 

@@ -18,11 +18,12 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
-from confluent_kafka import OFFSET_END, Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -138,17 +139,19 @@ class LatencyTracker:
 
 
 class KafkaProbe:
-    """Read-only questions about topics and consumer groups, answered by the Kafka admin API."""
+    """Read-only questions about topics and consumer groups, answered by the Kafka admin API.
+
+    Answers a cluster gives while it settles (a new topic's leader being elected, a restarted broker loading its
+    group coordinator) are retried for up to ``timeout_s``; anything else becomes a ``MetricsError``.
+    """
 
     def __init__(self, connection: KafkaConnection, *, timeout_s: float = 10.0) -> None:
+        self._connection = connection
         self._admin = AdminClient(connection.client_config())
         self._timeout_s = timeout_s
 
     def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
-        try:
-            metadata = self._admin.list_topics(timeout=self._timeout_s)
-        except (KafkaException, TimeoutError) as error:
-            raise MetricsError(f"cannot read topic metadata: {error}") from error
+        metadata = self._ask("read topic metadata", lambda: self._admin.list_topics(timeout=self._timeout_s))
         found: list[TopicPartition] = []
         for topic in topics:
             described = metadata.topics.get(topic)
@@ -173,13 +176,21 @@ class KafkaProbe:
         return {key: ends[key] if offset < 0 else offset for key, offset in at_time.items()}
 
     def committed(self, group_id: str, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int | None]:
-        wanted = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        request = [ConsumerGroupTopicPartitions(group_id, wanted)]
+        """The group's committed offsets, asked through a consumer that never joins the group.
+
+        (The admin API's ListConsumerGroupOffsets crashed the process in confluent-kafka 2.16 while a fresh
+        broker was still loading its group coordinator; OffsetFetch from a consumer does not.)
+        """
+        reader = Consumer(self._connection.client_config(**{"group.id": group_id, "enable.auto.commit": False}))
         try:
-            result = self._admin.list_consumer_group_offsets(request)[group_id].result(timeout=self._timeout_s)
-        except (KafkaException, TimeoutError) as error:
-            raise MetricsError(f"cannot read committed offsets of group {group_id}: {error}") from error
-        return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in result.topic_partitions}
+            answer = self._ask(
+                f"read the committed offsets of group {group_id}",
+                lambda: reader.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions],
+                                         timeout=self._timeout_s),
+            )
+        finally:
+            reader.close()
+        return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in answer}
 
     def group_lag(
         self, group_id: str, topics: Sequence[str], ends: Mapping[tuple[str, int], int] | None = None
@@ -192,28 +203,58 @@ class KafkaProbe:
         starts = self.start_offsets(partitions)
         ends = ends if ends is not None else self.end_offsets(partitions)
         committed = self.committed(group_id, partitions)
-        return {
-            key: ends[key] - max(committed.get(key) or starts[key], starts[key])
-            for key in ((tp.topic, tp.partition) for tp in partitions)
-        }
+        lag = {}
+        for key in ((tp.topic, tp.partition) for tp in partitions):
+            position = committed.get(key)
+            lag[key] = ends[key] - max(starts[key] if position is None else position, starts[key])
+        return lag
 
     def group_members(self, group_id: str) -> int:
-        try:
-            description = self._admin.describe_consumer_groups([group_id])[group_id].result(timeout=self._timeout_s)
-        except (KafkaException, TimeoutError) as error:
-            raise MetricsError(f"cannot describe group {group_id}: {error}") from error
+        description = self._ask(
+            f"describe group {group_id}",
+            lambda: self._admin.describe_consumer_groups([group_id])[group_id].result(timeout=self._timeout_s),
+        )
         return len(description.members)
 
     def _offsets(self, partitions: Sequence[TopicPartition], spec: OffsetSpec) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}
-        futures = self._admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
-                                           request_timeout=self._timeout_s)
-        try:
+
+        def ask() -> dict[tuple[str, int], int]:
+            futures = self._admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
+                                               request_timeout=self._timeout_s)
             return {(tp.topic, tp.partition): future.result(timeout=self._timeout_s).offset
                     for tp, future in futures.items()}
-        except (KafkaException, TimeoutError) as error:
-            raise MetricsError(f"cannot list offsets: {error}") from error
+
+        return self._ask("list offsets", ask)
+
+    def _ask(self, what: str, call: Callable[[], Answer]) -> Answer:
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                return call()
+            except KafkaException as error:
+                if error.args[0].code() not in _SETTLING or time.monotonic() > deadline:
+                    raise MetricsError(f"cannot {what}: {error.args[0].str()}") from error
+            except TimeoutError as error:
+                raise MetricsError(f"cannot {what}: no answer within {self._timeout_s:.0f} s") from error
+            time.sleep(0.2)
+
+
+Answer = TypeVar("Answer")
+
+# Errors a cluster reports while it settles: a partition leader being elected, metadata propagating, a group
+# coordinator loading after a restart, the broker briefly unreachable.
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+}
 
 
 # ---------------------------------------------------------------------------------------------- the reader
@@ -226,8 +267,9 @@ class EventReader:
     Undecodable messages are skipped here; the stages already dead-letter them.
     """
 
-    def __init__(self, bus: Bus, topics: Sequence[str], *, since_ms: int) -> None:
+    def __init__(self, bus: Bus, topics: Sequence[str], *, since_ms: int, key: str | None = None) -> None:
         self._bus = bus
+        self._key = key.encode() if key is not None else None  # only this stream's events (others not decoded)
         self._probe = KafkaProbe(bus.connection)
         partitions = self._probe.partitions(topics)
         start = self._probe.offsets_at(partitions, since_ms)
@@ -255,6 +297,8 @@ class EventReader:
             if topic is None or partition is None or offset is None:
                 continue
             self._next[(topic, partition)] = offset + 1
+            if self._key is not None and message.key() != self._key:
+                continue
             try:
                 event = self._bus.codec.decode(message.value())
             except CodecError:
@@ -266,6 +310,15 @@ class EventReader:
 
     def caught_up_with(self, ends: Mapping[tuple[str, int], int]) -> bool:
         return all(self._next.get(key, 0) >= end for key, end in ends.items())
+
+    def read_to_end(self, timeout_s: float = 60.0) -> Iterator[ConsumedEvent]:
+        """Every event up to the end offsets of the moment this was called."""
+        ends = self.end_offsets()
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up_with(ends):
+            if time.monotonic() > deadline:
+                raise MetricsError(f"could not read the topics to their end within {timeout_s:.0f} s")
+            yield from self.poll()
 
     def end_offsets(self) -> dict[tuple[str, int], int]:
         return self._probe.end_offsets([TopicPartition(topic, partition) for topic, partition in self._next])
@@ -354,7 +407,7 @@ class PipelineObserver:
         self._on_latency = on_latency
         self._tracker = LatencyTracker()
         self._streams: dict[str, StreamProgress] = {}
-        self._incidents: dict[str, IncidentSummary] = {}
+        self._incidents: dict[str, IncidentOpened] = {}
         self._dispatched: dict[str, int] = {}
         self._failed_keys: set[str] = set()
         self.events = 0
@@ -365,17 +418,19 @@ class PipelineObserver:
             self._observe(consumed)
         return len(batch)
 
-    def read_to_end(self, timeout_s: float = 30.0) -> None:
+    def read_to_end(self, timeout_s: float = 60.0) -> None:
         """Consume until every partition is read up to the end offsets of the moment this was called."""
-        ends = self._reader.end_offsets()
-        deadline = time.monotonic() + timeout_s
-        while not self._reader.caught_up_with(ends):
-            if time.monotonic() > deadline:
-                raise MetricsError(f"could not read the topics to their end within {timeout_s:.0f} s")
-            self.poll()
+        for consumed in self._reader.read_to_end(timeout_s):
+            self._observe(consumed)
 
     def caught_up_with(self, ends: Mapping[tuple[str, int], int]) -> bool:
         return self._reader.caught_up_with(ends)
+
+    def _summary(self, opened: IncidentOpened) -> IncidentSummary:
+        """Onset in seconds, from the stream's sample rate as known now (its StreamStarted may be read later)."""
+        rate = (self._streams.get(opened.stream_id) or StreamProgress(stream_id=opened.stream_id)).sample_rate
+        return IncidentSummary(id=opened.incident_id, stream_id=opened.stream_id, onset_s=opened.onset_sample / rate,
+                               reason=opened.reason, severity=opened.severity)
 
     def snapshot(self) -> ObserverSnapshot:
         streams = tuple(
@@ -385,7 +440,8 @@ class PipelineObserver:
         )
         return ObserverSnapshot(
             streams=streams,
-            incidents=tuple(sorted(self._incidents.values(), key=lambda item: (item.stream_id, item.onset_s))),
+            incidents=tuple(sorted((self._summary(opened) for opened in self._incidents.values()),
+                                   key=lambda item: (item.stream_id, item.onset_s))),
             alerts_sent=len(self._dispatched),
             alerts_failed=len(self._failed_keys - set(self._dispatched)),
             alerts_sent_twice=sum(count - 1 for count in self._dispatched.values()),
@@ -416,10 +472,7 @@ class PipelineObserver:
         elif isinstance(event, AudioChunkCaptured):
             progress.sequences.add(event.sequence)
         elif isinstance(event, IncidentOpened) and event.incident_id not in self._incidents:
-            self._incidents[event.incident_id] = IncidentSummary(
-                id=event.incident_id, stream_id=event.stream_id, onset_s=event.onset_sample / progress.sample_rate,
-                reason=event.reason, severity=event.severity,
-            )
+            self._incidents[event.incident_id] = event
         elif isinstance(event, AlertDispatched):
             self._dispatched[event.alert_key] = self._dispatched.get(event.alert_key, 0) + 1
         elif isinstance(event, AlertFailed) and event.final:

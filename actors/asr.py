@@ -15,7 +15,7 @@ from actors.capture.chunker import decode_pcm16
 from config import Settings
 from events import Event
 from events.bus import ConsumedEvent
-from events.catalogue import AudioChunkCaptured, PhraseHit, TranscriptProduced, Word
+from events.catalogue import AudioChunkCaptured, TranscriptProduced
 from events.topics import TopicCatalogue
 from models.asr import AsrOptions, Transcriber, resolve_model
 from models.phrases import Lexicon, LexiconOverride, StreamLexicons
@@ -62,8 +62,7 @@ def transcript_event(cause: AudioChunkCaptured, speech: RecognisedSpeech) -> Tra
     return TranscriptProduced(
         **cause.caused(),
         text=transcript.text,
-        words=tuple(Word(text=w.text, start_s=w.start_s, end_s=w.end_s, probability=w.probability)
-                    for w in transcript.words),
+        words=transcript.words,
         language=transcript.language,
         model_id=transcript.model_id,
         model_version=transcript.model_version,
@@ -76,8 +75,7 @@ def transcript_event(cause: AudioChunkCaptured, speech: RecognisedSpeech) -> Tra
         no_speech_prob=transcript.no_speech_prob,
         is_partial=speech.is_partial,
         guard_flags=transcript.guard.reasons,
-        phrases=tuple(PhraseHit(phrase=h.phrase, matched_text=h.matched_text, score=h.score, start_s=h.start_s,
-                                end_s=h.end_s) for h in speech.phrases),
+        phrases=speech.phrases,
     )
 
 

@@ -27,8 +27,9 @@ import soundfile
 import soxr
 from rapidfuzz.distance import Levenshtein
 
+from events.catalogue import PhraseHit
 from models.asr import AsrOptions, Transcriber, resolve_model
-from models.phrases import ALARM_SCORE, Lexicon, PhraseHit, StreamLexicons, phrase_tokens
+from models.phrases import ALARM_SCORE, Lexicon, StreamLexicons, phrase_tokens
 from models.speech import RecognisedSpeech, SpeechRecognizer
 from models.speech_segmenter import SegmenterOptions
 from models.vad import SAMPLE_RATE, FloatArray

@@ -24,7 +24,11 @@ class LabelScore:
 
 @dataclass(frozen=True, kw_only=True)
 class Word:
-    """One recognised word with its time span (seconds from the start of the stream) and probability."""
+    """One recognised word with its time span in seconds and its probability.
+
+    In events the times count from the start of the stream; the ASR model produces them from the start of the
+    transcribed segment and the speech recogniser shifts them (one type serves both, so nothing is copied).
+    """
 
     text: str
     start_s: float

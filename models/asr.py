@@ -28,6 +28,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens, merge_punctuations
 
+from events.catalogue import Word
 from models.vad import SAMPLE_RATE, FloatArray, check_audio
 
 BUNDLED_MODEL_ALIASES: Final = frozenset({"default", "tiny.en"})
@@ -55,17 +56,6 @@ class ResolvedModel:
     model_id: str
     path: Path
     version: str
-
-
-@dataclass(frozen=True)
-class Word:
-    """One recognised word; times are seconds from the start of the transcribed audio."""
-
-    text: str
-    start_s: float
-    end_s: float
-    probability: float
-    """Whisper's mean token probability, or the aligner's character score with forced alignment."""
 
 
 @dataclass(frozen=True)

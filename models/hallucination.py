@@ -16,7 +16,8 @@ from typing import Final
 
 import numpy as np
 
-from models.asr import Decoding, GuardDecision, GuardVerdict, Transcript, Word
+from events.catalogue import Word
+from models.asr import Decoding, GuardDecision, GuardVerdict, Transcript
 from models.phrases import normalise_text
 from models.vad import SAMPLE_RATE, WINDOW_S, WINDOW_SAMPLES, FloatArray, SileroVad, check_audio
 

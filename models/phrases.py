@@ -27,7 +27,7 @@ from typing import Final
 
 from rapidfuzz import fuzz
 
-from models.asr import Word
+from events.catalogue import PhraseHit, Word
 
 ALARM_SCORE: Final = 0.8
 """Hits at or above this are calls for help; below it they are mentions (prominence factor 0.6)."""
@@ -158,17 +158,6 @@ def phrase_tokens(text: str) -> tuple[str, ...]:
         else:
             tokens.append(_CONTRACTIONS.get(token, token))
     return tuple(tokens)
-
-
-@dataclass(frozen=True)
-class PhraseHit:
-    """A lexicon phrase found in a transcript; times are seconds from the start of the transcribed audio."""
-
-    phrase: str
-    matched_text: str
-    score: float
-    start_s: float
-    end_s: float
 
 
 @dataclass(frozen=True)

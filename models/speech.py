@@ -11,9 +11,10 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from events.catalogue import PhraseHit
 from models.asr import Transcriber, Transcript
 from models.hallucination import HallucinationGuard
-from models.phrases import PhraseHit, PhraseSpotter, StreamLexicons
+from models.phrases import PhraseSpotter, StreamLexicons
 from models.speech_segmenter import AudioSpan, SegmenterOptions, SpeechSegment, SpeechSegmenter
 from models.vad import FloatArray, SileroVad
 

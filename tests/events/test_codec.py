@@ -77,7 +77,7 @@ def test_missing_and_unexpected_fields_are_rejected() -> None:
         CODEC.decode(json.dumps(document).encode())
     document = _document(3)
     document["payload"]["volume"] = 11  # type: ignore[index]
-    with pytest.raises(InvalidPayload, match="unexpected.*volume"):
+    with pytest.raises(InvalidPayload, match=r"unexpected.*volume"):
         CODEC.decode(json.dumps(document).encode())
 
 

@@ -15,12 +15,12 @@ import pytest
 from faster_whisper.transcribe import get_compression_ratio
 
 from benchmarks.asr import SpokenClip, recognise_stream, synthesize, with_silence_and_noise, word_errors
+from events.catalogue import Word
 from models.asr import (
     AsrOptions,
     Decoding,
     ModelNotAvailable,
     Transcriber,
-    Word,
     resolve_model,
 )
 from models.hallucination import HallucinationGuard
@@ -254,8 +254,8 @@ def test_words_invented_after_the_speech_are_dropped(
     clip = neutral_clips[2]
     decoding = transcriber.transcribe(clip.audio)
     invented = (
-        Word("Help", decoding.duration_s + 0.2, decoding.duration_s + 0.5, 0.9),
-        Word("me!", decoding.duration_s + 0.5, decoding.duration_s + 0.8, 0.9),
+        Word(text="Help", start_s=decoding.duration_s + 0.2, end_s=decoding.duration_s + 0.5, probability=0.9),
+        Word(text="me!", start_s=decoding.duration_s + 0.5, end_s=decoding.duration_s + 0.8, probability=0.9),
     )
     padded = dataclasses.replace(decoding, words=decoding.words + invented, text=f"{decoding.text} Help me!")
     transcript = guard.review(clip.audio, padded)
@@ -270,7 +270,7 @@ def test_words_over_silence_are_dropped(
 ) -> None:
     clip = distress_clips[0]
     decoding = transcriber.transcribe(clip.audio)
-    ghost = Word("you", 0.0, 0.1, 0.8)  # inside the leading silence, far from the speech
+    ghost = Word(text="you", start_s=0.0, end_s=0.1, probability=0.8)  # inside the leading silence, far from the speech
     transcript = guard.review(clip.audio, dataclasses.replace(decoding, words=(ghost, *decoding.words)))
     assert transcript.guard.decision == "filtered"
     assert any("without speech" in reason for reason in transcript.guard.reasons)
@@ -304,7 +304,8 @@ def looping_decoding(clip: SpokenClip, copies: int, finished: bool) -> Decoding:
     """What Whisper emits when it loops: the same sentence again and again, squeezed into the audio."""
     looping = " ".join(["Call the police."] * copies)
     words = tuple(
-        Word(text, 0.6 + index * 0.03, 0.6 + index * 0.03 + 0.02, 0.9) for index, text in enumerate(looping.split())
+        Word(text=text, start_s=0.6 + index * 0.03, end_s=0.6 + index * 0.03 + 0.02, probability=0.9)
+        for index, text in enumerate(looping.split())
     )
     return Decoding(
         text=looping,

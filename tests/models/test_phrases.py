@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.asr import LEAD_SILENCE_S, SpokenClip, alarm_hits, recognise_stream
-from models.asr import Word
+from events.catalogue import PhraseHit, Word
 from models.phrases import (
     ALARM_SCORE,
     DEFAULT_PHRASES,
     Lexicon,
     LexiconOverride,
-    PhraseHit,
     PhraseSpotter,
     StreamLexicons,
     phrase_tokens,
@@ -45,7 +44,8 @@ def alarms(text: str) -> list[str]:
 
 def test_a_call_for_help_is_found_with_its_word_times() -> None:
     hits = spot("Please, somebody help me!")
-    assert hits == (PhraseHit("somebody help me", "somebody help me", 1.0, 1 * WORD_S, 3 * WORD_S + 0.3),)
+    assert hits == (PhraseHit(phrase="somebody help me", matched_text="somebody help me", score=1.0, start_s=1 * WORD_S,
+                             end_s=3 * WORD_S + 0.3),)
 
 
 @pytest.mark.parametrize(

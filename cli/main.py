@@ -1,34 +1,77 @@
-"""The `distress` command: one entry point for operators and scripts (every query has `--json`)."""
+"""The `distress` command: one entry point for operators and scripts (every query has `--json`).
+
+Subcommands are imported only when they are invoked: the detector pulls in torch, the runtime Ray and the
+dashboard FastAPI, and a script calling `distress incidents list --json` every few seconds should not pay for them.
+"""
 
 from __future__ import annotations
 
-import typer
+import importlib
+from dataclasses import dataclass
 
-from cli import alerts, bench, broker, capture, dashboard, detect, features, incidents, models, replay, run, streams
+import typer
+from typer._click import Command, Context  # typer vendors click: its groups take these types
+from typer.core import TyperGroup
+
 from config import SettingsError, load_settings
 from config.logging import configure_logging
 
+
+@dataclass(frozen=True)
+class Subcommand:
+    """Where a subcommand lives: a Typer app (a command group) or a command function in ``module``."""
+
+    module: str
+    attribute: str
+
+    def load(self, name: str) -> Command:
+        target = getattr(importlib.import_module(self.module), self.attribute)
+        if isinstance(target, typer.Typer):
+            group = typer.main.get_group(target)  # without the completion options a top-level app gets
+            group.name = name
+            return group
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        return typer.main.get_command(single)
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "run": Subcommand("cli.run", "run_command"),
+    "demo": Subcommand("cli.run", "demo_command"),
+    "status": Subcommand("cli.run", "status_command"),
+    "detect": Subcommand("cli.detect", "detect_command"),
+    "capture": Subcommand("cli.capture", "capture_command"),
+    "features": Subcommand("cli.features", "features_command"),
+    "incidents": Subcommand("cli.incidents", "app"),
+    "streams": Subcommand("cli.streams", "streams_command"),
+    "alerts": Subcommand("cli.alerts", "app"),
+    "replay": Subcommand("cli.replay", "replay_command"),
+    "project": Subcommand("cli.replay", "project_command"),
+    "dashboard": Subcommand("cli.dashboard", "app"),
+    "models": Subcommand("cli.models", "app"),
+    "broker": Subcommand("cli.broker", "app"),
+    "bench": Subcommand("cli.bench", "app"),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The top-level group: lists every subcommand, imports one only when it is resolved (or help lists them)."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [*super().list_commands(ctx), *SUBCOMMANDS]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        subcommand = SUBCOMMANDS.get(cmd_name)
+        return subcommand.load(cmd_name) if subcommand else super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
     name="distress",
+    cls=LazyGroup,
     help="Real-time audio distress detection: capture, detect, alert, review.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(broker.app, name="broker")
-app.add_typer(alerts.app, name="alerts")
-app.add_typer(bench.app, name="bench")
-app.add_typer(dashboard.app, name="dashboard")
-app.command("capture")(capture.capture_command)
-app.command("detect")(detect.detect_command)
-app.command("features")(features.features_command)
-app.command("run")(run.run_command)
-app.command("status")(run.status_command)
-app.command("demo")(run.demo_command)
-app.add_typer(incidents.app, name="incidents")
-app.add_typer(models.app, name="models")
-app.command("streams")(streams.streams_command)
-app.command("replay")(replay.replay_command)
-app.command("project")(replay.project_command)
 
 
 @app.callback()

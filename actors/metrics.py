@@ -33,6 +33,7 @@ from events.catalogue import (
     AlertDispatched,
     AlertFailed,
     AudioChunkCaptured,
+    IncidentEscalated,
     IncidentOpened,
     StreamEnded,
     StreamFailed,
@@ -326,6 +327,12 @@ class EventReader:
     def close(self) -> None:
         self._consumer.close()
 
+    def __enter__(self) -> EventReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 # -------------------------------------------------------------------------------------------- the observer
 
@@ -349,8 +356,8 @@ class IncidentSummary:
     id: str
     stream_id: str
     onset_s: float  # seconds from the start of that stream's audio
-    reason: str
-    severity: str
+    reason: str  # why it was opened
+    severity: str  # the latest: evidence arriving after the opening may have escalated it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -408,6 +415,7 @@ class PipelineObserver:
         self._tracker = LatencyTracker()
         self._streams: dict[str, StreamProgress] = {}
         self._incidents: dict[str, IncidentOpened] = {}
+        self._severities: dict[str, str] = {}
         self._dispatched: dict[str, int] = {}
         self._failed_keys: set[str] = set()
         self.events = 0
@@ -430,7 +438,7 @@ class PipelineObserver:
         """Onset in seconds, from the stream's sample rate as known now (its StreamStarted may be read later)."""
         rate = (self._streams.get(opened.stream_id) or StreamProgress(stream_id=opened.stream_id)).sample_rate
         return IncidentSummary(id=opened.incident_id, stream_id=opened.stream_id, onset_s=opened.onset_sample / rate,
-                               reason=opened.reason, severity=opened.severity)
+                               reason=opened.reason, severity=self._severities.get(opened.incident_id, opened.severity))
 
     def snapshot(self) -> ObserverSnapshot:
         streams = tuple(
@@ -473,6 +481,8 @@ class PipelineObserver:
             progress.sequences.add(event.sequence)
         elif isinstance(event, IncidentOpened) and event.incident_id not in self._incidents:
             self._incidents[event.incident_id] = event
+        elif isinstance(event, IncidentEscalated):
+            self._severities[event.incident_id] = event.to_severity
         elif isinstance(event, AlertDispatched):
             self._dispatched[event.alert_key] = self._dispatched.get(event.alert_key, 0) + 1
         elif isinstance(event, AlertFailed) and event.final:

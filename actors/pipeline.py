@@ -21,7 +21,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors.capture import CaptureActor, CaptureReport, ReconnectPolicy, SourceOptions, open_source
+from actors.capture import CaptureActor, CaptureReport, EventPublisher, ReconnectPolicy, SourceOptions, open_source
 from actors.capture.normalise import TARGET_SAMPLE_RATE
 from actors.metrics import KafkaProbe, MetricsError
 from actors.stage import Stage
@@ -54,6 +54,8 @@ class StageSpec:
     runtime's backpressure). A stage whose state spans partitions sets ``scale_with_partitions=False``.
     ``local_state`` pins the stage to the driver's node because it writes files there (SQLite, clip store).
     ``backlog`` measures a ``serve`` stage's unfinished input (default: its consumer group's lag).
+    ``memory_s``: how many seconds of past input a ``build`` stage's in-memory state depends on; after a crash
+    the runtime replays that much to it before it resumes (``StageRunner``), so it decides as it would have.
     """
 
     name: str
@@ -65,6 +67,7 @@ class StageSpec:
     wants_gpu: bool = False
     scale_with_partitions: bool = True
     local_state: bool = False
+    memory_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -76,6 +79,8 @@ class StageSpec:
             )
         if (self.build is None) == (self.serve is None):
             raise PipelineError(f"stage {self.name}: give exactly one of build (a Stage) and serve (a Worker)")
+        if self.memory_s < 0:
+            raise PipelineError(f"stage {self.name}: memory_s must not be negative, got {self.memory_s}")
         if self.max_batch < 1:
             raise PipelineError(f"stage {self.name}: max_batch must be at least 1, got {self.max_batch}")
 
@@ -211,11 +216,17 @@ def projections_backlog(settings: Settings, probe: KafkaProbe, ends: Ends | None
 def default_stages(settings: Settings) -> tuple[StageSpec, ...]:
     """The production pipeline, in data-flow order (ASR only when ``asr.enabled``)."""
     specs = [
-        StageSpec(name="features", build=build_features, inputs=("audio_chunks",)),
-        StageSpec(name="asr", build=build_asr, inputs=("audio_chunks",), max_batch=16, wants_gpu=True),
-        StageSpec(name="scorer", build=build_scorer, inputs=("audio_features", "transcripts", "incidents")),
+        # memory_s: the extractor's context; a speech segment (asr.max_segment_s) and the audio before it; the
+        # phrase window and the classifier's patch; the debounce windows and the clip's pre-roll.
+        StageSpec(name="features", build=build_features, inputs=("audio_chunks",), memory_s=2.0),
+        StageSpec(name="asr", build=build_asr, inputs=("audio_chunks",), max_batch=16, wants_gpu=True,
+                  memory_s=2 * settings.asr.max_segment_s),
+        StageSpec(name="scorer", build=build_scorer, inputs=("audio_features", "transcripts", "incidents"),
+                  memory_s=2 * settings.scorer.phrase_window_s),
         StageSpec(name="incidents", build=build_incidents, local_state=True,
-                  inputs=("scores", "transcripts", "audio_chunks", "incidents")),
+                  inputs=("scores", "transcripts", "audio_chunks", "incidents"),
+                  memory_s=2 * max(settings.incidents.debounce_windows * settings.capture.chunk_seconds,
+                                 settings.incidents.clip_pre_s)),
         StageSpec(name="alerting", serve=build_alerting, inputs=("incidents", "alerts"), scale_with_partitions=False,
                   local_state=True),
         StageSpec(name="projections", serve=build_projections, backlog=projections_backlog,
@@ -229,7 +240,7 @@ def default_stages(settings: Settings) -> tuple[StageSpec, ...]:
 
 
 class CaptureRun:
-    """One stream's capture for the runtime: a ``CaptureActor`` publishing through its own producer.
+    """One stream's capture for the runtime: a ``CaptureActor`` publishing through the host's publisher.
 
     The source string is parsed here, so a malformed one fails the stream (StreamFailed) instead of the run.
     """
@@ -247,14 +258,17 @@ class CaptureRun:
                                       max_delay_s=max(capture.reconnect_max_delay_s, capture.reconnect_base_delay_s)),
         ))
 
-    def run(self, stop: threading.Event) -> CaptureReport:
+    @property
+    def live(self) -> bool:
+        return self._source.live
+
+    def run(self, stop: threading.Event, publisher: EventPublisher) -> CaptureReport:
         capture = self._settings.capture
-        with self._settings.bus().producer() as producer:
-            return CaptureActor(
-                stream_id=self._stream_id, source=self._source, publisher=producer,
-                chunk_samples=max(1, round(capture.chunk_seconds * TARGET_SAMPLE_RATE)), realtime=self._realtime,
-                resample_quality=capture.resample_quality,
-            ).run(stop)
+        return CaptureActor(
+            stream_id=self._stream_id, source=self._source, publisher=publisher,
+            chunk_samples=max(1, round(capture.chunk_seconds * TARGET_SAMPLE_RATE)), realtime=self._realtime,
+            resample_quality=capture.resample_quality,
+        ).run(stop)
 
 
 def capture_source(stream: StreamConfig, settings: Settings, realtime: bool) -> CaptureRun:

@@ -2,42 +2,56 @@
 
 Actors:
 - ``StageHost`` — one replica of one registered stage (``actors.pipeline.StageSpec``). Its constructor starts a
-  thread that runs a ``StageRunner`` until told to stop, so when Ray restarts a crashed actor (``max_restarts=-1``)
-  the constructor runs again and the stage resumes from its group's committed offsets with no help from the driver.
-  Errors inside the loop (a broker restart outlasting the client's retries) rebuild the stage in-process with
-  backoff; the stage is rebuilt rather than reused because its state must match the offsets it resumes from.
-- ``SourceHost`` — one capture source (one stream), publishing StreamStarted → chunks → StreamEnded/Failed.
-- ``MetricsHost`` — follows every topic, resolves per-stage latency, polls consumer lag, serves Prometheus.
+  thread that runs a ``StageRunner`` (or the stage's own ``Worker`` loop) until told to stop, so when Ray restarts a
+  crashed actor (``max_restarts=-1``) the constructor runs again and the stage resumes from its committed offsets
+  (or database checkpoint) with no help from the driver. Errors inside the loop (a broker restart outlasting the
+  client's retries) rebuild the stage in-process with backoff; it is rebuilt rather than reused because its state
+  must match the offsets it resumes from. Either way a stage with memory (``StageSpec.memory_s``) is first given
+  the input it finished just before those offsets (``recent_input``), so it decides as it would have.
+- ``SourceHost`` — one capture source (one stream), publishing StreamStarted → chunks → StreamEnded/Failed; after a
+  crash it continues its stream's run where the topics say it stopped (``locate_stream_run``,
+  ``ResumingPublisher``).
+- ``MetricsHost`` — follows every topic, resolves per-stage latency, polls stage backlogs, serves Prometheus.
 
 Backpressure: stages process synchronously, one bounded batch (``StageSpec.max_batch``) at a time, and each
-consumer's prefetch queue is bounded (``runtime.consumer_prefetch_kbytes``). A slow stage (ASR) therefore holds at
-most one batch plus that queue in memory; everything it has not reached waits in Kafka, on disk, and shows up as
-consumer lag. Producers block (serving delivery reports) when librdkafka's local queue is full.
+``StageRunner`` consumer's prefetch queue is bounded (``runtime.consumer_prefetch_kbytes``). A slow stage (ASR)
+therefore holds at most one batch plus that queue in memory; everything it has not reached waits in Kafka, on disk,
+and shows up as lag in `distress status`. Producers block (serving delivery reports) when librdkafka's local queue
+is full. (``Worker`` stages — alerting, projections — read in bounded batches of their own.)
 
-Shutdown (Ctrl-C / SIGTERM on the driver): sources stop first, then every stage finishes its batch, flushes its
-producer, commits its offsets and leaves its group; then the actors are killed and a local cluster shut down.
+Shutdown (Ctrl-C / SIGTERM on the driver): sources stop first (each publishes StreamEnded "stopped"), stages get a
+short drain period for what is already on the topics, then every stage finishes its batch, flushes its producer,
+commits its offsets and leaves its group; then the actors are killed and a local cluster shut down.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import FrameType
 from typing import Any, Protocol, cast
 
 import ray
+from confluent_kafka import TopicPartition
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.capture.actor import EventPublisher
 from actors.metrics import (
     EMPTY_SNAPSHOT,
+    EventReader,
     KafkaProbe,
     MetricsError,
     ObserverSnapshot,
@@ -49,14 +63,24 @@ from actors.stage import StageRunner
 from config import Settings, StreamConfig
 from config.logging import configure_logging
 from config.settings import RuntimeConfig
-from events.bus import Bus, DecodeFailure, ErrorAction, EventConsumer, EventProducer, dead_letter_everything
-from events.catalogue import StreamFailed
+from events import Event
+from events.bus import (
+    Bus,
+    ConsumedEvent,
+    DecodeFailure,
+    ErrorAction,
+    EventConsumer,
+    EventProducer,
+    dead_letter_everything,
+)
+from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
 
 log = logging.getLogger(__name__)
 
 RAY_NAMESPACE = "distress"
 LAG_POLL_S = 5.0
 MAX_BACKOFF_S = 30.0
+RESTART_ALLOWANCE_S = 60.0  # how long a crashed actor may take to come back
 
 
 class RuntimeStartError(Exception):
@@ -67,9 +91,14 @@ class CaptureSource(Protocol):
     """One stream's capture: publishes StreamStarted, its chunks, then StreamEnded or StreamFailed.
 
     ``run`` returns when the source is exhausted, has failed (after publishing StreamFailed) or ``stop`` is set.
+    The host gives the publisher, so that a restarted capture can continue its stream's run (``ResumingPublisher``).
+    ``live``: the audio arrives as it happens (a microphone, a camera) rather than being read from a recording.
     """
 
-    def run(self, stop: threading.Event) -> object: ...
+    @property
+    def live(self) -> bool: ...
+
+    def run(self, stop: threading.Event, publisher: EventPublisher) -> object: ...
 
 
 SourceFactory = Callable[[StreamConfig, Settings, bool], CaptureSource]  # (stream, settings, realtime)
@@ -121,6 +150,13 @@ def _prepare_actor_process(settings: Settings) -> None:
     sys.stdout = sys.stderr
 
 
+def _restarted_by_ray() -> bool:
+    """Whether Ray runs this actor's constructor again, after a crash."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # raised by Ray's own implementation of the check
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
@@ -140,6 +176,8 @@ class StageHost:
         self._built_once = threading.Event()
         self._runner: StageRunner | Worker | None = None
         self._restarts = 0
+        # After a crash (Ray ran this constructor again) the stage's memory is gone: rebuild it before resuming.
+        self._lost_memory = _restarted_by_ray()
         self._error: str | None = None
         self._thread = threading.Thread(target=self._serve, name=f"stage-{self._name}", daemon=True)
         self._thread.start()
@@ -179,6 +217,7 @@ class StageHost:
                 except Exception as error:  # e.g. Kafka unreachable for longer than the client retries
                     self._error = _describe(error)
                     self._restarts += 1
+                    self._lost_memory = True
                     log.exception("stage failed; rebuilding it from the committed offsets", extra={"stage": self._name})
             self._stop.wait(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
@@ -191,8 +230,13 @@ class StageHost:
                 assert self._spec.build is not None  # StageSpec guarantees exactly one of build and serve
                 stage = self._spec.build(self._settings)
                 self._spec.check_stage(stage, bus.catalogue)
-                worker = StageRunner(stage, bus, group_id=self._spec.group_id(self._settings),
-                                     max_batch=self._spec.max_batch)
+                group_id = self._spec.group_id(self._settings)
+                replay = self._lost_memory and self._spec.memory_s > 0
+                worker = StageRunner(
+                    stage, bus, group_id=group_id, max_batch=self._spec.max_batch,
+                    recent_input=partial(recent_input, bus, group_id, self._spec.input_topics(bus.catalogue),
+                                         window_s=self._spec.memory_s) if replay else None,
+                )
         except Exception as error:  # reported through ready()/status(); retried with backoff
             self._error = _describe(error)
             log.exception("stage could not be built", extra={"stage": self._name})
@@ -201,22 +245,63 @@ class StageHost:
         return worker
 
 
+def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Sequence[tuple[str, int]], *,
+                 window_s: float) -> list[ConsumedEvent]:
+    """The events of ``partitions`` in the last ``window_s`` before the group's committed offsets, oldest first.
+
+    Read from ``RESTART_ALLOWANCE_S`` further back, since the committed offsets are as old as the crash, and trimmed
+    per partition to ``window_s`` before the last finished event. A replay that cannot be read is skipped (logged):
+    the stage then resumes with empty memory, as it would without one.
+    """
+    try:
+        probe = KafkaProbe(bus.connection)
+        committed = probe.committed(group_id, [TopicPartition(topic, partition) for topic, partition in partitions])
+        targets = {key: offset for key, offset in committed.items() if offset}
+        if not targets:
+            return []
+        finished: dict[tuple[str, int], deque[ConsumedEvent]] = {key: deque() for key in targets}
+        since_ms = int((time.time() - window_s - RESTART_ALLOWANCE_S) * 1000)
+        with EventReader(bus, topics, since_ms=since_ms) as reader:
+            deadline = time.monotonic() + RESTART_ALLOWANCE_S
+            while not reader.caught_up_with(targets) and time.monotonic() < deadline:
+                for consumed in reader.poll():
+                    key = (consumed.topic, consumed.partition)
+                    if key in targets and consumed.offset < targets[key]:
+                        window = finished[key]
+                        window.append(consumed)
+                        while window[0].timestamp_ms < consumed.timestamp_ms - window_s * 1000:
+                            window.popleft()
+    except MetricsError as error:
+        log.warning("cannot read the input to rebuild a stage's memory", extra={"group_id": group_id,
+                                                                                "error": str(error)})
+        return []
+    return sorted((event for window in finished.values() for event in window), key=lambda c: c.timestamp_ms)
+
+
 class SourceHost:
     """Body of a capture source's Ray actor: runs one stream in a thread until it ends or is stopped.
 
-    If the source cannot even be constructed (e.g. an unknown source kind), the host publishes StreamFailed
-    itself, so a run waiting for every stream to finish is never left waiting on a stream that never started.
+    After a crash Ray runs the constructor again; the host then asks Kafka how far the stream's run got since the
+    pipeline started (``locate_stream_run``) and continues that run through a ``ResumingPublisher``: same
+    StreamStarted, no chunk published twice (a recording resumes where it stopped, real-time pacing kept; a live
+    source goes on from now). A finished run is not started again. If the source cannot even be constructed (e.g. an
+    unknown source kind), the host publishes StreamFailed itself, so a run waiting for every stream to finish is
+    never left waiting for it.
     """
 
-    def __init__(self, stream: StreamConfig, settings: Settings, factory: SourceFactory, realtime: bool) -> None:
+    def __init__(self, stream: StreamConfig, settings: Settings, factory: SourceFactory, realtime: bool,
+                 since_ms: int) -> None:
         _prepare_actor_process(settings)
         self._stream = stream
         self._settings = settings
         self._factory = factory
         self._realtime = realtime
+        self._since_ms = since_ms
         self._stop = threading.Event()
         self._done = threading.Event()
         self._error: str | None = None
+        # Ray runs the constructor again after a crash; only then is there a run on the topics to continue.
+        self._restarted = _restarted_by_ray()
         self._thread = threading.Thread(target=self._serve, name=f"source-{stream.id}", daemon=True)
         self._thread.start()
 
@@ -227,7 +312,8 @@ class SourceHost:
     def status(self) -> HostStatus:
         return HostStatus(
             name=f"source[{self._stream.id}]", pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
-            running=not self._done.is_set(), processed=0, published=0, restarts=0, error=self._error,
+            running=not self._done.is_set(), processed=0, published=0, restarts=int(self._restarted),
+            error=self._error,
         )
 
     def stop(self, timeout_s: float) -> HostStatus:
@@ -236,16 +322,138 @@ class SourceHost:
         return self.status()
 
     def _serve(self) -> None:
+        bus = self._settings.bus()
+        envelope: dict[str, Any] = {"stream_id": self._stream.id}
         try:
-            self._factory(self._stream, self._settings, self._realtime).run(self._stop)
+            with bus.producer() as producer:
+                run = self._locate(bus) if self._restarted else None
+                if run is not None and run.finished:
+                    log.info("stream already finished before this restart", extra={"stream_id": self._stream.id})
+                elif run is not None and run.started is not None:
+                    envelope = run.started.caused()
+                    log.info("continuing the stream after a restart",
+                             extra={"stream_id": self._stream.id, "next_sequence": run.next_sequence})
+                    # Unpaced: a recording is read again up to where it stopped at once (the publisher paces the
+                    # rest); a live source arrives in real time anyway.
+                    source = self._factory(self._stream, self._settings, False)
+                    source.run(self._stop, ResumingPublisher(producer, run, live=source.live, paced=self._realtime,
+                                                             stop=self._stop))
+                elif not self._stop.is_set():
+                    self._factory(self._stream, self._settings, self._realtime).run(self._stop, producer)
         except Exception as error:
             self._error = _describe(error)
             log.exception("capture source failed", extra={"stream_id": self._stream.id})
-            with self._settings.bus().producer() as producer:
-                producer.publish(StreamFailed(stream_id=self._stream.id, source=self._stream.source,
-                                              reason=self._error, chunks=0, samples=0))
+            with bus.producer() as producer:
+                producer.publish(StreamFailed(**envelope, source=self._stream.source, reason=self._error,
+                                              chunks=0, samples=0))
         finally:
             self._done.set()
+
+    def _locate(self, bus: Bus) -> StreamRun | None:
+        """How far the stream got before the crash; waits for Kafka (None: stopped before it answered)."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                return locate_stream_run(bus, self._stream.id, since_ms=self._since_ms)
+            except MetricsError as error:
+                log.warning("cannot read how far the stream got; retrying",
+                            extra={"stream_id": self._stream.id, "error": str(error)})
+            self._stop.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamRun:
+    """How far a stream's run got since the pipeline started, according to the topics."""
+
+    started: StreamStarted | None  # None: the stream has not started in this run
+    finished: bool
+    next_sequence: int  # the first chunk not published yet
+    next_sample_offset: int  # the first sample not published yet
+    anchor: datetime | None  # wall time of the run's first sample (from its latest chunk, else its StreamStarted)
+
+
+def locate_stream_run(bus: Bus, stream_id: str, *, since_ms: int, recent_s: float = 60.0) -> StreamRun:
+    """Read the stream's events since ``since_ms``: its StreamStarted, whether it ended, its latest chunk.
+
+    Only this stream's messages are decoded, and chunks are first looked for in the last ``recent_s`` (a capture
+    is restarted within seconds of its crash) before the whole run is read.
+    """
+    started: StreamStarted | None = None
+    finished = False
+    with EventReader(bus, [bus.catalogue.streams.name], since_ms=since_ms, key=stream_id) as reader:
+        for consumed in reader.read_to_end():
+            event = consumed.event
+            if isinstance(event, StreamStarted):
+                started, finished = event, False
+            elif isinstance(event, StreamEnded | StreamFailed) and started is not None:
+                finished = finished or event.correlation_id == started.event_id
+    if started is None or finished:
+        return StreamRun(started=started, finished=finished, next_sequence=0, next_sample_offset=0, anchor=None)
+    started_ms = int(started.occurred_at.timestamp() * 1000)
+    latest: AudioChunkCaptured | None = None
+    for window_start in (max(started_ms, int((time.time() - recent_s) * 1000)), started_ms):
+        with EventReader(bus, [bus.catalogue.audio_chunks.name], since_ms=window_start, key=stream_id) as reader:
+            for consumed in reader.read_to_end():
+                chunk = consumed.event
+                if (isinstance(chunk, AudioChunkCaptured) and chunk.correlation_id == started.event_id
+                        and (latest is None or chunk.sequence > latest.sequence)):
+                    latest = chunk
+        if latest is not None:
+            break
+    if latest is None:
+        return StreamRun(started=started, finished=False, next_sequence=0, next_sample_offset=0,
+                         anchor=started.occurred_at)
+    anchor = latest.captured_at - timedelta(seconds=latest.sample_offset / latest.sample_rate)
+    return StreamRun(started=started, finished=False, next_sequence=latest.sequence + 1,
+                     next_sample_offset=latest.sample_offset + len(latest.pcm16) // 2, anchor=anchor)
+
+
+class ResumingPublisher:
+    """Continues a stream run that a crashed capture left unfinished, from a capture that starts over.
+
+    The new capture's StreamStarted is dropped and everything else is filed under the original one. A recording is
+    read again from its start (chunking is deterministic, so its chunks are the same): chunks already published are
+    dropped and, with ``paced``, the rest go out on the original run's clock (overdue ones at once, later ones when
+    their audio would have been heard) with ``captured_at`` continuing the original timeline. A live source cannot be
+    read again: its new audio continues the run, numbered after the last chunk published (the audio missed during
+    the restart is a gap, as after a reconnect).
+    """
+
+    def __init__(self, producer: EventPublisher, run: StreamRun, *, live: bool, paced: bool,
+                 stop: threading.Event) -> None:
+        if run.started is None:
+            raise ValueError("nothing to resume: the stream has not started")
+        self._producer = producer
+        self._started = run.started
+        self._live = live
+        self._next_sequence = run.next_sequence
+        self._next_sample_offset = run.next_sample_offset
+        self._anchor = run.anchor if paced and not live else None
+        self._stop = stop
+
+    def publish(self, event: Event) -> None:
+        if isinstance(event, StreamStarted):
+            return
+        changes: dict[str, Any] = self._started.caused()
+        if isinstance(event, AudioChunkCaptured) and self._live:
+            changes.update(sequence=event.sequence + self._next_sequence,
+                           sample_offset=event.sample_offset + self._next_sample_offset)
+        elif isinstance(event, AudioChunkCaptured):
+            if event.sequence < self._next_sequence:
+                return
+            if self._anchor is not None:
+                samples = len(event.pcm16) // 2
+                due = self._anchor + timedelta(seconds=(event.sample_offset + samples) / event.sample_rate)
+                self._stop.wait(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+                changes["captured_at"] = self._anchor + timedelta(seconds=event.sample_offset / event.sample_rate)
+        elif isinstance(event, StreamEnded | StreamFailed) and self._live:
+            changes.update(chunks=event.chunks + self._next_sequence, samples=event.samples + self._next_sample_offset)
+        self._producer.publish(dataclasses.replace(event, **changes))
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self._producer.flush(timeout_s)
 
 
 class MetricsHost:
@@ -279,6 +487,12 @@ class MetricsHost:
     def caught_up_with(self, ends: Mapping[tuple[str, int], int]) -> bool:
         with self._lock:
             return self._observer is not None and self._observer.caught_up_with(ends)
+
+    def status(self) -> HostStatus:
+        snapshot = self.snapshot()
+        return HostStatus(name="metrics", pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
+                          running=self._thread.is_alive(), processed=snapshot.events, published=0, restarts=0,
+                          error=None)
 
     def stop(self, timeout_s: float) -> None:
         self._stop.set()
@@ -399,6 +613,7 @@ class PipelineRuntime:
         self.source_hosts: dict[str, ActorHandle[Any]] = {}
         self._metrics: ActorHandle[Any] | None = None
         self._started_at = 0.0
+        self._since_ms = 0
         self._last_ends: dict[tuple[str, int], int] | None = None
 
     # ---------------------------------------------------------------------------------------- lifecycle
@@ -411,7 +626,7 @@ class PipelineRuntime:
         """
         self.settings.ensure_topics()
         self._started_at = time.time()
-        since_ms = int(self._started_at * 1000) - 1000
+        self._since_ms = since_ms = int(self._started_at * 1000) - 1000
         node = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         supervised: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1, "max_concurrency": 4}
         self._metrics = _spawn(
@@ -448,7 +663,7 @@ class PipelineRuntime:
                 SourceHost,
                 {"name": self._actor_name(f"source.{stream.id}"), "num_cpus": self.settings.runtime.actor_num_cpus,
                  **supervised},
-                stream, self.settings, self._source_factory, self._realtime,
+                stream, self.settings, self._source_factory, self._realtime, self._since_ms,
             )
 
     def stop(self, timeout_s: float = 60.0, drain_s: float = 15.0) -> RunSummary:
@@ -553,6 +768,8 @@ class PipelineRuntime:
             name: ray.get([host.status.remote() for host in hosts]) for name, hosts in self.stage_hosts.items()
         }
         statuses["capture"] = ray.get([host.status.remote() for host in self.source_hosts.values()])
+        if self._metrics is not None:
+            statuses["metrics"] = [cast(HostStatus, ray.get(self._metrics.status.remote()))]
         return statuses
 
     # ---------------------------------------------------------------------------------------- internals

@@ -1,7 +1,11 @@
 """`distress run`, `distress status` and `distress demo`: the pipeline on Ray, its health, and the product demo.
 
+`run` and `demo` also serve the operator dashboard while the pipeline runs (its sign-in URL goes to stderr, so
+stdout carries nothing but the summary).
+
 Exit codes: 0 on success; 2 for bad arguments or configuration, or when a recording given to ``--until-eof``
-failed (the others still run to their end); 1 when Kafka or Ray is unreachable or the pipeline could not start.
+failed (the others still run to their end); 1 when Kafka or Ray is unreachable or the pipeline or the dashboard
+could not start.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,7 +41,10 @@ from actors.runtime import (
 from cli.broker import BrokerError, LocalBroker
 from cli.capture import CaptureUsageError, stream_ids_for
 from config import Settings, SettingsError, StreamConfig, load_settings
+from config.logging import configure_logging
 from config.settings import AlertRoute
+from frontend.auth import AuthError
+from frontend.server import DashboardServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_SCRIPT = REPO_ROOT / "tools" / "make_demo_audio.py"
@@ -174,6 +181,42 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+class DashboardStartError(Exception):
+    """The dashboard `distress run` starts could not be brought up; the message says why."""
+
+
+@contextmanager
+def pipeline_dashboard(settings: Settings, console: Console) -> Iterator[DashboardServer]:
+    """The operator dashboard while the pipeline runs, on its configured port or, if that is taken, a free one.
+
+    The pipeline's projections stage is the one writer of the read models (supervised, and counted when a run
+    waits to catch up), so the dashboard only reads them and runs no projectors of its own.
+    """
+    reader = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(update={"run_projectors": False})})
+    try:
+        try:
+            server = DashboardServer(reader)
+        except OSError:
+            server = DashboardServer(reader, port=0)
+        server.start()
+    except (AuthError, OSError, RuntimeError, TimeoutError) as error:
+        raise DashboardStartError(f"the dashboard could not start ({type(error).__name__}: {error}); "
+                                  "fix that or pass --no-dashboard") from error
+    try:
+        console.print(f"dashboard: {server.sign_in_url}", soft_wrap=True, highlight=False)
+        yield server
+    finally:
+        server.stop()
+
+
+def linked_to_dashboard(settings: Settings, server: DashboardServer) -> Settings:
+    """Alerts link to the dashboard this run serves (it may be on a free port), unless a link is configured."""
+    if "dashboard_url" in settings.alerting.model_fields_set:
+        return settings
+    alerting = settings.alerting.model_copy(update={"dashboard_url": server.url.rstrip("/")})
+    return settings.model_copy(update={"alerting": alerting})
+
+
 # ---------------------------------------------------------------------------------------------- commands
 
 
@@ -190,6 +233,8 @@ def run_command(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="With --until-eof: give up (exit 1) after this many seconds.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard/--no-dashboard", help="Serve the operator dashboard while the pipeline runs.")] = True,
 ) -> None:
     """Run the pipeline as Ray actors (capture per stream, features, ASR, scoring, incidents, alerting, projections)."""
     try:
@@ -201,9 +246,14 @@ def run_command(
         raise _fail(str(error), 2) from error
     try:
         ensure_broker(settings)
-        summary = run_pipeline(settings, streams, stages=default_stages(settings), source_factory=capture_source,
-                               realtime=realtime, until_eof=until_eof, address=address, timeout_s=timeout)
-    except (BrokerError, RuntimeStartError, MetricsError, TimeoutError, ConnectionError) as error:
+        with ExitStack() as serving:
+            if dashboard:
+                server = serving.enter_context(pipeline_dashboard(settings, Console(stderr=True)))
+                settings = linked_to_dashboard(settings, server)
+            summary = run_pipeline(settings, streams, stages=default_stages(settings), source_factory=capture_source,
+                                   realtime=realtime, until_eof=until_eof, address=address, timeout_s=timeout)
+    except (BrokerError, DashboardStartError, RuntimeStartError, MetricsError, TimeoutError,
+            ConnectionError) as error:
         raise _fail(str(error), 1) from error
     _print_summary(summary, json_output)
     if any(stream.state == "failed" for stream in summary.snapshot.streams):
@@ -234,26 +284,41 @@ def status_command(
 # -------------------------------------------------------------------------------------------------- demo
 
 
+class DemoRecordingError(Exception):
+    """The demo recording could not be generated; the message has the generator's own error."""
+
+
+def ensure_demo_recording(settings: Settings) -> Path:
+    """The demo recording in the data directory, generated (deterministically, see the script) on first use."""
+    recording = settings.data_dir / "demo" / "demo.wav"
+    if not recording.exists():
+        typer.echo(f"generating the demo recording into {recording} ...", err=True)
+        made = subprocess.run([sys.executable, str(DEMO_SCRIPT), str(recording)], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise DemoRecordingError(f"could not generate the demo recording: {made.stderr.strip()[-2000:]}")
+    return recording
+
+
 @contextmanager
-def demo_alert_sink(console: Console) -> Iterator[str]:
-    """A local HTTP endpoint that prints every alert Apprise posts to it; yields its ``json://`` URL."""
+def local_alert_sink(on_alert: Callable[[dict[str, Any]], None]) -> Iterator[str]:
+    """A local HTTP endpoint taking Apprise ``json://`` notifications; yields the URL to route alerts to."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 alert = json.loads(body)
-                console.print(f"[bold yellow]ALERT[/] {alert.get('title', '')}\n{alert.get('message', '')}")
             except ValueError:
-                console.print(f"[bold yellow]ALERT[/] {body.decode(errors='replace')}")
+                alert = {"title": "", "message": body.decode(errors="replace")}
+            on_alert(alert if isinstance(alert, dict) else {"title": "", "message": str(alert)})
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:  # the console line above is the log
+        def log_message(self, format: str, *args: Any) -> None:  # the callback decides what to show
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="demo-alert-sink", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name="alert-sink", daemon=True)
     thread.start()
     try:
         yield f"json://127.0.0.1:{server.server_address[1]}/alerts"
@@ -262,14 +327,14 @@ def demo_alert_sink(console: Console) -> Iterator[str]:
         server.server_close()
 
 
-def with_demo_route(settings: Settings, sink_url: str) -> Settings:
-    """The user's alerting configuration plus a route sending every incident to the demo's local sink."""
+def with_sink_route(settings: Settings, sink_url: str) -> Settings:
+    """The user's alerting configuration plus a route sending every incident to a local sink."""
     alerting = settings.alerting
-    demo = alerting.model_copy(update={
-        "channels": {**alerting.channels, "demo-sink": sink_url},
-        "routes": (*alerting.routes, AlertRoute(name="demo-sink", notify=("demo-sink",))),
+    routed = alerting.model_copy(update={
+        "channels": {**alerting.channels, "local-sink": sink_url},
+        "routes": (*alerting.routes, AlertRoute(name="local-sink", notify=("local-sink",))),
     })
-    return settings.model_copy(update={"alerting": demo})
+    return settings.model_copy(update={"alerting": routed})
 
 
 def demo_command(
@@ -281,10 +346,13 @@ def demo_command(
         settings = load_settings()
     except SettingsError as error:
         raise _fail(str(error), 2) from error
-    recording = settings.data_dir / "demo" / "demo.wav"
-    if not recording.exists():
-        typer.echo(f"generating the demo recording into {recording} ...", err=True)
-        subprocess.run([sys.executable, str(DEMO_SCRIPT), str(recording)], check=True)
+    if "log_level" not in settings.model_fields_set:  # the demo's console shows incidents and alerts, not logs
+        settings = settings.model_copy(update={"log_level": "WARNING"})
+        configure_logging(settings.log_level, json_lines=settings.log_json)
+    try:
+        recording = ensure_demo_recording(settings)
+    except DemoRecordingError as error:
+        raise _fail(str(error), 1) from error
     console = Console(stderr=True)
     seen: set[str] = set()
 
@@ -295,16 +363,20 @@ def demo_command(
                 console.print(f"[bold red]INCIDENT[/] {incident.severity} on {incident.stream_id} at "
                               f"{incident.onset_s:.1f} s of the recording: {incident.reason}")
 
+    def show_alert(alert: dict[str, Any]) -> None:
+        console.print(f"[bold yellow]ALERT[/] {alert.get('title', '')}\n{alert.get('message', '')}")
+
     console.print(f"playing {recording} through the pipeline{'' if fast else ' in real time'}; Ctrl-C stops")
     try:
         ensure_broker(settings)
-        with demo_alert_sink(console) as sink_url:
+        with local_alert_sink(show_alert) as sink_url, pipeline_dashboard(settings, console) as server:
             summary = run_pipeline(
-                with_demo_route(settings, sink_url), [StreamConfig(id="demo", source=str(recording))],
+                with_sink_route(linked_to_dashboard(settings, server), sink_url),
+                [StreamConfig(id="demo", source=str(recording))],
                 stages=default_stages(settings), source_factory=capture_source, realtime=not fast, until_eof=True,
                 address=None, timeout_s=None, on_progress=show_new_incidents,
             )
-    except (BrokerError, RuntimeStartError, MetricsError, ConnectionError) as error:
+    except (BrokerError, DashboardStartError, RuntimeStartError, MetricsError, ConnectionError) as error:
         raise _fail(str(error), 1) from error
     show_new_incidents(summary.snapshot)
     _print_summary(summary, json_output)

@@ -18,6 +18,7 @@ from events.catalogue import (
     DistressScored,
     FeaturesExtracted,
     FeatureSummary,
+    IncidentEscalated,
     IncidentOpened,
     StreamEnded,
     StreamStarted,
@@ -139,7 +140,9 @@ def test_observer_summarises_streams_incidents_and_alerts(kafka_settings: Settin
     incident = opened(score(audio, sample_offset=24_000), incident_id="cam-i", onset_sample=24_000)
     alert = dispatched(incident)
     with bus.producer() as producer:
-        for event in (started, audio, incident, alert, alert, chunk("other"),
+        escalated = IncidentEscalated(**incident.caused(), incident_id="cam-i", from_severity="high",
+                                      to_severity="critical", reason="a call for help followed")
+        for event in (started, audio, incident, escalated, alert, alert, chunk("other"),
                       StreamEnded(**started.caused(), reason="eof", chunks=1, samples=8000)):
             producer.publish(event)
     observer = PipelineObserver(bus, since_ms=0, stream_ids=["cam"])
@@ -149,7 +152,8 @@ def test_observer_summarises_streams_incidents_and_alerts(kafka_settings: Settin
     finally:
         observer.close()
     assert [(s.id, s.state, s.chunks, s.source) for s in snapshot.streams] == [("cam", "ended", 1, "cam.wav")]
-    assert [(i.id, i.onset_s, i.reason) for i in snapshot.incidents] == [("cam-i", 3.0, "scream")]
+    assert [(i.id, i.onset_s, i.reason, i.severity) for i in snapshot.incidents] == [
+        ("cam-i", 3.0, "scream", "critical")]  # the reason it opened for, the severity it has now
     assert (snapshot.alerts_sent, snapshot.alerts_sent_twice) == (1, 1)  # the same alert key dispatched twice
     assert snapshot.finished(["cam"]) and not snapshot.finished(["cam", "other"])
 

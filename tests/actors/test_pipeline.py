@@ -99,7 +99,9 @@ def test_capture_source_publishes_a_recording_as_one_stream(kafka_settings: Sett
     soundfile.write(recording, np.zeros(40_000, dtype=np.float32), 16_000)
     bus = kafka_settings.bus()
     bus.ensure_topics()
-    capture_source(StreamConfig(id="rec", source=str(recording)), kafka_settings, False).run(threading.Event())
+    with bus.producer() as producer:
+        capture_source(StreamConfig(id="rec", source=str(recording)), kafka_settings, False).run(threading.Event(),
+                                                                                                  producer)
     with bus.producer() as producer:
         reader = bus.consumer(group_id="check", topics=[bus.catalogue.streams.name, bus.catalogue.audio_chunks.name],
                               producer=producer)

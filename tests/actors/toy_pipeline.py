@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import ray
 
+from actors.capture import EventPublisher
 from actors.pipeline import StageSpec
 from actors.runtime import CaptureSource, connect_ray
 from config import Settings, StreamConfig
@@ -55,6 +56,8 @@ def toy_source(seconds: int, loud_at: Sequence[int]) -> str:
 class ToySource:
     """Publishes ``seconds`` one-second chunks of quiet noise, loud at the given seconds, bracketed by stream events."""
 
+    live = False
+
     def __init__(self, stream: StreamConfig, settings: Settings, realtime: bool) -> None:
         parts = stream.source.split(":")
         if len(parts) != 3 or parts[0] != "toy":
@@ -66,30 +69,30 @@ class ToySource:
         self.seconds = int(seconds)
         self.loud_at = {int(second) for second in loud.split(",") if second}
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, publisher: EventPublisher) -> None:
         rng = np.random.default_rng(zlib.crc32(self.stream.id.encode()))
         started = StreamStarted(stream_id=self.stream.id, source=self.stream.source, source_kind="toy",
                                 sample_rate=SAMPLE_RATE, chunk_samples=SAMPLE_RATE, source_sample_rate=SAMPLE_RATE,
                                 source_channels=1, realtime=self.realtime)
         begin, wall_begin = datetime.now(UTC), time.monotonic()
-        with self.settings.bus().producer() as producer:
-            producer.publish(started)
-            sent = 0
-            for second in range(self.seconds):
-                if stop.is_set():
-                    break
-                if self.realtime:
-                    stop.wait(max(0.0, wall_begin + second + 1 - time.monotonic()))
-                amplitude = 0.5 if second in self.loud_at else 0.001
-                pcm = (rng.standard_normal(SAMPLE_RATE) * amplitude * 32767).clip(-32768, 32767).astype("<i2")
-                producer.publish(AudioChunkCaptured(
-                    **started.caused(), sequence=second, sample_offset=second * SAMPLE_RATE, sample_rate=SAMPLE_RATE,
-                    captured_at=begin + timedelta(seconds=second), pcm16=pcm.tobytes(), clipped_samples=0,
-                    nonfinite_samples=0, is_last=second == self.seconds - 1,
-                ))
-                sent += 1
-            producer.publish(StreamEnded(**started.caused(), reason="eof" if sent == self.seconds else "stopped",
-                                         chunks=sent, samples=sent * SAMPLE_RATE))
+        publisher.publish(started)
+        sent = 0
+        for second in range(self.seconds):
+            if stop.is_set():
+                break
+            if self.realtime:
+                stop.wait(max(0.0, wall_begin + second + 1 - time.monotonic()))
+            amplitude = 0.5 if second in self.loud_at else 0.001
+            pcm = (rng.standard_normal(SAMPLE_RATE) * amplitude * 32767).clip(-32768, 32767).astype("<i2")
+            publisher.publish(AudioChunkCaptured(
+                **started.caused(), sequence=second, sample_offset=second * SAMPLE_RATE, sample_rate=SAMPLE_RATE,
+                captured_at=begin + timedelta(seconds=second), pcm16=pcm.tobytes(), clipped_samples=0,
+                nonfinite_samples=0, is_last=second == self.seconds - 1,
+            ))
+            sent += 1
+        publisher.publish(StreamEnded(**started.caused(), reason="eof" if sent == self.seconds else "stopped",
+                                      chunks=sent, samples=sent * SAMPLE_RATE))
+        publisher.flush()
 
 
 def build_toy_source(stream: StreamConfig, settings: Settings, realtime: bool) -> CaptureSource:

@@ -1,14 +1,17 @@
 """`distress run`, `distress status` and `distress demo` end to end: real recordings, the real registered stages,
-a real broker and real Ray (in process through Typer's runner, and once as a separate process stopped by SIGTERM)."""
+a real broker and real Ray (in process through Typer's runner, and as a separate process, serving its dashboard,
+stopped by Ctrl-C or SIGTERM)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -20,7 +23,10 @@ from typer.testing import CliRunner
 from actors.pipeline import default_stages
 from cli.broker import LocalBroker
 from cli.main import app
-from config import load_settings
+from cli.run import linked_to_dashboard
+from config import Settings, load_settings
+from config.settings import AlertingConfig
+from frontend.server import DashboardServer
 from tests.actors.toy_pipeline import local_ray
 from tests.conftest import REPO_ROOT
 
@@ -38,6 +44,7 @@ def env(kafka_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         "DISTRESS_TOPIC_PARTITIONS": "1",
         "DISTRESS_LOG_JSON": "false",
         "DISTRESS_RUNTIME": json.dumps({"metrics_port": 0, "caught_up_poll_s": 0.5}),
+        "DISTRESS_DASHBOARD": json.dumps({"port": 0}),
     }
     monkeypatch.delenv("DISTRESS_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.delenv("DISTRESS_CONFIG", raising=False)
@@ -59,8 +66,9 @@ def test_until_eof_processes_recordings_through_every_stage_and_reports(env: dic
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt nothing useful")
     result = CliRunner().invoke(app, ["run", "--source", str(first), "--source", str(second), "--source",
-                                      str(corrupt), "--until-eof", "--json"])
+                                      str(corrupt), "--until-eof", "--json", "--no-dashboard"])
     assert result.exit_code == 2, result.output  # a recording failed; the others still ran to their end
+    assert "dashboard:" not in result.stderr
     summary = json.loads(result.stdout)
     streams = {stream["id"]: stream for stream in summary["streams"]}
     assert (streams["lobby"]["state"], streams["lobby"]["chunks"]) == ("ended", 3)
@@ -108,30 +116,47 @@ def test_status_without_a_reachable_broker_exits_1(env: dict[str, str], monkeypa
     assert "cannot reach Kafka at 127.0.0.1:9" in result.stderr
 
 
-def test_sigterm_stops_a_running_pipeline_cleanly(env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_running_pipeline_and_its_dashboard_cleanly(env: dict[str, str], tmp_path: Path,
+                                                                     stop_signal: signal.Signals) -> None:
     long_recording = recording(tmp_path, "long.wav", 120.0)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", "--source", str(long_recording), "--realtime", "--json"],
-        cwd=REPO_ROOT, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not chunks_published(env):
-            time.sleep(1.0)
-        assert chunks_published(env), "the pipeline never captured audio"
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=180)
-    finally:
-        process.kill()
-    assert process.returncode == 0, stderr[-3000:]
-    summary = json.loads(stdout)
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "run", "--source", str(long_recording), "--realtime", "--json"],
+            cwd=REPO_ROOT, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE,
+            stderr=stderr, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and not chunks_published(env):
+                time.sleep(1.0)
+            assert chunks_published(env), "the pipeline never captured audio"
+            (sign_in,) = re.findall(r"^dashboard: (http://\S+)$", log.read_text(), flags=re.MULTILINE)
+            with urllib.request.urlopen(sign_in.split("login")[0] + "api/health", timeout=30) as response:
+                assert json.loads(response.read())["status"] == "ok"  # served while the pipeline runs
+            process.send_signal(stop_signal)
+            stdout, _ = process.communicate(timeout=180)
+        finally:
+            process.kill()
+    assert process.returncode == 0, log.read_text()[-3000:]
+    summary = json.loads(stdout)  # stdout holds the summary and nothing else
     (stream,) = summary["streams"]
     assert stream["state"] == "ended" and stream["reason"] == "stopped" and 0 < stream["chunks"] < 120
     status = CliRunner().invoke(app, ["status", "--json"])
+    # Every stage committed all it was given and left its group: a next run starts after it, repeating nothing.
     assert all(stage["lag"] == 0 and stage["consumers"] in (0, None) for stage in json.loads(status.stdout)["stages"])
 
 
 def chunks_published(env: dict[str, str]) -> bool:
     status = CliRunner().invoke(app, ["status", "--json", "--window", "600"])
     return status.exit_code == 0 and json.loads(status.stdout)["latency"].get("features", {}).get("count", 0) >= 2
+
+
+def test_alerts_link_to_the_dashboard_the_run_serves_unless_a_link_is_configured(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    configured = Settings(data_dir=tmp_path, alerting=AlertingConfig(dashboard_url="https://ops.example/distress"))
+    with DashboardServer(settings, port=0) as server:
+        served = linked_to_dashboard(settings, server).alerting.dashboard_url
+        assert served == server.url.rstrip("/") and served != settings.alerting.dashboard_url
+        assert linked_to_dashboard(configured, server).alerting.dashboard_url == "https://ops.example/distress"

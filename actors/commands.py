@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from actors.incidents import SYSTEM_ACTOR, fold_incidents, refusal, stream_of_incident
-from events.bus import Bus
+from events.bus import Bus, read_all
 from events.catalogue import (
     IncidentAcknowledged,
     IncidentEvent,
@@ -22,7 +22,6 @@ from events.catalogue import (
     IncidentNoteAdded,
     IncidentResolved,
 )
-from projections.topic_log import read_all
 
 MAX_ACTOR_CHARS = 128
 MAX_NOTE_CHARS = 4000

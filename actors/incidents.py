@@ -42,7 +42,7 @@ from typing import Any
 from actors.clips import ClipStore
 from config.settings import IncidentConfig, Settings
 from events import Event
-from events.bus import ConsumedEvent
+from events.bus import ConsumedEvent, read_all
 from events.catalogue import (
     AudioChunkCaptured,
     DistressScored,
@@ -59,7 +59,6 @@ from events.catalogue import (
     TranscriptProduced,
 )
 from events.topics import TopicCatalogue
-from projections.topic_log import read_all
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent
+from events.bus import ConsumedEvent, read_all
 from events.catalogue import (
     DistressScored,
     FeaturesExtracted,
@@ -36,7 +36,6 @@ from events.topics import TopicCatalogue
 from models.classifier import PATCH_FRAMES, ClassScores, DistressClassifier
 from models.features import FeatureConfig
 from models.fusion import FusionConfig, StreamFusion
-from projections.topic_log import read_all
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from events.bus import BusError
 from projections.database import DatabaseError, open_database
 from projections.projector import Projector
 from projections.read_models import projections_named
-from projections.replay import ReplayResult, replay
+from projections.replay import ReplayError, ReplayResult, ReplayRun, replay_all
 
 if TYPE_CHECKING:
     from projections.whatif import WhatIfReport
@@ -55,7 +55,7 @@ def _infrastructure_errors(run: Callable[[], None]) -> None:
     """Database and Kafka failures end the command with a clear message (exit 1), not a traceback."""
     try:
         run()
-    except (DatabaseError, BusError) as error:
+    except (DatabaseError, BusError, ReplayError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     except SQLAlchemyError as error:
@@ -113,30 +113,25 @@ def replay_command(
                 task = progress.add_task(name, total=total)
                 return lambda advance: progress.advance(task, advance)
 
-            results = [
-                replay(engine, bus, item, verify=verify, progress=tracker, batch_size=batch_size) for item in chosen
-            ]
-        _report_replay(results, verify, json_output)
+            rebuilt = replay_all(engine, bus, chosen, verify=verify, progress=tracker, batch_size=batch_size)
+        _report_replay(rebuilt, verify, json_output)
 
     _infrastructure_errors(run)
 
 
-def _report_replay(results: list[ReplayResult], verify: bool, json_output: bool) -> None:
-    events = sum(result.messages for result in results)
-    seconds = sum(result.seconds for result in results)
-    differences = sum(result.differences for result in results)
+def _report_replay(run: ReplayRun, verify: bool, json_output: bool) -> None:
     summary = {
         "mode": "verify" if verify else "rebuild",
-        "events": events,
-        "seconds": round(seconds, 3),
-        "events_per_s": round(events / seconds, 1) if seconds > 0 else 0.0,
-        "differences": differences,
-        "projections": [_result_json(result) for result in results],
+        "events": run.messages,
+        "seconds": round(run.seconds, 3),
+        "events_per_s": round(run.events_per_s, 1),
+        "differences": run.differences,
+        "projections": [_result_json(result) for result in run.results],
     }
     if json_output:
         print_json(summary)
     else:
-        for result in results:
+        for result in run.results:
             outcome = "swapped in" if result.swapped else f"{result.differences} difference(s)"
             typer.echo(
                 f"{result.projection}: {result.messages:,} events in {result.seconds:.2f} s "
@@ -152,7 +147,7 @@ def _report_replay(results: list[ReplayResult], verify: bool, json_output: bool)
                         f"  {comparison.table} {list(difference.key)}: {difference.problem}"
                         + (f" ({columns})" if columns else "")
                     )
-    if verify and differences:
+    if verify and run.differences:
         raise typer.Exit(1)
 
 

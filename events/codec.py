@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import inspect
 import json
 import types
 import typing
@@ -98,16 +99,15 @@ class EventCodec:
         if data is None:
             raise MalformedMessage("message has no value (tombstone)")
         try:
-            document = json.loads(data)
+            document = _JSON_DECODER.decode(data.decode())  # our encoder writes UTF-8: no encoding sniffing
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise MalformedMessage(f"not valid JSON: {error}") from error
         if not isinstance(document, dict):
             raise MalformedMessage(f"expected a JSON object, got {type(document).__name__}")
-        expected = {"type", "version", "payload", *ENVELOPE_FIELDS}
-        if set(document) != expected:
-            missing, extra = sorted(expected - set(document)), sorted(set(document) - expected)
+        if document.keys() != _DOCUMENT_FIELDS:
+            missing, extra = sorted(_DOCUMENT_FIELDS - document.keys()), sorted(document.keys() - _DOCUMENT_FIELDS)
             raise MalformedMessage(f"bad envelope: missing {missing}, unexpected {extra}")
-        name, version, payload = document["type"], document["version"], document["payload"]
+        name, version, payload = document.pop("type"), document.pop("version"), document.pop("payload")
         if not isinstance(name, str):
             raise MalformedMessage("envelope field 'type' must be a string")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -125,9 +125,13 @@ class EventCodec:
                 payload = self._upcasters.upcast(name, version, current, payload)
             except LookupError as error:
                 raise UnsupportedSchemaVersion(str(error)) from error
-        envelope = {key: document[key] for key in ENVELOPE_FIELDS}
-        event: Event = _decode_with_path(_decoder_for(event_class), {**envelope, **payload}, name)
+        document.update(payload)  # what is left of the document is the envelope; payload fields join it
+        event: Event = _decode_with_path(_decoder_for(event_class), document, name)
         return event
+
+
+_JSON_DECODER = json.JSONDecoder()
+_DOCUMENT_FIELDS = frozenset({"type", "version", "payload", *ENVELOPE_FIELDS})
 
 
 def _to_json(value: Any) -> JsonValue:
@@ -168,10 +172,14 @@ def _decoder_for(cls: type) -> FieldDecoder:
 
 def _build_decoder(cls: type) -> FieldDecoder:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: _decoder_of(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
-    required = frozenset(f.name for f in dataclasses.fields(cls)
-                         if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    init_fields = [f for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: _decoder_of(hints[f.name]) for f in init_fields}
+    kept_as_is = {f.name: _json_types_kept(hints[f.name]) for f in init_fields}
+    required = frozenset(
+        f.name for f in init_fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
     names = frozenset(fields)
+    construct = _constructor(cls)
 
     def decode(value: JsonValue) -> Any:
         if not isinstance(value, dict):
@@ -180,18 +188,68 @@ def _build_decoder(cls: type) -> FieldDecoder:
         if not (required <= keys <= names):
             unexpected, missing = sorted(keys - names), sorted(required - keys)
             raise _FieldError(f"unexpected field(s) {unexpected}" if unexpected else f"missing field(s) {missing}")
-        arguments = {}
-        for name, item in value.items():
-            try:
-                arguments[name] = fields[name](item)
-            except _FieldError as error:
-                raise error.within(name) from None
+        arguments = dict(value)
         try:
-            return cls(**arguments)
+            for name, item in value.items():
+                if type(item) not in kept_as_is[name]:
+                    arguments[name] = fields[name](item)
+        except _FieldError as error:
+            raise error.within(name) from None
+        try:
+            return construct(arguments)
         except (TypeError, ValueError) as error:
             raise _FieldError(str(error)) from error
 
     return decode
+
+
+def _json_types_kept(hint: Any) -> frozenset[type]:
+    """JSON value types that already are a valid value of ``hint`` (a str for a str field, None for an optional
+    one): those are checked by their exact type alone, without a call to the field's decoder."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return frozenset().union(*(_json_types_kept(arg) for arg in typing.get_args(hint)))
+    return frozenset({hint}) if hint in (str, int, bool, float, type(None)) else frozenset()
+
+
+def _constructor(cls: type) -> Callable[[dict[str, Any]], Any]:
+    """``cls(**arguments)`` for arguments already checked against the fields, without the generated ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``, which costs more than all
+    of the field checks; filling the instance dict at once and running ``__post_init__`` gives the same object.
+    The dict is laid out in field order first (defaults in place), as ``__init__`` would: projections write
+    ``vars()`` of value objects as JSON, so the order is part of the stored text. Classes that do not fit that
+    pattern are constructed normally.
+    """
+    post_init = getattr(cls, "__post_init__", None)
+    params = getattr(cls, "__dataclass_params__", None)
+    if (
+        params is None
+        or not params.init
+        or hasattr(cls, "__slots__")
+        or (post_init is not None and len(inspect.signature(post_init).parameters) != 1)  # InitVars
+    ):
+        return lambda arguments: cls(**arguments)
+    every_field = dataclasses.fields(cls)
+    factories = [(f.name, f.default_factory) for f in every_field if f.default_factory is not dataclasses.MISSING]
+    layout = {
+        f.name: None if f.default is dataclasses.MISSING else f.default
+        for f in every_field
+        if f.init or f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }  # required fields are always among the arguments, fields with a factory get theirs below
+
+    def construct(arguments: dict[str, Any]) -> Any:
+        instance: Any = object.__new__(cls)
+        state = instance.__dict__
+        state.update(layout)
+        state.update(arguments)  # existing keys keep their place
+        for name, factory in factories:
+            if name not in arguments:
+                state[name] = factory()
+        if post_init is not None:
+            post_init(instance)
+        return instance
+
+    return construct
 
 
 def _decode_with_path(decoder: FieldDecoder, value: JsonValue, root: str) -> Any:

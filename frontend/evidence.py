@@ -21,10 +21,9 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from actors.incidents import PIPELINE_SAMPLE_RATE
 from events import Event
-from events.bus import Bus, BusError
+from events.bus import Bus, BusError, Partition, TopicLog
 from events.catalogue import DistressScored, PhraseHit, TranscriptProduced, Word
 from frontend.schemas import Evidence, IncidentSummary, ScorePoint, TranscriptLine, TranscriptToken, Waveform
-from projections.topic_log import Partition, TopicLog
 
 SPAN_MARGIN = timedelta(seconds=30)  # scores and transcripts are published a little after the audio they describe
 MAX_SPAN = timedelta(minutes=10)  # the chart covers at most the first ten minutes of a long incident

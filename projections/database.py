@@ -14,22 +14,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+import sqlalchemy
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, select, text
+from sqlalchemy import Connection, Dialect, Engine, Row, Table, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from config.settings import Settings
 
+if TYPE_CHECKING:
+    import psycopg
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _IN_CHUNK = 500
+_Insert = sqlite.Insert | postgresql.Insert
 
 
 class DatabaseError(Exception):
@@ -98,28 +103,47 @@ def lock(connection: Connection, name: str) -> None:
 
 
 @dataclass(frozen=True)
-class _BulkInsert:
-    """An INSERT ... ON CONFLICT compiled once per dialect and table, run with plain driver parameters.
+class _Staging:
+    """PostgreSQL: a session temp table shaped like the target, filled by COPY and emptied after each use."""
 
-    Projections write thousands of rows per transaction; going through the compiled statement's per-row
-    parameter machinery costs more than the database does, so rows are turned into driver parameters here,
-    still through each column type's own bind processor (UTC datetimes, booleans).
+    create: str
+    copy: str
+    empty: str
+
+
+@dataclass(frozen=True)
+class _BulkInsert:
+    """An INSERT ... ON CONFLICT built once per dialect and table, run with plain driver parameters.
+
+    Projections write thousands of rows per transaction; going through SQLAlchemy's per-row parameter machinery
+    costs more than the database does, so rows are turned into driver parameters here, column by column, still
+    through each column type's own bind processor (UTC datetimes, booleans). SQLite runs the statement once per
+    row in C (``executemany``). PostgreSQL would spend a bind/execute round per row on both ends that way, so
+    there the rows are COPYed into a staging table and moved by one ``INSERT ... SELECT ... ON CONFLICT``.
     """
 
     sql: str
     columns: tuple[str, ...]
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]
-    positional: bool
+    staging: _Staging | None = None
 
-    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         values = operator.itemgetter(*self.columns)
-        converted: list[Any] = []
-        for row in rows:
-            items = list(values(row))
-            for index, process in self.processors:
-                items[index] = process(items[index])
-            converted.append(tuple(items) if self.positional else dict(zip(self.columns, items, strict=True)))
-        return converted
+        columns = [list(column) for column in zip(*map(values, rows), strict=True)]
+        for index, process in self.processors:
+            columns[index] = list(map(process, columns[index]))
+        converted = list(zip(*columns, strict=True))
+        if self.staging is None:
+            connection.exec_driver_sql(self.sql, converted)
+            return
+        driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
+        with driver.cursor() as cursor:
+            cursor.execute(self.staging.create)
+            with cursor.copy(self.staging.copy) as copy:
+                for row in converted:
+                    copy.write_row(row)
+            cursor.execute(self.sql)
+            cursor.execute(self.staging.empty)
 
 
 _BULK_INSERTS: dict[tuple[str, str, bool], _BulkInsert] = {}
@@ -128,43 +152,78 @@ _BULK_INSERTS: dict[tuple[str, str, bool], _BulkInsert] = {}
 def _bulk_insert(connection: Connection, table: Table, overwrite: bool) -> _BulkInsert:
     dialect = connection.dialect
     cached = _BULK_INSERTS.get((dialect.name, table.name, overwrite))
-    if cached is not None:
-        return cached
-    statement = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
+    if cached is None:
+        build = _staged_insert if dialect.name == "postgresql" else _compiled_insert
+        cached = _BULK_INSERTS[(dialect.name, table.name, overwrite)] = build(dialect, table, overwrite)
+    return cached
+
+
+def _on_conflict(statement: _Insert, table: Table, overwrite: bool) -> _Insert:
+    """``overwrite``: a row whose key exists replaces every other column; otherwise the existing row stays."""
+    if not overwrite:
+        return statement.on_conflict_do_nothing()
     keys = [column.name for column in table.primary_key.columns]
-    if overwrite:
-        statement = statement.on_conflict_do_update(
-            index_elements=keys,
-            set_={column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys},
-        )
-    else:
-        statement = statement.on_conflict_do_nothing()
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys},
+    )
+
+
+def _compiled_insert(dialect: Dialect, table: Table, overwrite: bool) -> _BulkInsert:
+    """SQLite: ``INSERT ... VALUES (?, ...) ON CONFLICT ...`` for ``executemany``."""
     names = [column.name for column in table.columns]
-    compiled = statement.compile(dialect=dialect, column_keys=names)
+    compiled = _on_conflict(sqlite.insert(table), table, overwrite).compile(dialect=dialect, column_keys=names)
     columns = tuple(compiled.positiontup or names)
-    processors = tuple(
+    return _BulkInsert(sql=compiled.string, columns=columns, processors=_processors(dialect, table, columns))
+
+
+def _staged_insert(dialect: Dialect, table: Table, overwrite: bool) -> _BulkInsert:
+    """PostgreSQL: COPY into ``pg_temp.staging_<table>_<columns digest>``, then one INSERT ... SELECT from it.
+
+    The digest of the column names keeps a session's staging table from outliving a migration that changed
+    them. ``DO NOTHING`` tolerates a key twice in one statement, as appends may have it; ``DO UPDATE`` does not,
+    and its callers write each key once (a batch's rows are folded per key first).
+    """
+    names = tuple(column.name for column in table.columns)
+    digest = hashlib.sha256("\0".join(names).encode()).hexdigest()[:12]
+    preparer = dialect.identifier_preparer
+    staging_name = f"staging_{table.name}_{digest}"
+    staging = sqlalchemy.table(staging_name, *map(sqlalchemy.column, names), schema="pg_temp")
+    moved = _on_conflict(postgresql.insert(table).from_select(names, select(*staging.c)), table, overwrite)
+    quoted = f"pg_temp.{preparer.quote(staging_name)}"
+    return _BulkInsert(
+        sql=str(moved.compile(dialect=dialect)),
+        columns=names,
+        processors=_processors(dialect, table, names),
+        staging=_Staging(
+            create=f"CREATE TEMP TABLE IF NOT EXISTS {preparer.quote(staging_name)} "
+            f"(LIKE {preparer.format_table(table)})",
+            copy=f"COPY {quoted} ({', '.join(map(preparer.quote, names))}) FROM STDIN",
+            empty=f"TRUNCATE {quoted}",
+        ),
+    )
+
+
+def _processors(
+    dialect: Dialect, table: Table, columns: Sequence[str]
+) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    return tuple(
         (index, processor)
         for index, name in enumerate(columns)
         if (processor := table.c[name].type.bind_processor(dialect)) is not None
     )
-    bulk = _BULK_INSERTS[(dialect.name, table.name, overwrite)] = _BulkInsert(
-        sql=compiled.string, columns=columns, processors=processors, positional=dialect.positional
-    )
-    return bulk
 
 
 def upsert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert or overwrite whole rows by primary key, as one batched statement."""
+    """Insert or overwrite whole rows by primary key, as one batched statement (each key at most once)."""
     if rows:
-        bulk = _bulk_insert(connection, table, overwrite=True)
-        connection.exec_driver_sql(bulk.sql, bulk.parameters(rows))
+        _bulk_insert(connection, table, overwrite=True).run(connection, rows)
 
 
 def insert_missing(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert rows whose primary key is not there yet; existing rows are left alone (idempotent appends)."""
     if rows:
-        bulk = _bulk_insert(connection, table, overwrite=False)
-        connection.exec_driver_sql(bulk.sql, bulk.parameters(rows))
+        _bulk_insert(connection, table, overwrite=False).run(connection, rows)
 
 
 def select_by_key(connection: Connection, table: Table, key: str, values: Iterable[Any]) -> list[Row[Any]]:

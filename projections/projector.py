@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Table, delete, select
 
-from events.bus import Bus
+from events.bus import Bus, LogBatch, Partition, TopicLog
 from projections.database import lock, upsert
 from projections.read_models import Projection, TableMap
 from projections.schema import Base
-from projections.topic_log import LogBatch, Partition, TopicLog
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +83,20 @@ class Projector:
         self.stats = ProjectorStats()
         with engine.connect() as connection:
             start = load_checkpoint(connection, self.checkpoint_name)
-        self.log = TopicLog(
-            bus, projection.topics(bus.catalogue), start=start, purpose=f"projection.{self.checkpoint_name}"
-        )
+        topics = projection.topics(bus.catalogue)
+        self.log = TopicLog(bus, topics, start=start, purpose=f"projection.{self.checkpoint_name}")
+        self.latest_only_topics = frozenset(
+            spec.name
+            for spec in bus.catalogue.all()
+            if spec.name in topics
+            and spec.event_types
+            and {event_type.event_type for event_type in spec.event_types} <= projection.latest_only
+        )  # topics that carry nothing but event types of which only the latest per stream matters
 
     def step(self, timeout_s: float = 0.5, until: Mapping[Partition, int] | None = None) -> int:
         """Read and apply one batch; returns the number of messages it covered."""
         batch = self.log.read(
-            max_messages=self.batch_size, timeout_s=timeout_s, until=until, latest_only=self.projection.latest_only
+            max_messages=self.batch_size, timeout_s=timeout_s, until=until, latest_only=self.latest_only_topics
         )
         if batch.messages:
             self._apply(batch)
@@ -102,7 +107,7 @@ class Projector:
     ) -> ProjectorStats:
         """Apply everything up to ``until`` (default: the ends of the topics now)."""
         target = dict(until) if until is not None else self.log.end_offsets()
-        for batch in self.log.read_until(target, max_messages=self.batch_size, latest_only=self.projection.latest_only):
+        for batch in self.log.read_until(target, max_messages=self.batch_size, latest_only=self.latest_only_topics):
             self._apply(batch)
             if progress is not None:
                 progress(batch.messages)

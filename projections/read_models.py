@@ -57,7 +57,7 @@ class Projection(Protocol):
 
     name: str
     tables: tuple[Table, ...]
-    latest_only: frozenset[str]  # event types of which only the latest per stream matters (see TopicLog.read)
+    latest_only: frozenset[str]  # event types of which only the latest per stream matters (see Projector)
 
     def topics(self, catalogue: TopicCatalogue) -> list[str]: ...
 
@@ -71,18 +71,19 @@ def _table(model: type[Base]) -> Table:
 
 
 def _json_value(item: Any) -> Any:
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return item.__dict__  # the flat value types (LabelScore, PhraseHit, ...): fields only, and fast
     if isinstance(item, datetime):
         return item.isoformat()
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return item.__dict__  # the flat value types (LabelScore, PhraseHit, ...): fields only, and fast
     if isinstance(item, bytes):
         return f"<{len(item)} bytes>"
     raise TypeError(f"cannot store {type(item).__name__} as JSON")
 
 
 # One encoder for every call (json.dumps with options builds a new one each time). Keys keep the dataclass field
-# order, which is fixed, so equal values give equal text without the cost of sorting every object's keys.
-_JSON = json.JSONEncoder(default=_json_value, separators=(",", ":"), ensure_ascii=False)
+# order, which is fixed, so equal values give equal text without the cost of sorting every object's keys. Event
+# values are immutable trees, so the encoder need not track containers to detect cycles.
+_JSON = json.JSONEncoder(default=_json_value, separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def to_json(value: Any) -> str:
@@ -187,7 +188,10 @@ def timeline_summary(event: IncidentEvent) -> tuple[str | None, str]:
 
 def _payload(event: Event) -> dict[str, Any]:
     """``event.payload()`` without the per-call field introspection (the timeline stores one per event)."""
-    return {name: value for name, value in vars(event).items() if name not in ENVELOPE_FIELDS}
+    return {name: value for name, value in vars(event).items() if name not in _ENVELOPE}
+
+
+_ENVELOPE = frozenset(ENVELOPE_FIELDS)
 
 
 def _with_note(text: str, note: str) -> str:

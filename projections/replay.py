@@ -5,22 +5,27 @@ transaction under the projection's writer lock: it first makes sure the shadow h
 live checkpoint, then replaces the live rows with the shadow rows and the live checkpoint with the shadow's.
 Readers see either the old contents or the new, never a mix. ``verify`` rebuilds to exactly the live checkpoint
 and compares row by row instead of swapping.
+
+``replay_all`` rebuilds several projections at once, one thread each. Every rebuild has its own reader, shadow
+tables, checkpoint and transactions, so they share nothing but the engine's connection pool; while one waits for
+PostgreSQL, or runs SQLite's C code (which releases the GIL), another reads and decodes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, Engine, MetaData, Table, delete, insert, select
 
-from events.bus import Bus
+from events.bus import Bus, Partition
 from projections.database import RowKey, lock, table_contents
 from projections.projector import Projector, delete_checkpoint, load_checkpoint, save_checkpoint
 from projections.read_models import Projection
-from projections.topic_log import Partition
 
 SHADOW_SUFFIX = "__shadow"
 MAX_SWAP_ATTEMPTS = 20
@@ -63,6 +68,26 @@ class ReplayResult:
     @property
     def differences(self) -> int:
         return sum(len(comparison.differences) for comparison in self.comparisons)
+
+
+@dataclass(kw_only=True)
+class ReplayRun:
+    """Several projections rebuilt together; ``seconds`` is the wall-clock time of the whole run."""
+
+    results: list[ReplayResult]
+    seconds: float
+
+    @property
+    def messages(self) -> int:
+        return sum(result.messages for result in self.results)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def differences(self) -> int:
+        return sum(result.differences for result in self.results)
 
 
 def shadow_tables(projection: Projection) -> dict[str, Table]:
@@ -235,3 +260,48 @@ def replay(
         swapped=not verify,
         comparisons=comparisons,
     )
+
+
+def replay_all(
+    engine: Engine,
+    bus: Bus,
+    projections: Sequence[Projection],
+    *,
+    verify: bool = False,
+    progress: ProgressFactory | None = None,
+    batch_size: int = 2000,
+) -> ReplayRun:
+    """``replay`` for each projection, concurrently; each swaps (or compares) on its own as soon as it is done.
+
+    On the first failure, or Ctrl-C, the others stop after their current batch and are discarded like any failed
+    rebuild (one that has already swapped stays swapped); the failure is raised once all of them have ended.
+    """
+    started = time.perf_counter()
+    stop = threading.Event()
+
+    def stoppable(name: str, total: int) -> Callable[[int], None]:
+        advance = progress(name, total) if progress else None
+
+        def step(messages: int) -> None:
+            if stop.is_set():
+                raise ReplayError(f"{name}: interrupted; the live tables were left as they were")
+            if advance is not None:
+                advance(messages)
+
+        return step
+
+    with ThreadPoolExecutor(max_workers=max(1, len(projections)), thread_name_prefix="replay") as pool:
+        futures = [
+            pool.submit(replay, engine, bus, projection, verify=verify, progress=stoppable, batch_size=batch_size)
+            for projection in projections
+        ]
+        try:
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            stop.set()
+            raise
+        failure = next((error for future in finished if (error := future.exception()) is not None), None)
+        if failure is not None:
+            stop.set()
+            raise failure
+    return ReplayRun(results=[future.result() for future in futures], seconds=time.perf_counter() - started)

@@ -29,9 +29,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from config.settings import AlertRetryPolicy
 from events import Event
-from events.bus import Bus
+from events.bus import Bus, LogPositionError, Partition, TopicLog
 from events.catalogue import AlertDeferred, AlertDispatched, AlertEvent, AlertFailed, AlertRequested
-from projections.topic_log import LogPositionError, Partition, TopicLog
 
 _KAFKA_TIMEOUT_S = 30.0
 _NOT_READY_YET = frozenset({

@@ -10,9 +10,8 @@ from actors.incidents import IncidentEngine, fold_incidents
 from config import Settings
 from config.settings import IncidentConfig
 from events import Event
-from events.bus import Bus
+from events.bus import Bus, read_all
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentOpened, IncidentResolved
-from projections.topic_log import read_all
 from tests.actors.scenario import Scenario
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -25,6 +26,20 @@ def test_every_event_round_trips_exactly(event: object) -> None:
     assert decoded == event
     assert type(decoded) is type(event)
     assert CODEC.encode(decoded) == data  # canonical: re-encoding gives the same bytes
+
+
+def _fields_in_order(value: object) -> object:
+    """Attribute names in instance-dict order, recursively (projections store ``vars()`` of values as JSON)."""
+    if isinstance(value, tuple):
+        return [_fields_in_order(item) for item in value]
+    if dataclasses.is_dataclass(value):
+        return [(name, _fields_in_order(item)) for name, item in vars(value).items()]
+    return None
+
+
+@pytest.mark.parametrize("event", sample_events(), ids=lambda event: event.event_type)
+def test_decoded_events_lay_out_their_fields_like_constructed_ones(event: object) -> None:
+    assert _fields_in_order(CODEC.decode(CODEC.encode(event))) == _fields_in_order(event)  # type: ignore[arg-type]
 
 
 def _document(event_index: int = 0) -> dict[str, object]:
@@ -73,7 +88,7 @@ def test_wrong_field_types_name_the_field(field: str, value: object, message: st
 def test_missing_and_unexpected_fields_are_rejected() -> None:
     document = _document(3)
     del document["payload"]["pcm16"]  # type: ignore[attr-defined]
-    with pytest.raises(InvalidPayload, match="missing.*pcm16"):
+    with pytest.raises(InvalidPayload, match=r"missing.*pcm16"):
         CODEC.decode(json.dumps(document).encode())
     document = _document(3)
     document["payload"]["volume"] = 11  # type: ignore[index]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from events.bus import read_all
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentNoteAdded
-from projections.topic_log import read_all
 from tests.frontend.conftest import ALICE_TOKEN, BOB_PASSWORD
 from tests.frontend.world import LEAKY_CHANNEL_ERROR, RATE, SECRETS, World
 

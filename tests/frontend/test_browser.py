@@ -27,6 +27,7 @@ from actors.stage import StageRunner
 from config import Settings, StreamConfig
 from config.settings import AlertingConfig, AlertRoute, EscalationTier, IncidentConfig
 from events import Event
+from events.bus import read_all
 from events.catalogue import (
     AlertRequested,
     AudioChunkCaptured,
@@ -39,7 +40,6 @@ from events.catalogue import (
     Word,
 )
 from frontend.server import DashboardServer
-from projections.topic_log import read_all
 from tests.actors.alerting.servers import JsonReceiver
 from tests.frontend.browser import click, full_page_screenshot, headless_chromium, wait_until
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config

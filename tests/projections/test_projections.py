@@ -8,18 +8,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select, update
 
 from actors.incidents import fold_incidents
 from benchmarks.replay import synthetic_history
 from config import Settings
 from events import Event
+from events.bus import ConsumedEvent, TopicLog
 from events.catalogue import (
     AlertEvent,
     DistressScored,
@@ -31,10 +32,9 @@ from events.catalogue import (
 from projections.database import table_digest
 from projections.projector import CHECKPOINTS, Projector, load_checkpoint
 from projections.queries import incident_detail, list_incidents, list_streams
-from projections.read_models import PROJECTIONS, Projection
-from projections.replay import replay
+from projections.read_models import PROJECTIONS, Projection, TableMap, TranscriptsProjection
+from projections.replay import replay, replay_all
 from projections.schema import AlertRow, Base, IncidentRow, IncidentTimelineRow, TranscriptRow
-from projections.topic_log import TopicLog
 from tests.conftest import REPO_ROOT
 from tests.projections.conftest import NewDatabase
 
@@ -174,11 +174,11 @@ class ProjectionSuite:
         project_all(engine, kafka_settings)
         live = digests(engine)
         bus = kafka_settings.bus()
-        rebuilt = []
-        for _ in range(2):
-            results = [replay(engine, bus, projection, batch_size=53) for projection in PROJECTIONS.values()]
-            assert all(result.swapped and result.messages > 0 for result in results)
-            rebuilt.append(digests(engine))
+        sequential = [replay(engine, bus, projection, batch_size=53) for projection in PROJECTIONS.values()]
+        rebuilt = [digests(engine)]
+        concurrent = replay_all(engine, bus, list(PROJECTIONS.values()), batch_size=53).results
+        rebuilt.append(digests(engine))
+        assert all(result.swapped and result.messages > 0 for result in [*sequential, *concurrent])
         assert rebuilt[0] == rebuilt[1] == live
         with engine.connect() as connection:
             assert set(load_checkpoint(connection, "incidents").values()) != {0}
@@ -362,3 +362,30 @@ def test_a_transcript_row_inserted_by_hand_is_reported_by_verify(
         for difference in comparison.differences
     ]
     assert found == [(("forged",), "missing in rebuilt")]
+
+
+class _BrokenTranscripts(TranscriptsProjection):
+    """A projection whose rows cannot be written (as when its database refuses them)."""
+
+    name = "broken"
+
+    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
+        raise RuntimeError("the database refused the batch")
+
+
+def test_a_failing_concurrent_rebuild_is_raised_and_leaves_no_shadow_behind(
+    kafka_settings: Settings, sqlite_databases: NewDatabase, engines: OpenEngine
+) -> None:
+    kafka_settings.ensure_topics()
+    publish(kafka_settings, small_history())
+    engine = engines(sqlite_databases())
+    project_all(engine, kafka_settings)
+    live = digests(engine)
+    healthy = [PROJECTIONS["incidents"], PROJECTIONS["alerts"]]
+    with pytest.raises(RuntimeError, match="refused"):
+        replay_all(engine, kafka_settings.bus(), [*healthy, _BrokenTranscripts()], batch_size=10)
+    assert digests(engine) == live  # each healthy one was swapped in (same rows) or discarded
+    with engine.connect() as connection:
+        assert not [name for name in inspect(connection).get_table_names() if name.endswith("__shadow")]
+        checkpoints = set(connection.execute(select(CHECKPOINTS.c.projection).distinct()).scalars())
+        assert checkpoints == set(PROJECTIONS)

@@ -14,9 +14,9 @@ import torch
 from actors.incidents import incident_id_for
 from config import Settings
 from config.settings import IncidentConfig
+from events.bus import read_all
 from events.catalogue import AudioChunkCaptured, IncidentOpened, IncidentResolved
 from models.classifier import Calibration, DistressClassifier, DistressNet
-from projections.topic_log import read_all
 from projections.whatif import rescore
 from tests.actors.scenario import RATE, Scenario
 from tests.cli.test_incidents import Distress

@@ -49,10 +49,11 @@ class StageRunner:
     """
 
     def __init__(self, stage: Stage, bus: Bus, *, group_id: str | None = None, max_batch: int = 256,
-                 poll_timeout_s: float = 0.2, recent_input: RecentInput | None = None) -> None:
+                 poll_timeout_s: float = 0.2, linger_s: float = 0.02, recent_input: RecentInput | None = None) -> None:
         self.stage = stage
         self.max_batch = max_batch
         self.poll_timeout_s = poll_timeout_s
+        self.linger_s = linger_s  # a partial batch goes out this soon after its first event, not after the timeout
         self.processed = 0
         self.published = 0
         self.replayed = 0
@@ -65,7 +66,8 @@ class StageRunner:
 
     def run_once(self) -> int:
         """Process one batch (possibly empty) and commit it; returns the number of input events handled."""
-        batch = self.consumer.consume(max_messages=self.max_batch, timeout_s=self.poll_timeout_s)
+        batch = self.consumer.consume(max_messages=self.max_batch, timeout_s=self.poll_timeout_s,
+                                      linger_s=self.linger_s)
         assigned = self.consumer.assignment()
         if self._recent_input is not None and assigned:
             self._rebuild_state(self._recent_input([(tp.topic, tp.partition) for tp in assigned]))

@@ -16,7 +16,6 @@ BENCHMARKS = {
     "features": "Feature extraction vs librosa and torchaudio.",
     "asr": "Speech-to-text real-time factor and WER.",
     "replay": "Projection rebuild throughput into SQLite and PostgreSQL.",
-    "streams": "Concurrent real-time streams the pipeline sustains.",
 }
 
 
@@ -45,3 +44,23 @@ def _register(name: str, help_text: str) -> None:
 
 for _name, _help in BENCHMARKS.items():
     _register(_name, _help)
+
+
+@app.command("streams")
+def streams_command(
+    json_output: bool = typer.Option(False, "--json", help="Print the full result (every trial) as JSON."),
+    max_streams: int | None = typer.Option(None, "--max-streams", min=1, help="Largest number of streams to try "
+                                           "(default 256)."),
+    quick: bool = typer.Option(False, "--quick", help="Shorter audio and no bisection (a rough answer sooner)."),
+) -> None:
+    """Concurrent real-time streams the pipeline sustains (acoustic, then with ASR); needs the broker up."""
+    from actors.metrics import MetricsError  # here: these load Ray and the whole pipeline
+    from actors.runtime import RuntimeStartError
+    from benchmarks.streams import BenchmarkError, render, run
+
+    try:
+        result = run(max_streams=max_streams, quick=quick)
+    except (BenchmarkError, MetricsError, RuntimeStartError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(json.dumps(result, indent=2) if json_output else render(result))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def consumed(event: Event) -> ConsumedEvent:
     return ConsumedEvent(event=event, topic="t", partition=0, offset=0, timestamp_ms=0)
 
 
-def run(stage: ScorerStage, events: list[Event]) -> list[DistressScored]:
+def run(stage: ScorerStage, events: Sequence[Event]) -> list[DistressScored]:
     return [out for event in events for out in stage.handle(consumed(event)) if isinstance(out, DistressScored)]
 
 
@@ -111,3 +112,44 @@ def test_build_scorer_rebuilds_feedback_from_history(kafka_settings: Settings, t
     assert stage.fusion_config.threshold == 0.5
     assert stage.threshold_for("hall", now) == pytest.approx(0.6)
     assert stage.threshold_for("lobby", now) == pytest.approx(0.5)
+
+
+def decisions(scores: list[DistressScored]) -> list[tuple[str, int, bool, list[str]]]:
+    return [(score.stream_id, score.sequence, score.is_distress, [label.label for label in score.labels])
+            for score in scores]
+
+
+def batching_scorer(fusion: FusionConfig) -> ScorerStage:
+    """A batching scorer past its first batch (of a stream the test does not look at)."""
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), fusion, batch_patches=True)
+    assert run(stage, feature_events("warm-up", 2)) != []  # the first batch is scored as it is handled
+    assert list(stage.tick()) == []
+    return stage
+
+
+def test_batched_patches_are_scored_at_the_end_of_the_batch_as_one_at_a_time_would() -> None:
+    events: list[Event] = [event for pair in zip(feature_events("a", 3), feature_events("b", 3), strict=True)
+                           for event in pair]
+    one_at_a_time = run(ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig()), events)
+    batched = batching_scorer(FusionConfig())
+    assert run(batched, events) == []
+    at_tick = [score for score in batched.tick() if isinstance(score, DistressScored)]
+    assert decisions(at_tick) == decisions(one_at_a_time) and len(at_tick) == 6
+    assert [score.acoustic_probability for score in at_tick] == pytest.approx(
+        [score.acoustic_probability for score in one_at_a_time], abs=1e-5)
+    assert list(batched.tick()) == []
+
+
+def test_until_a_batch_was_ticked_patches_are_scored_as_handled_for_a_rebuild_to_drop() -> None:
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(), batch_patches=True)
+    assert list(stage.tick()) == []  # an empty batch (no partitions assigned yet) does not start batching
+    rebuilt = run(stage, feature_events("a", 3))
+    assert [score.sequence for score in rebuilt] == [0, 1, 2] and list(stage.tick()) == []
+    assert run(stage, feature_events("b", 2)) == [] and len(list(stage.tick())) == 2
+
+
+def test_a_transcript_first_scores_the_patches_waiting_before_it() -> None:
+    stage = batching_scorer(FusionConfig(threshold=0.6))
+    scores = run(stage, [*feature_events("door", 3), transcript("door", HELP)])
+    assert [(score.sequence, score.phrases) for score in scores] == [(0, ()), (1, ()), (2, ()), (2, HELP)]
+    assert scores[-1].is_distress

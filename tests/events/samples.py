@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from events import ALL_EVENT_TYPES, Event
 from events.catalogue import (
@@ -37,7 +38,7 @@ PHRASES = (PhraseHit(phrase="help me", matched_text="help me", score=0.97, start
 
 
 def sample_events() -> list[Event]:
-    common = {"stream_id": STREAM, "correlation_id": "corr-1", "causation_id": None}
+    common: dict[str, Any] = {"stream_id": STREAM, "correlation_id": "corr-1", "causation_id": None}
     events: list[Event] = [
         StreamStarted(**common, source="rtsp://***@10.0.0.5:554/***", source_kind="url", sample_rate=16000,
                       chunk_samples=16000, source_sample_rate=44100, source_channels=2, realtime=True),

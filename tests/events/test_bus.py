@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cli.broker import LocalBroker
@@ -15,12 +16,13 @@ from events.catalogue import IncidentNoteAdded
 from tests.events.samples import sample_events
 
 
-def drain(consumer: EventConsumer, expected: int, timeout_s: float = 60.0) -> list[ConsumedEvent]:
+def drain(consumer: EventConsumer, expected: int, timeout_s: float = 60.0,
+          linger_s: float | None = None) -> list[ConsumedEvent]:
     """Consume until ``expected`` events arrived (or time out), committing after every batch."""
     received: list[ConsumedEvent] = []
     deadline = time.monotonic() + timeout_s
     while len(received) < expected and time.monotonic() < deadline:
-        batch = consumer.consume(max_messages=1000, timeout_s=0.5)
+        batch = consumer.consume(max_messages=1000, timeout_s=0.5, linger_s=linger_s)
         for consumed in batch:
             consumer.mark_processed(consumed)
         received.extend(batch)
@@ -28,7 +30,8 @@ def drain(consumer: EventConsumer, expected: int, timeout_s: float = 60.0) -> li
     return received
 
 
-def test_every_event_type_round_trips_through_kafka(kafka_settings: Settings) -> None:
+@pytest.mark.parametrize("linger_s", [None, 0.02], ids=["full-timeout", "linger"])
+def test_every_event_type_round_trips_through_kafka(kafka_settings: Settings, linger_s: float | None) -> None:
     bus = kafka_settings.bus()
     assert len(bus.ensure_topics()) == len(bus.catalogue.all())
     assert bus.ensure_topics() == []  # idempotent
@@ -39,7 +42,7 @@ def test_every_event_type_round_trips_through_kafka(kafka_settings: Settings) ->
         producer.flush()
         topics = sorted({bus.catalogue.topic_for(event) for event in events})
         consumer = bus.consumer(group_id=f"g-{uuid.uuid4()}", topics=topics, producer=producer)
-        received = drain(consumer, len(events))
+        received = drain(consumer, len(events), linger_s=linger_s)
         consumer.close()
     by_id = {consumed.event.event_id: consumed for consumed in received}
     assert len(received) == len(events)

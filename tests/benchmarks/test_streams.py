@@ -1,0 +1,45 @@
+"""The streams benchmark's trial on the test broker and a real local Ray: two demo streams in real time through the
+registered pipeline; the result must be complete JSON, find both incidents, and leave no topic behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from benchmarks.streams import QUICK_LEAD_S, Trial, excerpt, run_trial
+from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
+from config import Settings
+from tests.actors.toy_pipeline import local_ray
+
+
+@pytest.mark.slow
+def test_a_trial_finds_every_incident_reports_every_stage_and_deletes_its_topics(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    local_ray()
+    subprocess.run([sys.executable, str(DEMO_SCRIPT), str(tmp_path / "demo.wav")], check=True, capture_output=True)
+    audio = excerpt(tmp_path / "demo.wav", tmp_path, lead_s=QUICK_LEAD_S)
+    received: list[dict[str, Any]] = []
+    with local_alert_sink(received.append) as sink_url:
+        settings = with_sink_route(kafka_settings.model_copy(update={"log_json": False}), sink_url)
+        trial = run_trial(settings, audio, 2, path="acoustic", folder=tmp_path)
+
+    result = json.loads(json.dumps(asdict(trial)))
+    assert set(result) == {field for field in Trial.__dataclass_fields__}
+    assert (result["path"], result["streams"], result["streams_with_incident"]) == ("acoustic", 2, 2)
+    assert result["caught_up_s"] is not None
+    assert result["alerts_dispatched"] == 2 and len(received) >= 2
+    assert {"features", "score", "incident", "alert"} <= set(result["latency"])
+    stages = {"features", "scorer", "incidents", "alerting", "projections"}
+    assert set(result["max_backlog"]) == set(result["seconds_behind"]) == set(result["input_per_stream_s"]) == stages
+    assert stages | {"capture", "broker", "machine"} <= set(result["cpu_s"])
+    assert result["passed"] == (result["capture_to_incident_p95_s"] < 1.0)
+    leftovers = AdminClient(settings.kafka_connection().client_config()).list_topics(timeout=10).topics
+    assert not [name for name in leftovers if name.startswith("bench-acoustic-2-")]

@@ -14,7 +14,7 @@ def test_events_are_frozen_and_keyword_only() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.chunks = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
-        StreamEnded("s", "eof", 1, 16000)  # type: ignore[misc]
+        StreamEnded("s", "eof", 1, 16000)  # type: ignore[call-arg, arg-type]
 
 
 def test_envelope_defaults_are_filled() -> None:

@@ -6,7 +6,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from cli.broker import LocalBroker
 from config import Settings
@@ -70,13 +70,14 @@ def test_poison_message_is_dead_lettered_and_the_next_is_processed(kafka_setting
         assert consumer.dead_lettered == 1
 
     dead = _read_raw(bus, bus.catalogue.dead_letters.name, count=1)[0]
-    headers = dict(dead.headers())
+    headers = dict(dead.headers() or [])
     assert dead.value() == poison and dead.key() == b"ward-3"
     assert headers["trace"] == b"abc"
     assert headers["dlq.source_topic"] == topic.encode()
     assert headers["dlq.source_offset"] == b"0"
     assert headers["dlq.error_type"] == b"MalformedMessage"
-    assert b"not valid JSON" in headers["dlq.error"]
+    error = headers["dlq.error"]
+    assert isinstance(error, bytes) and b"not valid JSON" in error
 
 
 def test_ten_thousand_events_survive_a_broker_restart(kafka_broker: LocalBroker, kafka_settings: Settings) -> None:
@@ -105,11 +106,11 @@ def test_ten_thousand_events_survive_a_broker_restart(kafka_broker: LocalBroker,
     assert set(ids) == {event.event_id for event in notes}
 
 
-def _read_raw(bus: Bus, topic: str, count: int) -> list:  # type: ignore[type-arg]
+def _read_raw(bus: Bus, topic: str, count: int) -> list[Message]:
     consumer = Consumer(bus.connection.client_config(**{"group.id": f"raw-{uuid.uuid4()}",
                                                         "auto.offset.reset": "earliest"}))
     consumer.assign([TopicPartition(topic, 0, 0)])
-    messages = []
+    messages: list[Message] = []
     deadline = time.monotonic() + 30
     while len(messages) < count and time.monotonic() < deadline:
         messages += [message for message in consumer.consume(count, timeout=0.5) if message.error() is None]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import soundfile
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -19,6 +21,10 @@ from models.classifier import (
     sha256_of,
 )
 from models.dataset import DEFAULT_DATA_DIR, DatasetError, build_dataset
+from models.synth import SAMPLE_RATE, Audio
+
+if TYPE_CHECKING:
+    from models.evaluate import IncidentCounter
 
 app = typer.Typer(help="Train, evaluate and inspect the acoustic distress classifier.", no_args_is_help=True)
 
@@ -95,6 +101,25 @@ def train_command(
     typer.echo(json.dumps(summary, indent=2))
 
 
+def incident_counter(checkpoint: Path) -> IncidentCounter:
+    """Incidents the product would open on a recording with ``checkpoint``: the chain of `distress detect
+    --no-asr` (features, scorer with fusion and hysteresis, incident rules) at the configured settings."""
+    from actors.offline import Detector
+    from config import load_settings
+
+    settings = load_settings()
+    scorer = settings.scorer.model_copy(update={"model_path": checkpoint})
+    detector = Detector(settings.model_copy(update={"scorer": scorer}), with_asr=False)
+
+    def count(audio: Audio) -> int:
+        with tempfile.TemporaryDirectory(prefix="distress-evaluate-") as work:
+            recording = Path(work) / "benign.wav"
+            soundfile.write(recording, audio, SAMPLE_RATE, subtype="FLOAT")
+            return detector.detect(recording).incidents
+
+    return count
+
+
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: CheckpointOption = None,
@@ -110,6 +135,8 @@ def evaluate_command(
     ] = 1.0,
 ) -> None:
     """Score the held-out test split, print the table and write the model card with ROC/confusion plots."""
+    from actors.offline import DetectionError
+    from config import SettingsError
     from models.evaluate import evaluate, format_table, whisper_encoder_note, write_model_card
     from models.train import TrainConfig
 
@@ -118,8 +145,15 @@ def evaluate_command(
     try:
         classifier = DistressClassifier.load(path)
         dataset = build_dataset(TrainConfig().dataset, data_dir)
-        report = evaluate(classifier, dataset, path, benign_seconds=benign_hours * 3600, data_dir=data_dir)
-    except (DatasetError, ClassifierError, ValueError) as error:
+        report = evaluate(
+            classifier,
+            dataset,
+            path,
+            benign_seconds=benign_hours * 3600,
+            data_dir=data_dir,
+            count_incidents=incident_counter(path),
+        )
+    except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error
     card = write_model_card(report, classifier, path, card_dir or path.parent, whisper_encoder_note())

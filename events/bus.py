@@ -233,6 +233,16 @@ class Checkpoint:
         return bool(self._next_offsets)
 
 
+def _usable(message: Message) -> bool:
+    """False for a message carrying a transient consumer error (logged, skipped); raises on a fatal one."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.fatal():
+        raise BusError(f"fatal consumer error: {error.str()}")
+    log.warning("consumer error", extra={"kafka_error": error.str()})
+    return False
+
 class EventConsumer:
     """Batched, manually committed consumption of decoded events, with dead-lettering of bad messages."""
 
@@ -288,11 +298,7 @@ class EventConsumer:
                 messages += self._consumer.consume(num_messages=max_messages - 1, timeout=linger_s)
         events: list[ConsumedEvent] = []
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise BusError(f"fatal consumer error: {error.str()}")
-                log.warning("consumer error", extra={"kafka_error": error.str()})
+            if not _usable(message):
                 continue
             topic, partition, offset = _origin(message)
             try:
@@ -582,11 +588,7 @@ class TopicLog:
         messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
         superseded = _superseded(messages, latest_only) if latest_only else set()
         for index, message in enumerate(messages):
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise BusError(f"fatal consumer error: {error.str()}")
-                log.warning("consumer error", extra={"kafka_error": error.str()})
+            if not _usable(message):
                 continue
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             if topic is None or partition is None or offset is None:

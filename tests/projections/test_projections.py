@@ -67,6 +67,13 @@ def small_history() -> list[Event]:
     return synthetic_history(streams=3, incidents_per_stream=4, windows_per_incident=4, seed=11)
 
 
+def projected_small_history(settings: Settings, engine: Engine) -> Engine:
+    """``small_history`` published to fresh topics and projected into ``engine``, which is returned."""
+    settings.ensure_topics()
+    publish(settings, small_history())
+    project_all(engine, settings)
+    return engine
+
 class ProjectionSuite:
     """Backend-independent behaviour; subclasses provide ``databases`` for one backend."""
 
@@ -149,10 +156,7 @@ class ProjectionSuite:
     def test_applying_events_again_changes_nothing(
         self, kafka_settings: Settings, databases: NewDatabase, engines: OpenEngine
     ) -> None:
-        kafka_settings.ensure_topics()
-        publish(kafka_settings, small_history())
-        engine = engines(databases())
-        project_all(engine, kafka_settings)
+        engine = projected_small_history(kafka_settings, engines(databases()))
         before = digests(engine)
         bus = kafka_settings.bus()
         for projection in PROJECTIONS.values():
@@ -168,10 +172,7 @@ class ProjectionSuite:
     def test_two_replays_give_identical_tables_equal_to_the_live_ones(
         self, kafka_settings: Settings, databases: NewDatabase, engines: OpenEngine
     ) -> None:
-        kafka_settings.ensure_topics()
-        publish(kafka_settings, small_history())
-        engine = engines(databases())
-        project_all(engine, kafka_settings)
+        engine = projected_small_history(kafka_settings, engines(databases()))
         live = digests(engine)
         bus = kafka_settings.bus()
         sequential = [replay(engine, bus, projection, batch_size=53) for projection in PROJECTIONS.values()]
@@ -347,10 +348,7 @@ class TestPostgresProjections(ProjectionSuite):
 def test_a_transcript_row_inserted_by_hand_is_reported_by_verify(
     kafka_settings: Settings, sqlite_databases: NewDatabase, engines: OpenEngine
 ) -> None:
-    kafka_settings.ensure_topics()
-    publish(kafka_settings, small_history())
-    engine = engines(sqlite_databases())
-    project_all(engine, kafka_settings)
+    engine = projected_small_history(kafka_settings, engines(sqlite_databases()))
     with engine.begin() as connection:
         transcripts = Base.metadata.tables["transcripts"]
         row = dict(connection.execute(select(transcripts)).mappings().first() or {})
@@ -376,10 +374,7 @@ class _BrokenTranscripts(TranscriptsProjection):
 def test_a_failing_concurrent_rebuild_is_raised_and_leaves_no_shadow_behind(
     kafka_settings: Settings, sqlite_databases: NewDatabase, engines: OpenEngine
 ) -> None:
-    kafka_settings.ensure_topics()
-    publish(kafka_settings, small_history())
-    engine = engines(sqlite_databases())
-    project_all(engine, kafka_settings)
+    engine = projected_small_history(kafka_settings, engines(sqlite_databases()))
     live = digests(engine)
     healthy = [PROJECTIONS["incidents"], PROJECTIONS["alerts"]]
     with pytest.raises(RuntimeError, match="refused"):

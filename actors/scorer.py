@@ -247,7 +247,7 @@ def top_labels(scores: ClassScores, count: int = TOP_LABELS) -> tuple[LabelScore
 
 def scorer_from_settings(settings: Settings, *, batch_patches: bool = False) -> ScorerStage:
     """The scorer as configured, knowing no operator feedback yet (offline use)."""
-    classifier = DistressClassifier.load(settings.scorer.model_path)
+    classifier = DistressClassifier.load(settings.scorer.model_path, settings.scorer.encoder)
     fusion = FusionConfig(threshold=settings.scorer.threshold, hysteresis=settings.scorer.hysteresis,
                           acoustic_operating_point=classifier.threshold)
     return ScorerStage(

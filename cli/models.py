@@ -137,7 +137,7 @@ def evaluate_command(
     """Score the held-out test split, print the table and write the model card with ROC/confusion plots."""
     from actors.offline import DetectionError
     from config import SettingsError
-    from models.evaluate import evaluate, format_table, whisper_encoder_note, write_model_card
+    from models.evaluate import evaluate, format_table, second_stage_note, write_model_card
     from models.train import TrainConfig
 
     console = Console(stderr=True)
@@ -156,7 +156,9 @@ def evaluate_command(
     except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error
-    card = write_model_card(report, classifier, path, card_dir or path.parent, whisper_encoder_note())
+    card = write_model_card(
+        report, classifier, path, card_dir or path.parent, second_stage_note(classifier, report)
+    )
     typer.echo(format_table(report))
     typer.echo(f"\nmodel card: {card}")
 
@@ -185,6 +187,7 @@ def info_command(
         "calibration": vars(classifier.calibration),
         "validation": classifier.metadata.get("validation", {}),
         "dataset_digest": classifier.metadata.get("dataset_digest"),
+        "second_stage": classifier.metadata.get("second_stage"),
     }
     if json_output:
         typer.echo(json.dumps(info, indent=2))

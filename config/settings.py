@@ -300,6 +300,9 @@ class ScorerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_path: Path | None = None  # a classifier checkpoint; unset = the one shipped with the package
+    # The Whisper model whose encoder the checkpoint's second stage reads: a CTranslate2 model directory, or
+    # unset / "tiny.en" for the bundled one. It must hold the weights the stage was trained with (checked).
+    encoder: str | None = None
     # Decision threshold on the fused score; the classifier's own operating point is mapped onto it.
     threshold: float = Field(default=0.6, gt=0.2, lt=0.95)
     hysteresis: float = Field(default=0.15, ge=0.0, lt=0.2)

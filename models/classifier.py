@@ -14,6 +14,10 @@ Outputs:
 
 A dedicated head rather than a sum of class probabilities lets the network learn distress cues shared across
 classes (a shout that is half scream) and gives a single number that can be thresholded and fused.
+
+A checkpoint may carry a second stage (``models.encoder_stage``): Whisper's encoder over the same patch, run
+only where the CNN is suspicious and blended with it there. The checkpoint then records the SHA-256 of the
+encoder's weights, and loading checks that the configured Whisper model is that one.
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from models.asr import ModelNotAvailable, resolve_model
+from models.encoder_stage import EncoderStage, WhisperEncoder
+
 LABELS: tuple[str, ...] = ("background", "speech", "shout", "scream", "crying", "glass", "impact")
 DISTRESS_LABELS: frozenset[str] = frozenset({"shout", "scream", "crying", "glass", "impact"})
 N_MELS = 64
 PATCH_FRAMES = 96
 MODEL_ID = "distress-cnn"
-MODEL_VERSION = "1.0.0"
-CHECKPOINT_FORMAT = 1
+MODEL_VERSION = "1.1.0"
+CHECKPOINT_FORMAT = 2
 ASSETS_DIR = Path(__file__).parent / "assets"
 
 
@@ -187,6 +194,7 @@ class DistressClassifier:
         model_id: str = MODEL_ID,
         model_version: str = MODEL_VERSION,
         metadata: dict[str, Any] | None = None,
+        second_stage: EncoderStage | None = None,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ClassifierError(f"decision threshold must be in (0, 1), got {threshold}")
@@ -196,14 +204,18 @@ class DistressClassifier:
         self.model_id = model_id
         self.model_version = model_version
         self.metadata = metadata or {}
+        self.second_stage = second_stage
 
     @property
     def labels(self) -> tuple[str, ...]:
         return LABELS
 
     @classmethod
-    def load(cls, path: Path | None = None) -> DistressClassifier:
-        """Load a checkpoint (default: the shipped one), checked against its ``.sha256`` file if present."""
+    def load(cls, path: Path | None = None, encoder: str | Path | None = None) -> DistressClassifier:
+        """Load a checkpoint (default: the shipped one), checked against its ``.sha256`` file if present.
+
+        ``encoder`` is the Whisper model whose encoder a second stage reads (a directory, or None / "tiny.en"
+        for the bundled one); it must be the model the stage was trained with."""
         path = path or default_checkpoint_path()
         if not path.is_file():
             raise ClassifierError(f"no checkpoint at {path}; train one with `distress models train`")
@@ -217,10 +229,12 @@ class DistressClassifier:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, ValueError) as error:
             raise ClassifierError(f"cannot read checkpoint {path}: {error}") from error
-        return cls.from_payload(payload, source=str(path))
+        return cls.from_payload(payload, source=str(path), encoder=encoder)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], source: str = "checkpoint") -> DistressClassifier:
+    def from_payload(
+        cls, payload: dict[str, Any], source: str = "checkpoint", encoder: str | Path | None = None
+    ) -> DistressClassifier:
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise ClassifierError(
                 f"{source} has checkpoint format {payload.get('format')!r}, expected {CHECKPOINT_FORMAT}"
@@ -247,6 +261,7 @@ class DistressClassifier:
             str(payload["model_id"]),
             str(payload["model_version"]),
             dict(payload.get("metadata", {})),
+            _second_stage(payload.get("second_stage"), source, encoder),
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -275,6 +290,7 @@ class DistressClassifier:
             "threshold": self.threshold,
             "state_dict": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
             "metadata": self.metadata,
+            "second_stage": self.second_stage.to_payload() if self.second_stage else None,
         }
 
     @staticmethod
@@ -310,11 +326,11 @@ class DistressClassifier:
         """Calibrated (class probabilities (n, labels), distress probabilities (n,)) for validated patches."""
         with torch.inference_mode():
             logits, distress_logit = self.network(torch.from_numpy(patches))
-            probabilities = torch.softmax(logits / self.calibration.temperature, dim=1)
-            distress = torch.sigmoid(
-                distress_logit * self.calibration.platt_scale + self.calibration.platt_bias
-            )
-        return probabilities.numpy(), distress.numpy()
+            probabilities = torch.softmax(logits / self.calibration.temperature, dim=1).numpy()
+            calibrated = (distress_logit * self.calibration.platt_scale + self.calibration.platt_bias).numpy()
+        if self.second_stage is not None:
+            return self.second_stage.refine(patches, probabilities, calibrated)
+        return probabilities, torch.sigmoid(torch.from_numpy(calibrated)).numpy()
 
     def stream_distress(
         self, frames: npt.NDArray[np.floating], hop_frames: int, batch_size: int = 512
@@ -336,3 +352,22 @@ class DistressClassifier:
     def is_distress(self, scores: ClassScores) -> bool:
         """The shipped operating point: distress probability at or above the checkpoint's threshold."""
         return scores.distress_probability >= self.threshold
+
+
+def _second_stage(payload: dict[str, Any] | None, source: str, encoder: str | Path | None) -> EncoderStage | None:
+    """The checkpoint's second stage over the configured Whisper model, refused unless it is the model the
+    stage was trained with: another encoder's features mean nothing to the head."""
+    if payload is None:
+        return None
+    try:
+        model = resolve_model(encoder)
+    except ModelNotAvailable as error:
+        raise ClassifierError(f"{source} needs a Whisper encoder for its second stage: {error}") from error
+    actual = sha256_of(model.path / "model.bin")
+    if actual != payload["encoder_sha256"]:
+        raise ClassifierError(
+            f"{source}'s second stage was trained on the Whisper encoder with model.bin sha256 "
+            f"{payload['encoder_sha256']}, but {model.path} holds {actual}; configure scorer.encoder with the "
+            "model it was trained on (the default is the bundled tiny.en)"
+        )
+    return EncoderStage.from_payload(payload, WhisperEncoder(model.path))

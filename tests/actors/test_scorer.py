@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from actors.scorer import ScorerStage, build_scorer
+from actors.scorer import ScorerStage, build_scorer, scorer_from_settings
 from config import Settings
 from events import Event
 from events.bus import ConsumedEvent
@@ -23,7 +23,7 @@ from events.catalogue import (
     TranscriptProduced,
 )
 from events.topics import TopicCatalogue
-from models.classifier import Calibration, DistressClassifier, DistressNet
+from models.classifier import Calibration, ClassifierError, DistressClassifier, DistressNet
 from models.features import StreamingFeatureExtractor
 from models.fusion import FusionConfig
 
@@ -153,3 +153,15 @@ def test_a_transcript_first_scores_the_patches_waiting_before_it() -> None:
     scores = run(stage, [*feature_events("door", 3), transcript("door", HELP)])
     assert [(score.sequence, score.phrases) for score in scores] == [(0, ()), (1, ()), (2, ()), (2, HELP)]
     assert scores[-1].is_distress
+
+
+def test_the_scorer_reads_the_second_stage_through_the_configured_encoder(tmp_path: Path) -> None:
+    """The shipped checkpoint's second stage loads over the bundled Whisper model by default and refuses a
+    configured model it was not trained with, naming it."""
+    default = scorer_from_settings(Settings())
+    assert default.classifier.second_stage is not None
+    elsewhere = tmp_path / "large-v3"
+    scorer = Settings().scorer.model_copy(update={"encoder": str(elsewhere)})
+    settings = Settings().model_copy(update={"scorer": scorer})
+    with pytest.raises(ClassifierError, match="large-v3"):
+        scorer_from_settings(settings)

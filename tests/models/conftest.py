@@ -6,6 +6,9 @@ few seconds on two cores.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from benchmarks.asr import SpokenClip, nonspeech_signals, speech_corpus
@@ -30,6 +33,16 @@ TEST_NEUTRAL = {
     10.0: ("My brother called about the concert tickets.",),
 }
 """Sentences per SNR (None: clean); voices, rates and pitches cycle through all six espeak variants."""
+
+
+def whisper_directory(directory: Path) -> Path:
+    """A model directory holding the bundled model's config and tokenizer but no model.bin yet: the caller
+    decides which weights it holds."""
+    bundled = resolve_model(None).path
+    directory.mkdir()
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy(bundled / name, directory / name)
+    return directory
 
 
 def corpus(sentences: dict[float | None, tuple[str, ...]], distress: bool, seed: int) -> list[SpokenClip]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from models.hallucination import HallucinationGuard
 from models.phrases import PhraseSpotter
 from models.speech import SpeechRecognizer
 from models.vad import SAMPLE_RATE, FloatArray
+from tests.models.conftest import whisper_directory
 
 MAX_CLEAN_WER = 0.25
 """Measured 0.0 on the four clean test sentences (tiny.en, int8, beam 1); the benchmark's 22 clean
@@ -43,10 +43,7 @@ def test_bundled_model_is_the_default(name: str | None) -> None:
 
 def test_a_model_directory_is_identified_by_its_weights(tmp_path: Path) -> None:
     bundled = resolve_model(None).path
-    copy = tmp_path / "my-whisper"
-    copy.mkdir()
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy(bundled / name, copy / name)
+    copy = whisper_directory(tmp_path / "my-whisper")
     (copy / "model.bin").symlink_to(bundled / "model.bin")
     model = resolve_model(str(copy))
     assert model.model_id == "my-whisper"

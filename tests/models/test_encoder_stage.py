@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import librosa
@@ -11,11 +10,11 @@ import pytest
 import torch
 
 from models import synth
-from models.asr import resolve_model
 from models.classifier import LABELS, PATCH_FRAMES, ClassifierError, DistressClassifier, default_checkpoint_path
 from models.encoder_stage import WHISPER_MELS, MelBridge, whisper_log_mel
 from models.evaluate import cnn_only
 from models.features import log_mel
+from tests.models.conftest import whisper_directory
 
 
 def _scream(rng: np.random.Generator) -> np.ndarray:
@@ -83,11 +82,7 @@ def test_the_shipped_checkpoint_runs_the_second_stage_only_past_the_gate(classif
 
 
 def test_a_checkpoint_refuses_an_encoder_it_was_not_trained_with(tmp_path: Path) -> None:
-    bundled = resolve_model(None).path
-    other = tmp_path / "other-whisper"
-    other.mkdir()
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy(bundled / name, other / name)
+    other = whisper_directory(tmp_path / "other-whisper")
     (other / "model.bin").write_bytes(b"not the weights the head was trained on")
     with pytest.raises(ClassifierError, match="second stage was trained on the Whisper encoder with model"):
         DistressClassifier.load(default_checkpoint_path(), encoder=other)

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from benchmarks.streams import QUICK_LEAD_S, Trial, excerpt, run_trial
+from benchmarks.streams import QUICK_LEAD_S, Trial, excerpt, judge, run_trial
 from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from config import Settings
+from events.bus import DeliveryFailed
 from tests.actors.toy_pipeline import local_ray
 
 
@@ -43,3 +44,12 @@ def test_a_trial_finds_every_incident_reports_every_stage_and_deletes_its_topics
     assert result["passed"] == (result["capture_to_incident_p95_s"] < 1.0)
     leftovers = AdminClient(settings.kafka_connection().client_config()).list_topics(timeout=10).topics
     assert not [name for name in leftovers if name.startswith("bench-acoustic-2-")]
+
+
+def test_a_trial_whose_captures_could_not_reach_kafka_fails_with_the_reason() -> None:
+    """An overwhelmed broker is what the search is looking for: it fails that trial instead of the whole run."""
+    undelivered = DeliveryFailed("116 message(s) still unacknowledged after 60 s")
+    passed, verdict = judge(4, 1.0, 4, 0.2, [undelivered])
+    assert not passed
+    assert verdict == "1 capture(s) could not hand their audio to Kafka: 116 message(s) still unacknowledged after 60 s"
+    assert judge(4, 1.0, 4, 0.2) == (True, "p95 capture->incident 0.200 s < 1.0 s")

@@ -324,13 +324,20 @@ class DistressClassifier:
         self, patches: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Calibrated (class probabilities (n, labels), distress probabilities (n,)) for validated patches."""
+        probabilities, calibrated = self.cnn_scores(patches)
+        if self.second_stage is not None:
+            return self.second_stage.refine(patches, probabilities, calibrated)
+        return probabilities, torch.sigmoid(torch.from_numpy(calibrated)).numpy()
+
+    def cnn_scores(
+        self, patches: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """The CNN's own calibrated (class probabilities, distress logit): what a second stage gates and blends."""
         with torch.inference_mode():
             logits, distress_logit = self.network(torch.from_numpy(patches))
             probabilities = torch.softmax(logits / self.calibration.temperature, dim=1).numpy()
             calibrated = (distress_logit * self.calibration.platt_scale + self.calibration.platt_bias).numpy()
-        if self.second_stage is not None:
-            return self.second_stage.refine(patches, probabilities, calibrated)
-        return probabilities, torch.sigmoid(torch.from_numpy(calibrated)).numpy()
+        return probabilities, calibrated
 
     def stream_distress(
         self, frames: npt.NDArray[np.floating], hop_frames: int, batch_size: int = 512

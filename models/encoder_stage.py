@@ -144,7 +144,6 @@ class EncoderStage:
 
     def head_logits(self, patches: FloatArray) -> tuple[torch.Tensor, torch.Tensor]:
         embeddings = torch.from_numpy(self.encoder.embed(self.bridge.whisper_input(patches)))
-        self.head.eval()
         with torch.inference_mode():
             logits: tuple[torch.Tensor, torch.Tensor] = self.head(embeddings)
         return logits

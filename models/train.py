@@ -400,9 +400,8 @@ def calibrated(network: DistressNet, validation_set: ValidationSet) -> DistressC
 
 
 def _encoder_embeddings(
-    stage_parts: tuple[WhisperEncoder, MelBridge], patches: npt.NDArray[np.float32], progress: Progress | None
+    encoder: WhisperEncoder, bridge: MelBridge, patches: npt.NDArray[np.float32], progress: Progress | None
 ) -> npt.NDArray[np.float32]:
-    encoder, bridge = stage_parts
     chunks, step = [], 512
     for start in range(0, len(patches), step):
         chunks.append(encoder.embed(bridge.whisper_input(patches[start : start + step])))
@@ -463,15 +462,13 @@ def fit_second_stage(
         whisper.append(target[:frames])
     bridge = MelBridge.fit(np.concatenate(ours), np.concatenate(whisper))
     head = _fit_head(
-        config, _encoder_embeddings((encoder, bridge), last_patches(train_features), progress), train_clips.labels
+        config, _encoder_embeddings(encoder, bridge, last_patches(train_features), progress), train_clips.labels
     )
     validation_patches, validation_labels, validation_distress = validation_set
-    validation_embeddings = _encoder_embeddings((encoder, bridge), validation_patches, progress)
+    validation_embeddings = _encoder_embeddings(encoder, bridge, validation_patches, progress)
     with torch.no_grad():  # not inference mode: the class logits go on to the calibration's autograd
         class_logits, head_distress = head(torch.from_numpy(validation_embeddings))
-        cnn_logits, cnn_distress = _forward_all(cnn.network, validation_patches)
-        cnn_probabilities = torch.softmax(cnn_logits / cnn.calibration.temperature, dim=1).numpy()
-        cnn_logit = (cnn_distress * cnn.calibration.platt_scale + cnn.calibration.platt_bias).numpy()
+    cnn_probabilities, cnn_logit = cnn.cnn_scores(validation_patches)
     positive_probability = 1.0 / (1.0 + np.exp(-cnn_logit[validation_distress > 0.5].astype(np.float64)))
     blend = Blend(
         gate=float(np.quantile(positive_probability, 1.0 - config.gate_recall)),

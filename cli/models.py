@@ -20,7 +20,7 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import DEFAULT_DATA_DIR, DatasetError, build_dataset
+from models.dataset import DEFAULT_DATA_DIR, DatasetConfig, DatasetError, build_dataset
 from models.synth import SAMPLE_RATE, Audio
 
 if TYPE_CHECKING:
@@ -144,7 +144,10 @@ def evaluate_command(
     path = checkpoint or default_checkpoint_path()
     try:
         classifier = DistressClassifier.load(path)
-        dataset = build_dataset(TrainConfig().dataset, data_dir)
+        recorded = classifier.metadata.get("train_config", {}).get("dataset")
+        # The checkpoint's own dataset: another one's test split may hold sources it was trained on.
+        dataset_config = DatasetConfig.from_dict(recorded) if recorded else TrainConfig().dataset
+        dataset = build_dataset(dataset_config, data_dir)
         report = evaluate(
             classifier,
             dataset,

@@ -519,14 +519,17 @@ labelled foreground over a background bed from the same split, with random synth
   shower of inharmonic decaying shards), coloured noise, mains hum, music-like tones, room tone, small knocks.
   Babble is 3-7 overlapping TTS talkers.
 * **Recorded game sounds** (Debian packages; labelled by file path, table below): openarena-data,
-  openarena-088-data, nexuiz-data, warzone2100-data, megaglest-data, freedink-data. Credits and licences: see
-  each package's `/usr/share/doc/<package>/copyright`: OpenArena (GPL-2+, OpenArena team), Nexuiz (GPL-2+,
-  Alientrap), Warzone 2100 (GPL-2+, Warzone 2100 Project), MegaGlest (CC-BY-SA-3.0,
-  MegaGlest team), FreeDink data (GPL-3+ / CC-BY-3.0, Dink Smallwood data by RTsoft and contributors).
+  openarena-088-data, nexuiz-data, warzone2100-data, megaglest-data, freedink-data, 0ad-data,
+  supertuxkart-data. Credits and licences: see each package's `/usr/share/doc/<package>/copyright`: OpenArena
+  (GPL-2+, OpenArena team), Nexuiz (GPL-2+, Alientrap), Warzone 2100 (GPL-2+, Warzone 2100 Project), MegaGlest
+  (CC-BY-SA-3.0, MegaGlest team), FreeDink data (GPL-3+ / CC-BY-3.0, Dink Smallwood data by RTsoft and
+  contributors), 0 A.D. (CC-BY-SA-3.0, Wildfire Games), SuperTuxKart data (CC-BY-SA-3.0/4.0, CC-BY-3.0, CC0,
+  GPL-2+ and others per file, SuperTuxKart team and the freesound.org and Battle for Wesnoth authors credited
+  there).
   Debian's other game/sound data packages are reserved for independent evaluation and are not used.
 
 **Split by source.** Sources are TTS voices, recorded speakers/sound groups (e.g. one Nexuiz player model, one
-MegaGlest unit voice, one Warzone taunt voice), and synthetic speakers. Within each family of sources a seeded
+MegaGlest unit voice, one Nexuiz announcer), and synthetic speakers. Within each family of sources a seeded
 hash sends ~15% to test, ~15% to validation, the rest to train; backgrounds mixed into a clip come from the
 clip's own split. Synthetic impacts, glass and noise beds come from one generator in every split (different
 random draws), so their held-out scores are optimistic; crying and glass have no recorded examples at all.

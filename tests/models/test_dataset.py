@@ -23,6 +23,7 @@ from models.dataset import (
     assign_splits,
     benign_stream,
     build_dataset,
+    classify,
     find_recordings,
     speak,
     tiny_config,
@@ -104,6 +105,34 @@ def test_freedink_files_are_labelled_by_name() -> None:
     assert recordings["wscream.wav"].source_id == "freedink-data:wscream"
 
 
+@pytest.mark.parametrize(
+    ("package", "member", "expected"),
+    [
+        ("warzone2100-data", "audio/sfx/misc/help.ogg", ("shout", "warzone2100-data:help")),
+        ("warzone2100-data", "audio/taunts/taunt3/tme2die3.ogg", None),
+        ("warzone2100-data", "audio/taunts/taunt1/haha1.ogg", None),
+        ("0ad-data", "audio/actor/human/death/female_death_03.ogg", ("scream", "0ad-data:human/death/female_death")),
+        ("0ad-data", "audio/actor/human/death/death_11.ogg", ("scream", "0ad-data:human/death/death")),
+        ("0ad-data", "audio/voice/latin/civ/civ_male_build_1.ogg", ("speech", "0ad-data:latin/civ/civ_male")),
+        ("0ad-data", "audio/voice/latin/civ/civ_male_attack_1.ogg", None),
+        ("0ad-data", "audio/resource/lumbering/lumbering_10.ogg", ("background", "0ad-data:resource/lumbering")),
+        ("0ad-data", "audio/attack/destruction/building_collapse_large_01.ogg", ("impact", "0ad-data:destruction")),
+        ("0ad-data", "audio/attack/impact/arrow_01.ogg", None),
+        ("0ad-data", "audio/actor/fauna/death/goat_10.ogg", None),
+        ("supertuxkart-data", "sfx/WilhelmScream.ogg", ("scream", "supertuxkart-data:wilhelmscream")),
+        ("supertuxkart-data", "sfx/crash2.ogg", ("impact", "supertuxkart-data:crash")),
+        ("supertuxkart-data", "sfx/hammer.ogg", ("background", "supertuxkart-data:hammer")),
+        ("supertuxkart-data", "sfx/fireworks_show.ogg", None),
+        ("supertuxkart-data", "tracks/scotland/sheep.ogg", ("background", "supertuxkart-data:tracks")),
+        ("supertuxkart-data", "tracks/introcutscene2/nolok_speech.ogg", None),
+    ],
+)
+def test_files_are_labelled_by_the_first_matching_rule(
+    package: str, member: str, expected: tuple[str, str] | None
+) -> None:
+    assert classify(package, member) == expected
+
+
 def test_rules_only_use_known_labels_and_packages() -> None:
     families = {p.removesuffix("-data").removesuffix("-088") for p in PACKAGE_LOCATIONS}
     for rule in RULES:
@@ -116,7 +145,7 @@ def test_missing_package_error_names_the_debian_package(monkeypatch: pytest.Monk
     with pytest.raises(MissingPackageError, match="apt-get install -y nexuiz-data"):
         find_recordings(("nexuiz-data",))
     with pytest.raises(DatasetError, match="unknown sound package"):
-        find_recordings(("supertuxkart-data",))
+        find_recordings(("stepmania-data",))
 
 
 def test_bad_config_is_rejected() -> None:

@@ -1,0 +1,56 @@
+"""`distress models evaluate` and `info` on a small checkpoint trained here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from models.classifier import LABELS, Architecture
+from models.dataset import tiny_config
+from models.train import TrainConfig, train
+
+SMALL = TrainConfig(
+    epochs=1,
+    batch_size=16,
+    benign_validation_seconds=20.0,
+    architecture=Architecture(stem_channels=4, block_channels=(8, 8), block_strides=(2, 2), hidden=8),
+    dataset=tiny_config(seed=5),
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("models-cli")
+    checkpoint = root / "model.pt"
+    train(SMALL, checkpoint, root / "data")
+    return checkpoint, root / "data"
+
+
+def test_evaluate_scores_the_checkpoint_on_the_dataset_it_was_trained_for(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    checkpoint, data_dir = trained
+    card_dir = tmp_path / "card"
+    result = CliRunner().invoke(
+        app,
+        ["models", "evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir),
+         "--card-dir", str(card_dir), "--benign-hours", "0.01"],
+    )
+    assert result.exit_code == 0, result.output
+    # Scored on the tiny dataset's test split (its clips per label), not the default training config's.
+    per_label = SMALL.dataset.clips_per_label["test"]
+    supports = [line.rsplit("|", 2)[1].strip() for line in result.output.splitlines() if line.startswith("| ")]
+    assert supports[1 : 1 + len(LABELS)] == [str(per_label)] * len(LABELS)
+    assert "ROC-AUC" in result.output
+    assert (card_dir / "roc.png").stat().st_size > 0 and (card_dir / "confusion.png").stat().st_size > 0
+
+
+def test_info_json_names_the_dataset_digest(trained: tuple[Path, Path]) -> None:
+    checkpoint, _ = trained
+    result = CliRunner().invoke(app, ["models", "info", "--checkpoint", str(checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["dataset_digest"] == SMALL.dataset.digest()

@@ -119,16 +119,22 @@ class Detector:
         self.recognizer = build_recognizer(settings) if with_asr and settings.asr.enabled else None
 
     def detect(self, path: Path) -> Detection:
+        return summarise(str(path), self.events(path))
+
+    def events(self, path: Path) -> list[Event]:
+        """Every event the chain produces for the recording at ``path``, chunked as live capture would."""
         stream_id = f"detect-{path.stem}"[:64] or "detect"
         scorer = ScorerStage(self.scorer.catalogue, self.scorer.classifier, self.scorer.fusion_config)
         asr = AsrStage(self.settings.topics(), self.recognizer) if self.recognizer else None
         pipeline = OfflinePipeline(self.settings, scorer, asr)
+        capture = self.settings.capture
         actor = CaptureActor(stream_id=stream_id, source=open_source(str(path)), publisher=pipeline,
-                             resample_quality=self.settings.capture.resample_quality)
+                             chunk_samples=capture.chunk_samples(SAMPLE_RATE),
+                             resample_quality=capture.resample_quality)
         report = actor.run()
         if report.failed:
             raise DetectionError(report.reason)
-        return summarise(str(path), pipeline.events)
+        return pipeline.events
 
 
 def summarise(path: str, events: Sequence[Event]) -> Detection:

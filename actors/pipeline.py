@@ -266,7 +266,7 @@ class CaptureRun:
         capture = self._settings.capture
         return CaptureActor(
             stream_id=self._stream_id, source=self._source, publisher=publisher,
-            chunk_samples=max(1, round(capture.chunk_seconds * TARGET_SAMPLE_RATE)), realtime=self._realtime,
+            chunk_samples=capture.chunk_samples(TARGET_SAMPLE_RATE), realtime=self._realtime,
             resample_quality=capture.resample_quality,
         ).run(stop)
 

@@ -185,7 +185,7 @@ def capture_command(
                    "`distress broker up` (or set DISTRESS_KAFKA_BOOTSTRAP)", err=True)
         raise typer.Exit(1)
     settings.ensure_topics()
-    chunk_samples = max(1, round(settings.capture.chunk_seconds * TARGET_SAMPLE_RATE))
+    chunk_samples = settings.capture.chunk_samples(TARGET_SAMPLE_RATE)
     stop = threading.Event()
     with settings.bus().producer() as producer, _stop_on_signals(stop):
         actors = [

@@ -24,7 +24,7 @@ from models.dataset import DEFAULT_DATA_DIR, DatasetConfig, DatasetError, build_
 from models.synth import SAMPLE_RATE, Audio
 
 if TYPE_CHECKING:
-    from models.evaluate import IncidentCounter
+    from models.evaluate import IncidentOnsets
 
 app = typer.Typer(help="Train, evaluate and inspect the acoustic distress classifier.", no_args_is_help=True)
 
@@ -101,23 +101,25 @@ def train_command(
     typer.echo(json.dumps(summary, indent=2))
 
 
-def incident_counter(checkpoint: Path) -> IncidentCounter:
-    """Incidents the product would open on a recording with ``checkpoint``: the chain of `distress detect
+def incident_onsets(checkpoint: Path) -> IncidentOnsets:
+    """When the product would open incidents on a recording with ``checkpoint``: the chain of `distress detect
     --no-asr` (features, scorer with fusion and hysteresis, incident rules) at the configured settings."""
     from actors.offline import Detector
     from config import load_settings
+    from events.catalogue import IncidentOpened
 
     settings = load_settings()
     scorer = settings.scorer.model_copy(update={"model_path": checkpoint})
     detector = Detector(settings.model_copy(update={"scorer": scorer}), with_asr=False)
 
-    def count(audio: Audio) -> int:
+    def onsets(audio: Audio) -> list[float]:
         with tempfile.TemporaryDirectory(prefix="distress-evaluate-") as work:
-            recording = Path(work) / "benign.wav"
+            recording = Path(work) / "recording.wav"
             soundfile.write(recording, audio, SAMPLE_RATE, subtype="FLOAT")
-            return detector.detect(recording).incidents
+            return [event.onset_sample / SAMPLE_RATE for event in detector.events(recording)
+                    if isinstance(event, IncidentOpened)]
 
-    return count
+    return onsets
 
 
 @app.command("evaluate")
@@ -133,6 +135,10 @@ def evaluate_command(
     benign_hours: Annotated[
         float, typer.Option("--benign-hours", min=0.0, help="Length of the benign stream in hours.")
     ] = 1.0,
+    events_per_label: Annotated[
+        int, typer.Option("--events-per-label", min=0,
+                          help="Distress events in everyday context run through the product's chain, per label.")
+    ] = 40,
 ) -> None:
     """Score the held-out test split, print the table and write the model card with ROC/confusion plots."""
     from actors.offline import DetectionError
@@ -154,7 +160,8 @@ def evaluate_command(
             path,
             benign_seconds=benign_hours * 3600,
             data_dir=data_dir,
-            count_incidents=incident_counter(path),
+            incident_onsets=incident_onsets(path),
+            events_per_label=events_per_label,
         )
     except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")

@@ -77,6 +77,10 @@ class CaptureConfig(BaseModel):
     reconnect_base_delay_s: float = Field(default=0.5, gt=0)
     reconnect_max_delay_s: float = Field(default=30.0, gt=0)
 
+    def chunk_samples(self, sample_rate: int) -> int:
+        """Samples per chunk at ``sample_rate``: one rule for live capture, `distress capture` and `detect`."""
+        return max(1, round(self.chunk_seconds * sample_rate))
+
     @model_validator(mode="after")
     def _delays_in_order(self) -> CaptureConfig:
         if self.reconnect_base_delay_s > self.reconnect_max_delay_s:

@@ -5,25 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cli.models import incident_counter
+from cli.models import incident_onsets
 from models import synth
-from models.classifier import DistressClassifier, default_checkpoint_path
-from models.evaluate import IncidentCounter, benign_run
+from models.classifier import LABELS, DistressClassifier, default_checkpoint_path
+from models.dataset import ClipSet
+from models.evaluate import IncidentOnsets, benign_run, event_recall
 
 
 @pytest.fixture(scope="module")
-def count_incidents() -> IncidentCounter:
-    return incident_counter(default_checkpoint_path())
+def onsets() -> IncidentOnsets:
+    return incident_onsets(default_checkpoint_path())
 
 
 def _at_level(audio: np.ndarray, dbfs: float) -> np.ndarray:
     return (audio * (10 ** (dbfs / 20) / synth.rms(audio))).astype(np.float32)
 
 
-def test_quiet_room_opens_no_incident_and_breaking_glass_does(count_incidents: IncidentCounter) -> None:
+def test_quiet_room_opens_no_incident_and_breaking_glass_does(onsets: IncidentOnsets) -> None:
     rng = np.random.default_rng(21)
     room = _at_level(synth.room_tone(rng, 20 * 16000), -50)
-    run = benign_run(DistressClassifier.load(), room, count_incidents)
+    run = benign_run(DistressClassifier.load(), room, onsets)
     assert (run.windows_over_threshold, run.decisions, run.incidents) == (0, 0, 0)
     assert run.seconds == 20.0 and run.windows == len(range(0, 2000 - 96 + 1, 50))
 
@@ -32,4 +33,25 @@ def test_quiet_room_opens_no_incident_and_breaking_glass_does(count_incidents: I
         shards = _at_level(synth.glass_break(rng)[:12000], -18)
         first = int(start_s * 16000)
         breaking[first : first + len(shards)] += shards
-    assert count_incidents(breaking) >= 1
+    assert any(8.0 - 1.0 <= onset <= 14.0 for onset in onsets(breaking))
+
+
+def test_event_recall_counts_the_events_that_open_an_incident_at_the_event(onsets: IncidentOnsets) -> None:
+    rng = np.random.default_rng(5)
+    glass = [_at_level(synth.glass_break(rng)[:16000], -18) for _ in range(3)]
+    hush = [_at_level(synth.room_tone(rng, 16000), -55) for _ in range(3)]
+    clips = ClipSet(
+        audio=np.round(np.stack([np.resize(clip, 16000) for clip in glass + hush]) * 32767).astype(np.int16),
+        labels=np.array([LABELS.index("glass")] * 3 + [LABELS.index("scream")] * 3),
+        source_ids=("synth:glass/test",) * 3 + ("quiet-speaker",) * 3,
+        origins=("glass",) * 3 + ("hush",) * 3,
+    )
+    context = _at_level(synth.room_tone(rng, 40 * 16000), -50)
+
+    recall = event_recall(clips, context, onsets, events_per_label=2, clips_per_event=2)
+
+    # Labels without clips are left out; a silent "scream" opens nothing, breaking glass does.
+    assert recall.events == {"scream": 2, "glass": 2} and recall.event_seconds == 2.0
+    assert recall.caught == {"scream": 0, "glass": 2} and recall.recall == 0.5
+    with pytest.raises(ValueError, match="too short for one event"):
+        event_recall(clips, context[: 10 * 16000], onsets, events_per_label=1)

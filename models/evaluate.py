@@ -54,7 +54,6 @@ class ClassMetrics:
     support: int
 
 
-# Incidents the product's decision chain (fusion, hysteresis, incident debounce) opens on a recording.
 # The stream seconds at which the product would open incidents on a recording (the chain of `distress detect`).
 IncidentOnsets = Callable[[Audio], list[float]]
 EVENT_LEAD_S = 8.0  # everyday context before each distress event, so the chain's state is a stream's, not a file's
@@ -318,7 +317,7 @@ def evaluate(
     events_per_label: int = 40,
 ) -> EvaluationReport:
     """All metrics of the card on ``split`` (never used for training, selection or calibration); the benign
-    stream and the events in context only when ``incident_onsets`` can run the product's chain."""
+    stream's incidents and the events in context only when ``incident_onsets`` can run the product's chain."""
     clips = dataset.split(split)
     patches = last_patches(clip_log_mels(clips))
     probabilities, distress = classifier.score_arrays(patches)

@@ -41,7 +41,7 @@ DISTRESS_LABELS: frozenset[str] = frozenset({"shout", "scream", "crying", "glass
 N_MELS = 64
 PATCH_FRAMES = 96
 MODEL_ID = "distress-cnn"
-MODEL_VERSION = "1.2.0"
+MODEL_VERSION = "1.3.0"
 CHECKPOINT_FORMAT = 2
 ASSETS_DIR = Path(__file__).parent / "assets"
 

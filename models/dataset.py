@@ -37,7 +37,7 @@ import soundfile
 import soxr
 
 from models import synth
-from models.classifier import LABELS
+from models.classifier import DISTRESS_LABELS, LABELS
 from models.synth import SAMPLE_RATE, Audio, Rng
 
 CLIP_SAMPLES = SAMPLE_RATE
@@ -1080,6 +1080,66 @@ def benign_stream(
     return np.clip(out + floor * (10 ** (-60 / 20) / max(1e-9, synth.rms(floor))), -1.0, 1.0).astype(
         np.float32
     )
+
+
+def join_event(clips: ClipSet, first: int, count: int, rng: Rng) -> Audio:
+    """``count`` clips of ``first``'s label and source end to end: seconds of one screaming voice, not one clip."""
+    members = np.flatnonzero(clips.labels == clips.labels[first])
+    same_source = members[np.asarray(clips.source_ids)[members] == clips.source_ids[first]]
+    parts = [first, *rng.choice(same_source, count - 1)]
+    event: Audio = np.concatenate([clips.audio[i] for i in parts]).astype(np.float32) / np.float32(32767.0)
+    return event
+
+
+@dataclass(frozen=True)
+class PlacedEvent:
+    """A distress event in an :class:`EventStream`: its first sample, label index and audio on its own."""
+
+    start: int
+    label: int
+    audio: Audio
+
+
+@dataclass(frozen=True)
+class EventStream:
+    """Everyday audio with distress events at known moments, kept apart so a trainer can tell which frames of
+    the mix hold an event's sound and which only the context."""
+
+    context: Audio
+    events: tuple[PlacedEvent, ...]
+
+    def mixed(self) -> Audio:
+        audio = self.context.copy()
+        for event in self.events:
+            audio[event.start : event.start + len(event.audio)] += event.audio
+        return np.clip(audio, -1.0, 1.0)
+
+
+def event_stream(
+    config: DatasetConfig,
+    clips: ClipSet,
+    seconds: float,
+    split: Split,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    seed: int = 0,
+) -> EventStream:
+    """:func:`benign_stream` of ``split`` with distress events of ``clips`` (1-3 clips of one label and source)
+    mixed in every 3-12 s at sample offsets that ignore clip and chunk boundaries, as they happen live."""
+    context = benign_stream(config, seconds, split, data_dir, seed)
+    rng = np.random.default_rng([config.seed, seed, SPLITS.index(split), 98])
+    distress = np.flatnonzero(np.isin(clips.labels, [LABELS.index(label) for label in DISTRESS_LABELS]))
+    if not len(distress):
+        raise DatasetError(f"the {split} clips hold no distress clip to place in a stream")
+    events: list[PlacedEvent] = []
+    cursor = int(rng.uniform(2, 10) * SAMPLE_RATE)
+    while True:
+        first = int(rng.choice(distress))
+        audio = join_event(clips, first, int(rng.integers(1, 4)), rng)
+        if cursor + len(audio) > len(context):
+            break
+        events.append(PlacedEvent(cursor, int(clips.labels[first]), audio))
+        cursor += len(audio) + int(rng.uniform(3, 12) * SAMPLE_RATE)
+    return EventStream(context, tuple(events))
 
 
 def _make_split(

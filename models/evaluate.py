@@ -33,10 +33,11 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import DEFAULT_DATA_DIR, RULES, ClipSet, Dataset, Split, benign_stream
-from models.features import log_mel
+from models.dataset import DEFAULT_DATA_DIR, RULES, ClipSet, Dataset, Split, benign_stream, join_event
+from models.features import FeatureConfig, log_mel
 from models.synth import SAMPLE_RATE, Audio
 from models.train import (
+    MIN_HEARD_FRAMES,
     STREAM_HOP_FRAMES,
     clip_log_mels,
     count_decisions,
@@ -191,7 +192,6 @@ def event_recall(
     if len(context) < (EVENT_LEAD_S + 1 + EVENT_TAIL_S) * SAMPLE_RATE + clips_per_event * clips.audio.shape[1]:
         raise ValueError(f"the context ({len(context) / SAMPLE_RATE:.0f} s) is too short for one event")
     rng = np.random.default_rng(seed)
-    sources = np.asarray(clips.source_ids)
     events: dict[str, int] = {}
     caught: dict[str, int] = {}
     for index, label in enumerate(LABELS):
@@ -201,9 +201,7 @@ def event_recall(
         chosen = rng.choice(members, min(events_per_label, len(members)), replace=False)
         caught[label] = 0
         for first in chosen:
-            same_source = members[sources[members] == sources[first]]
-            parts = [first, *rng.choice(same_source, clips_per_event - 1)]
-            event = np.concatenate([clips.audio[i] for i in parts]).astype(np.float32) / 32767
+            event = join_event(clips, int(first), clips_per_event, rng)
             start_s = EVENT_LEAD_S + float(rng.uniform(0, 1))
             length = int((start_s + EVENT_TAIL_S) * SAMPLE_RATE) + len(event)
             offset = int(rng.integers(0, len(context) - length + 1))
@@ -446,6 +444,22 @@ def _augmentation_summary(train_config: dict[str, Any]) -> str:
     return "".join(f", {part}" for part in parts)
 
 
+def _context_summary(train_config: dict[str, Any]) -> str:
+    """How much live-cut training audio a checkpoint saw besides its clips, as a sentence of the card."""
+    seconds, share = train_config.get("context_seconds", 0.0), train_config.get("context_share", 0.0)
+    if not seconds or not share:
+        return ""
+    per_kind = round(train_config.get("batch_size", 0) * share / 2)
+    heard_s = MIN_HEARD_FRAMES * FeatureConfig().hop_length / SAMPLE_RATE
+    return (
+        f" Each step of {train_config.get('batch_size')} clips also took {per_kind} windows holding at least "
+        f"{heard_s:g} s of a distress event's sound and {per_kind} of everyday audio alone (distress 0, no class), "
+        f"cut at any frame from {seconds / 3600:g} h of training-source everyday audio with training distress events "
+        f"(1-3 clips) mixed in every 3-12 s, as the runtime cuts a live stream; the second stage's head saw "
+        f"{train_config.get('head_context_patches', 0)} of each kind too."
+    )
+
+
 def _rule_table() -> str:
     lines = ["| package family | file path pattern | label |", "|---|---|---|"]
     lines += [
@@ -491,6 +505,7 @@ def write_model_card(
         seed=train_config.get("seed", "?"),
         dataset_digest=meta.get("dataset_digest", "?"),
         augmentation=_augmentation_summary(train_config),
+        context=_context_summary(train_config),
         dataset_seed=dataset_config.get("seed", "?"),
         clips=dataset_config.get("clips_per_label", {}),
         table=format_table(report),
@@ -557,11 +572,11 @@ The shipped decision threshold {threshold:.3f} is the higher of the lowest thres
 benign validation stream ({benign_max:.3f}), {threshold_cap}
 
 Trained for {epochs} epochs (best epoch {best_epoch} chosen on validation), seed {seed}, AdamW + one-cycle,
-label smoothing, random 96-of-98-frame crops, SpecAugment masks{augmentation}. Validation at the chosen epoch: accuracy
-{val_accuracy:.3f}, distress ROC-AUC {val_auc:.4f}, recall {val_recall:.3f} and false-positive rate
-{val_fpr:.3f} at the threshold. `distress models train` (CPU, one thread) reproduces this checkpoint bit for
-bit; then run `distress models evaluate`. Costs were measured on the shared 2-core development machine and
-vary with its load.
+label smoothing, random 96-of-98-frame crops, SpecAugment masks{augmentation}.{context}
+Validation at the chosen epoch: accuracy {val_accuracy:.3f}, distress ROC-AUC {val_auc:.4f}, recall
+{val_recall:.3f} and false-positive rate {val_fpr:.3f} at the threshold. `distress models train` (CPU, one
+thread) reproduces this checkpoint bit for bit; then run `distress models evaluate`. Costs were measured on the
+shared 2-core development machine and vary with its load.
 
 ## Evaluation (test split: voices, speakers and recordings never seen in training or validation)
 

@@ -33,9 +33,17 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import DEFAULT_DATA_DIR, ClipSet, DatasetConfig, benign_stream, build_dataset
+from models.dataset import (
+    DEFAULT_DATA_DIR,
+    ClipSet,
+    DatasetConfig,
+    EventStream,
+    benign_stream,
+    build_dataset,
+    event_stream,
+)
 from models.encoder_stage import Blend, EncoderHead, EncoderStage, MelBridge, WhisperEncoder, whisper_log_mel
-from models.features import LOG_MEL_OFFSET, log_mel
+from models.features import LOG_MEL_OFFSET, FeatureConfig, log_mel
 
 Progress = Callable[[str, int, int], None]
 
@@ -62,6 +70,14 @@ class TrainConfig:
     eq_db: float = 0.0
     overlay_probability: float = 0.0
     overlay_snr_db: tuple[float, float] = (3.0, 20.0)
+    # Windows cut anywhere from ``context_seconds`` of training-source everyday audio with training distress
+    # events mixed in (models.dataset.event_stream), as the runtime cuts a live stream: each step adds
+    # ``context_share`` of the batch size, half windows holding an event's sound and half everyday audio only.
+    # Clips alone teach the sound centred in a second of its own; live windows straddle an event's edges, carry
+    # it over the room's sound, and see conversation, music and ambience far more often than any clip set.
+    context_seconds: float = 14400.0
+    context_share: float = 2.0
+    head_context_patches: int = 3000  # of each kind, added to the second stage's training patches
     # One thread makes training bit-for-bit reproducible (two threads reorder float sums between runs).
     threads: int = 1
     # The decision threshold is the higher of (a) the lowest keeping the validation false-positive rate at or
@@ -94,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"threshold_fpr must be in (0, 0.5), got {self.threshold_fpr}")
         if not (0 < self.head_weight < 1 and 0.5 < self.gate_recall < 1):
             raise ValueError("head_weight must be in (0, 1) and gate_recall in (0.5, 1)")
+        if self.context_seconds < 0 or self.context_share < 0 or self.head_context_patches < 0:
+            raise ValueError("context_seconds, context_share and head_context_patches must not be negative")
 
 
 def clip_log_mels(clips: ClipSet, progress: Progress | None = None) -> npt.NDArray[np.float32]:
@@ -147,11 +165,22 @@ def _augmented_batch(
     fill: npt.NDArray[np.float32],
     config: TrainConfig,
 ) -> torch.Tensor:
-    """Random crops (time shift) with optional gain, equaliser and background overlay, then SpecAugment masks
-    filled with the band means (zero after normalisation), so the network cannot rely on any single band,
-    instant, level or recording channel."""
-    n, n_mels = len(indices), features.shape[2]
-    batch = _crops(rng, features, indices)
+    """Random crops (time shift) of the clips, augmented by :func:`_augment`."""
+    return _augment(rng, _crops(rng, features, indices), features, overlay_pool, fill, config)
+
+
+def _augment(
+    rng: np.random.Generator,
+    batch: npt.NDArray[np.float32],
+    features: npt.NDArray[np.float32],
+    overlay_pool: npt.NDArray[np.int64],
+    fill: npt.NDArray[np.float32],
+    config: TrainConfig,
+) -> torch.Tensor:
+    """Optional gain, equaliser and background overlay (a crop of a ``features`` clip in ``overlay_pool``), then
+    SpecAugment masks filled with the band means (zero after normalisation), so the network cannot rely on any
+    single band, instant, level or recording channel."""
+    n, n_mels = len(batch), batch.shape[2]
     if config.level_db > 0:
         batch += (rng.uniform(-config.level_db, config.level_db, size=(n, 1, 1)) * LOG_POWER_PER_DB).astype(
             np.float32
@@ -179,6 +208,91 @@ def _augmented_batch(
             start = int(rng.integers(0, PATCH_FRAMES - width + 1))
             batch[row, start : start + width, :] = fill
     return torch.from_numpy(batch)
+
+
+# An event's frames within this range of its own loudest frame, and not this far below the context it is mixed
+# into, are where it is heard; a window holding MIN_HEARD_FRAMES of them (0.1 s) is that event.
+EVENT_HEARD_RANGE_DB = 25.0
+EVENT_HEARD_BELOW_CONTEXT_DB = 6.0
+MIN_HEARD_FRAMES = 10
+IGNORED_CLASS = -100  # nn.CrossEntropyLoss's default ignore_index: everyday windows have no single class
+
+
+@dataclass(frozen=True)
+class ContextWindows:
+    """Patch start frames into the log-mel of an :class:`EventStream`, as the runtime would cut it.
+
+    Windows holding at least MIN_HEARD_FRAMES of an event's sound carry its label; windows touching no event
+    are everyday audio (distress 0, class unknown: conversation, music or ambience); the rest, an event's
+    silent tail or a sliver of its edge, teach nothing reliable and are not used.
+    """
+
+    frames: npt.NDArray[np.float32]
+    positive_starts: npt.NDArray[np.int64]
+    positive_labels: npt.NDArray[np.int64]
+    negative_starts: npt.NDArray[np.int64]
+
+    def patches(self, starts: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        patches: npt.NDArray[np.float32] = self.frames[starts[:, None] + np.arange(PATCH_FRAMES)[None, :]]
+        return patches
+
+
+def _frame_log_power(frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """ln of each frame's total mel power."""
+    wide = frames.astype(np.float64)
+    peak = wide.max(axis=1, keepdims=True)
+    power: npt.NDArray[np.float64] = (peak + np.log(np.exp(wide - peak).sum(axis=1, keepdims=True)))[:, 0]
+    return power
+
+
+def _window_sums(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Sum of ``values`` over every PATCH_FRAMES window; entry ``i`` is the window starting at ``i``."""
+    total = np.concatenate([[0], np.cumsum(values)])
+    sums: npt.NDArray[np.int64] = total[PATCH_FRAMES:] - total[:-PATCH_FRAMES]
+    return sums
+
+
+def context_windows(stream: EventStream, progress: Progress | None = None) -> ContextWindows:
+    """Label every patch position of ``stream`` by what of its events can be heard in it."""
+    frames = log_mel(stream.mixed())
+    context_power = _frame_log_power(log_mel(stream.context))
+    feature_config = FeatureConfig()
+    hop, starts = feature_config.hop_length, len(frames) - PATCH_FRAMES + 1
+    touched = np.zeros(len(frames), dtype=np.int64)
+    positives, labels = [], []
+    for done, event in enumerate(stream.events):
+        if progress and done % 50 == 0:
+            progress("context", done, len(stream.events))
+        first = event.start // hop
+        own = _frame_log_power(log_mel(event.audio))[: len(frames) - first]
+        heard = (own >= own.max() - EVENT_HEARD_RANGE_DB * LOG_POWER_PER_DB) & (
+            own >= context_power[first : first + len(own)] - EVENT_HEARD_BELOW_CONTEXT_DB * LOG_POWER_PER_DB
+        )
+        # Frames just before ``first`` already overlap the event's first samples.
+        touched[max(0, first - 2) : first + len(own)] = 1
+        padding = np.zeros(PATCH_FRAMES - 1, dtype=np.int64)
+        counts = _window_sums(np.concatenate([padding, heard.astype(np.int64), padding]))
+        window_starts = np.arange(first - PATCH_FRAMES + 1, first - PATCH_FRAMES + 1 + len(counts))
+        keep = (counts >= MIN_HEARD_FRAMES) & (window_starts >= 0) & (window_starts < starts)
+        positives.append(window_starts[keep])
+        labels.append(np.full(int(keep.sum()), event.label, dtype=np.int64))
+    negatives = np.flatnonzero(_window_sums(touched) == 0)
+    if not positives or not len(np.concatenate(positives)) or not len(negatives):
+        raise ValueError(
+            f"a {len(stream.context) / feature_config.sample_rate:.0f} s event stream gives no window of both "
+            "kinds; lengthen context_seconds"
+        )
+    return ContextWindows(frames, np.concatenate(positives), np.concatenate(labels), negatives.astype(np.int64))
+
+
+def training_context(
+    config: TrainConfig, clips: ClipSet, data_dir: Path, progress: Progress | None = None
+) -> ContextWindows | None:
+    """The training stream's windows, or None when ``context_seconds`` is 0."""
+    if not config.context_seconds:
+        return None
+    stream = event_stream(config.dataset, clips, config.context_seconds, "train", data_dir, seed=config.seed)
+    return context_windows(stream, progress)
 
 
 def _forward_all(
@@ -290,8 +404,15 @@ def train(
     dataset = build_dataset(config.dataset, data_dir, progress)
     train_features = clip_log_mels(dataset.train, progress)
     validation_patches = last_patches(clip_log_mels(dataset.validation, progress))
+    context = training_context(config, dataset.train, data_dir, progress)
     network, best_epoch, history = fit(
-        config, train_features, dataset.train.labels, validation_patches, dataset.validation.labels, progress
+        config,
+        train_features,
+        dataset.train.labels,
+        validation_patches,
+        dataset.validation.labels,
+        progress,
+        context,
     )
     validation_set = (
         validation_patches,
@@ -300,7 +421,7 @@ def train(
     )
     cnn = calibrated(network, validation_set)
     stage = (
-        fit_second_stage(config, dataset.train, train_features, cnn, validation_set, progress)
+        fit_second_stage(config, dataset.train, train_features, cnn, validation_set, progress, context)
         if config.second_stage
         else None
     )
@@ -318,9 +439,11 @@ def fit(
     validation_patches: npt.NDArray[np.float32],
     validation_label_indices: npt.NDArray[np.int64],
     progress: Progress | None = None,
+    context: ContextWindows | None = None,
 ) -> tuple[DistressNet, int, list[dict[str, float]]]:
-    """Train from a fixed seed; returns the network at its best validation epoch (distress ROC-AUC plus
-    class accuracy), that epoch, and the per-epoch history."""
+    """Train from a fixed seed, each step on a batch of clips plus, given ``context``, as many windows of each
+    kind of it as ``context_share`` asks; returns the network at its best validation epoch (distress ROC-AUC
+    plus class accuracy), that epoch, and the per-epoch history."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True)
@@ -344,7 +467,8 @@ def fit(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
     )
-    class_loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    class_loss = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing, ignore_index=IGNORED_CLASS)
+    per_kind = round(config.batch_size * config.context_share / 2) if context is not None else 0
     distress_loss = nn.BCEWithLogitsLoss()
 
     best: tuple[float, int, dict[str, torch.Tensor]] = (-math.inf, -1, {})
@@ -356,9 +480,15 @@ def fit(
         for step in range(steps_per_epoch):
             indices = order[step * config.batch_size : (step + 1) * config.batch_size]
             batch = _augmented_batch(rng, train_features, indices, overlay_pool, band_mean, config)
+            labels, distress = train_labels[indices], train_distress[indices]
+            if context is not None and per_kind:
+                batch, labels, distress = _with_context(
+                    rng, context, per_kind, (batch, labels, distress), train_features, overlay_pool, band_mean,
+                    config,
+                )
             logits, distress_logit = network(batch)
-            loss = class_loss(logits, train_labels[indices]) + config.distress_loss_weight * distress_loss(
-                distress_logit, train_distress[indices]
+            loss = class_loss(logits, labels) + config.distress_loss_weight * distress_loss(
+                distress_logit, distress
             )
             optimiser.zero_grad()
             loss.backward()
@@ -386,6 +516,36 @@ def fit(
     return network, best[1], history
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # patches, class indices, distress targets
+
+
+def _with_context(
+    rng: np.random.Generator,
+    context: ContextWindows,
+    per_kind: int,
+    clip_batch: Batch,
+    features: npt.NDArray[np.float32],
+    overlay_pool: npt.NDArray[np.int64],
+    fill: npt.NDArray[np.float32],
+    config: TrainConfig,
+) -> Batch:
+    """``clip_batch`` plus ``per_kind`` random event windows and as many everyday windows of ``context``.
+
+    (Taking the everyday windows the network scored highest among four candidates made validation worse.)"""
+    chosen = rng.integers(0, len(context.positive_starts), size=per_kind)
+    negatives = rng.choice(context.negative_starts, size=per_kind)
+    starts = np.concatenate([context.positive_starts[chosen], negatives])
+    patches = _augment(rng, context.patches(starts), features, overlay_pool, fill, config)
+    labels = np.concatenate([context.positive_labels[chosen], np.full(per_kind, IGNORED_CLASS, dtype=np.int64)])
+    distress = np.repeat(np.array([1.0, 0.0], dtype=np.float32), per_kind)
+    batch, clip_labels, clip_distress = clip_batch
+    return (
+        torch.cat([batch, patches]),
+        torch.cat([clip_labels, torch.from_numpy(labels)]),
+        torch.cat([clip_distress, torch.from_numpy(distress)]),
+    )
+
+
 ValidationSet = tuple[npt.NDArray[np.float32], torch.Tensor, npt.NDArray[np.float32]]
 
 
@@ -411,10 +571,13 @@ def _encoder_embeddings(
 
 
 def _fit_head(
-    config: TrainConfig, embeddings: npt.NDArray[np.float32], label_indices: npt.NDArray[np.int64]
+    config: TrainConfig,
+    embeddings: npt.NDArray[np.float32],
+    label_indices: npt.NDArray[np.int64],
+    distress_target: npt.NDArray[np.float32],
 ) -> EncoderHead:
-    """The second stage's head, trained from the fixed seed on the pooled encoder vectors of the training
-    clips' last patches."""
+    """The second stage's head, trained from the fixed seed on pooled encoder vectors of training patches
+    (class IGNORED_CLASS: distress target only)."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     head = EncoderHead(embeddings.shape[1], config.head_hidden, config.head_dropout, len(LABELS))
@@ -422,7 +585,7 @@ def _fit_head(
     head.feature_std.copy_(torch.from_numpy(embeddings.std(axis=0) + 1e-6))
     inputs = torch.from_numpy(embeddings)
     labels = torch.from_numpy(label_indices)
-    distress = torch.from_numpy(distress_targets(label_indices))
+    distress = torch.from_numpy(distress_target)
     optimiser = torch.optim.AdamW(
         head.parameters(), lr=config.head_learning_rate, weight_decay=config.head_weight_decay
     )
@@ -433,7 +596,8 @@ def _fit_head(
             batch = order[start : start + 256]
             class_logits, distress_logit = head(inputs[batch])
             loss = nn.functional.cross_entropy(
-                class_logits, labels[batch], label_smoothing=config.head_label_smoothing
+                class_logits, labels[batch], label_smoothing=config.head_label_smoothing,
+                ignore_index=IGNORED_CLASS,
             ) + nn.functional.binary_cross_entropy_with_logits(distress_logit, distress[batch])
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
@@ -448,8 +612,10 @@ def fit_second_stage(
     cnn: DistressClassifier,
     validation_set: ValidationSet,
     progress: Progress | None = None,
+    context: ContextWindows | None = None,
 ) -> EncoderStage:
-    """Bridge (fitted on training audio), head (trained on training clips), then gate and blend (validation)."""
+    """Bridge (fitted on training audio), head (trained on training clips and up to ``head_context_patches``
+    windows of each kind of ``context``), then gate and blend (validation)."""
     model = resolve_model(config.encoder)
     encoder = WhisperEncoder(model.path, threads=config.threads)
     rng = np.random.default_rng(config.seed)
@@ -461,9 +627,19 @@ def fit_second_stage(
         ours.append(train_features[index, :frames])
         whisper.append(target[:frames])
     bridge = MelBridge.fit(np.concatenate(ours), np.concatenate(whisper))
-    head = _fit_head(
-        config, _encoder_embeddings(encoder, bridge, last_patches(train_features), progress), train_clips.labels
-    )
+    patches, labels = last_patches(train_features), train_clips.labels
+    distress = distress_targets(labels)
+    if context is not None and config.head_context_patches:
+        positive = np.sort(rng.choice(len(context.positive_starts),
+                                      min(config.head_context_patches, len(context.positive_starts)), replace=False))
+        negative = np.sort(rng.choice(context.negative_starts,
+                                      min(config.head_context_patches, len(context.negative_starts)), replace=False))
+        patches = np.concatenate([patches, context.patches(context.positive_starts[positive]),
+                                  context.patches(negative)])
+        labels = np.concatenate([labels, context.positive_labels[positive],
+                                 np.full(len(negative), IGNORED_CLASS, dtype=np.int64)])
+        distress = np.concatenate([distress, np.ones(len(positive), np.float32), np.zeros(len(negative), np.float32)])
+    head = _fit_head(config, _encoder_embeddings(encoder, bridge, patches, progress), labels, distress)
     validation_patches, validation_labels, validation_distress = validation_set
     validation_embeddings = _encoder_embeddings(encoder, bridge, validation_patches, progress)
     with torch.no_grad():  # not inference mode: the class logits go on to the calibration's autograd

@@ -17,6 +17,8 @@ SMALL = TrainConfig(
     epochs=1,
     batch_size=16,
     benign_validation_seconds=20.0,
+    context_seconds=60.0,
+    head_context_patches=50,
     architecture=Architecture(stem_channels=4, block_channels=(8, 8), block_strides=(2, 2), hidden=8),
     dataset=tiny_config(seed=5),
 )

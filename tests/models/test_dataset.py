@@ -24,6 +24,7 @@ from models.dataset import (
     benign_stream,
     build_dataset,
     classify,
+    event_stream,
     find_recordings,
     speak,
     tiny_config,
@@ -170,6 +171,29 @@ def test_benign_stream_is_continuous_audio_from_held_out_sources(tiny: Dataset, 
     assert np.all(np.sqrt(np.mean(seconds**2, axis=1)) > 0)  # never digital silence
     with pytest.raises(DatasetError, match="positive"):
         benign_stream(tiny.config, 0.0, "test", data_dir)
+
+
+def test_event_stream_places_whole_distress_events_apart_in_the_split_context(
+    tiny: Dataset, data_dir: Path
+) -> None:
+    stream = event_stream(tiny.config, tiny.train, 60.0, "train", data_dir, seed=3)
+    assert np.array_equal(stream.context, benign_stream(tiny.config, 60.0, "train", data_dir, seed=3))
+    assert len(stream.events) >= 3
+    distress = {LABELS.index(label) for label in ("shout", "scream", "crying", "glass", "impact")}
+    previous_end = 0
+    for event in stream.events:
+        assert event.label in distress
+        # One to three whole clips, each 3 s or more after the previous event and inside the stream.
+        assert len(event.audio) in (CLIP_SAMPLES, 2 * CLIP_SAMPLES, 3 * CLIP_SAMPLES)
+        assert event.start >= previous_end + 3 * 16000 - 1 and event.start + len(event.audio) <= len(stream.context)
+        clip_rows = tiny.train.audio[tiny.train.labels == event.label].astype(np.float32) / 32767
+        assert any(np.array_equal(event.audio[:CLIP_SAMPLES], row) for row in clip_rows)
+        previous_end = event.start + len(event.audio)
+    mixed = stream.mixed()
+    first = stream.events[0]
+    span = slice(first.start, first.start + len(first.audio))
+    assert np.allclose(mixed[span], np.clip(stream.context[span] + first.audio, -1, 1))
+    assert np.array_equal(mixed[: first.start], stream.context[: first.start])
 
 
 # ------------------------------------------------------------------------------------------------ synth

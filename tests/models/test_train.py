@@ -8,10 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from models.classifier import PATCH_FRAMES, Architecture, DistressClassifier
-from models.dataset import tiny_config
-from models.train import LOG_MEL_FLOOR, LOG_POWER_PER_DB, TrainConfig, _augmented_batch, _mean_log_power, train
+from models.classifier import LABELS, PATCH_FRAMES, Architecture, DistressClassifier
+from models.dataset import EventStream, PlacedEvent, tiny_config
+from models.train import (
+    IGNORED_CLASS,
+    LOG_MEL_FLOOR,
+    LOG_POWER_PER_DB,
+    TrainConfig,
+    _augmented_batch,
+    _mean_log_power,
+    _with_context,
+    context_windows,
+    train,
+)
 
 QUICK = TrainConfig(
     epochs=2,
@@ -20,6 +31,8 @@ QUICK = TrainConfig(
     eq_db=4.0,
     overlay_probability=0.5,
     benign_validation_seconds=20.0,
+    context_seconds=60.0,
+    head_context_patches=50,
     architecture=Architecture(stem_channels=4, block_channels=(8, 8), block_strides=(2, 2), hidden=8),
     dataset=tiny_config(),
 )
@@ -80,3 +93,55 @@ def test_background_overlay_adds_power_below_the_clip() -> None:
     # At 10 dB SNR the mean power rises by 10*log10(1.1) = 0.41 dB.
     rise_db = (_mean_log_power(overlaid) - _mean_log_power(reference)) / LOG_POWER_PER_DB
     assert rise_db == pytest.approx(np.full(20, 10 * np.log10(1.1)), abs=0.05)
+
+
+def test_context_windows_label_a_window_by_the_event_sound_heard_in_it() -> None:
+    rng = np.random.default_rng(4)
+    context = (rng.normal(0, 1e-3, 12 * 16000)).astype(np.float32)  # -60 dBFS room tone
+    event = np.zeros(2 * 16000, dtype=np.float32)
+    event[4000:8000] = 0.3 * np.sin(np.arange(4000) * 2 * np.pi * 1000 / 16000)  # 0.25 s tone in a 2 s event
+    glass = LABELS.index("glass")
+    windows = context_windows(EventStream(context, (PlacedEvent(5 * 16000, glass, event),)))
+    tone_frames = (5 * 16000 + 4000) // 160, (5 * 16000 + 8000) // 160  # frames 525-550
+    assert np.all(windows.positive_labels == glass)
+    # Every window holding 0.1 s of the tone is the event; none without it, even inside the event's span.
+    positive = set(windows.positive_starts.tolist())
+    assert {tone_frames[0] - 50, tone_frames[0], tone_frames[1] - 20} <= positive
+    assert tone_frames[1] + 5 not in positive and tone_frames[0] - PATCH_FRAMES not in positive
+    negative = set(windows.negative_starts.tolist())
+    assert not positive & negative and tone_frames[1] + 5 not in negative
+    # Everyday windows touch no sample of the event, its silent second included.
+    assert 0 in negative and 400 - PATCH_FRAMES in negative and 500 - PATCH_FRAMES not in negative
+    assert 6 * 16000 // 160 + 10 not in negative and 7 * 16000 // 160 + 2 in negative
+    assert windows.patches(np.array([0, 10])).shape == (2, PATCH_FRAMES, 64)
+    assert IGNORED_CLASS < 0
+
+
+def test_training_windows_need_a_stream_long_enough_for_both_kinds() -> None:
+    silence = np.zeros(16000, dtype=np.float32)
+    with pytest.raises(ValueError, match="context_seconds"):
+        context_windows(EventStream(silence, ()))
+
+
+def test_context_windows_join_the_batch_with_the_labels_of_what_they_hold() -> None:
+    rng = np.random.default_rng(5)
+    # Room tone whose level changes every second, so every window is a different patch.
+    context = (rng.normal(0, 1, 20 * 16000) * np.repeat(10 ** rng.uniform(-4, -1, 20), 16000)).astype(np.float32)
+    event = (0.2 * np.sin(np.arange(16000) * 2 * np.pi * 700 / 16000)).astype(np.float32)
+    scream = LABELS.index("scream")
+    windows = context_windows(EventStream(context, (PlacedEvent(8 * 16000, scream, event),)))
+    config = TrainConfig(freq_mask_bands=0, time_mask_frames=0)
+    clips = (torch.zeros((2, PATCH_FRAMES, 64)), torch.tensor([0, scream]), torch.tensor([0.0, 1.0]))
+    fill = np.zeros(64, dtype=np.float32)
+    batch, labels, distress = _with_context(
+        np.random.default_rng(1), windows, 8, clips, np.zeros((1, PATCH_FRAMES, 64), np.float32),
+        np.zeros(0, dtype=np.int64), fill, config,
+    )
+    replay = np.random.default_rng(1)
+    chosen = replay.integers(0, len(windows.positive_starts), size=8)
+    everyday = replay.choice(windows.negative_starts, size=8)
+    assert torch.equal(batch[:2], clips[0])
+    assert torch.equal(batch[2:10], torch.from_numpy(windows.patches(windows.positive_starts[chosen])))
+    assert torch.equal(batch[10:], torch.from_numpy(windows.patches(everyday)))
+    assert labels.tolist() == [0, scream] + [scream] * 8 + [IGNORED_CLASS] * 8
+    assert distress.tolist() == [0.0, 1.0] + [1.0] * 8 + [0.0] * 8

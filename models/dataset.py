@@ -37,7 +37,7 @@ import soundfile
 import soxr
 
 from models import synth
-from models.classifier import DISTRESS_LABELS, LABELS
+from models.classifier import LABELS, distress_targets
 from models.synth import SAMPLE_RATE, Audio, Rng
 
 CLIP_SAMPLES = SAMPLE_RATE
@@ -1127,7 +1127,7 @@ def event_stream(
     mixed in every 3-12 s at sample offsets that ignore clip and chunk boundaries, as they happen live."""
     context = benign_stream(config, seconds, split, data_dir, seed)
     rng = np.random.default_rng([config.seed, seed, SPLITS.index(split), 98])
-    distress = np.flatnonzero(np.isin(clips.labels, [LABELS.index(label) for label in DISTRESS_LABELS]))
+    distress = np.flatnonzero(distress_targets(clips.labels))
     if not len(distress):
         raise DatasetError(f"the {split} clips hold no distress clip to place in a stream")
     events: list[PlacedEvent] = []

@@ -150,7 +150,7 @@ def _crops(rng: np.random.Generator, features: npt.NDArray[np.float32], indices:
 
 
 def _mean_log_power(patches: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """ln of each patch's mean mel power, the level the overlay SNR refers to."""
+    """ln of the mean mel power of each patch (the level the overlay SNR refers to) or of each frame."""
     flat = patches.reshape(len(patches), -1).astype(np.float64)
     peak = flat.max(axis=1, keepdims=True)
     level: npt.NDArray[np.float64] = (peak + np.log(np.mean(np.exp(flat - peak), axis=1, keepdims=True)))[:, 0]
@@ -237,14 +237,6 @@ class ContextWindows:
         return patches
 
 
-def _frame_log_power(frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """ln of each frame's total mel power."""
-    wide = frames.astype(np.float64)
-    peak = wide.max(axis=1, keepdims=True)
-    power: npt.NDArray[np.float64] = (peak + np.log(np.exp(wide - peak).sum(axis=1, keepdims=True)))[:, 0]
-    return power
-
-
 def _window_sums(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Sum of ``values`` over every PATCH_FRAMES window; entry ``i`` is the window starting at ``i``."""
     total = np.concatenate([[0], np.cumsum(values)])
@@ -255,22 +247,22 @@ def _window_sums(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 def context_windows(stream: EventStream, progress: Progress | None = None) -> ContextWindows:
     """Label every patch position of ``stream`` by what of its events can be heard in it."""
     frames = log_mel(stream.mixed())
-    context_power = _frame_log_power(log_mel(stream.context))
+    context_power = _mean_log_power(log_mel(stream.context))
     feature_config = FeatureConfig()
     hop, starts = feature_config.hop_length, len(frames) - PATCH_FRAMES + 1
     touched = np.zeros(len(frames), dtype=np.int64)
+    padding = np.zeros(PATCH_FRAMES - 1, dtype=np.int64)
     positives, labels = [], []
     for done, event in enumerate(stream.events):
         if progress and done % 50 == 0:
             progress("context", done, len(stream.events))
         first = event.start // hop
-        own = _frame_log_power(log_mel(event.audio))[: len(frames) - first]
+        own = _mean_log_power(log_mel(event.audio))[: len(frames) - first]
         heard = (own >= own.max() - EVENT_HEARD_RANGE_DB * LOG_POWER_PER_DB) & (
             own >= context_power[first : first + len(own)] - EVENT_HEARD_BELOW_CONTEXT_DB * LOG_POWER_PER_DB
         )
         # Frames just before ``first`` already overlap the event's first samples.
         touched[max(0, first - 2) : first + len(own)] = 1
-        padding = np.zeros(PATCH_FRAMES - 1, dtype=np.int64)
         counts = _window_sums(np.concatenate([padding, heard.astype(np.int64), padding]))
         window_starts = np.arange(first - PATCH_FRAMES + 1, first - PATCH_FRAMES + 1 + len(counts))
         keep = (counts >= MIN_HEARD_FRAMES) & (window_starts >= 0) & (window_starts < starts)
@@ -282,7 +274,7 @@ def context_windows(stream: EventStream, progress: Progress | None = None) -> Co
             f"a {len(stream.context) / feature_config.sample_rate:.0f} s event stream gives no window of both "
             "kinds; lengthen context_seconds"
         )
-    return ContextWindows(frames, np.concatenate(positives), np.concatenate(labels), negatives.astype(np.int64))
+    return ContextWindows(frames, np.concatenate(positives), np.concatenate(labels), negatives)
 
 
 def training_context(

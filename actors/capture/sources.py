@@ -16,6 +16,7 @@ import os
 import queue
 import random
 import re
+import select
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,9 @@ MICROPHONE_BLOCK_SECONDS: Final = 0.05
 # A microphone that delivers nothing for this long is broken (unplugged, muted at the driver).
 MICROPHONE_SILENCE_TIMEOUT_S: Final = 5.0
 RAW_PCM_READ_BYTES: Final = 16384
+# How often a raw PCM read waiting on an idle pipe looks at the stop flag: a stop is seen this soon even when the
+# writer keeps the pipe open without writing (a supervisor that signals only us).
+RAW_PCM_STOP_POLL_S: Final = 0.1
 
 
 class SourceError(Exception):
@@ -411,7 +415,7 @@ class RawPcmSource:
         leftover = b""
         total_frames = 0
         while not stop.is_set():
-            data = self._read()
+            data = self._read(stop)
             if not data:
                 break
             data = leftover + data
@@ -426,13 +430,26 @@ class RawPcmSource:
         if total_frames == 0 and not stop.is_set():
             raise SourceError(self.description, "zero-length audio: no complete PCM frame was read")
 
-    def _read(self) -> bytes:
-        read1 = getattr(self.stream, "read1", None)  # returns what is available instead of waiting to fill
+    def _read(self, stop: threading.Event) -> bytes:
+        """The bytes available now (waiting for some), or b"" at the end of the stream or once stopped.
+
+        A stream with a file descriptor (a pipe, stdin) is read straight from the descriptor after ``select`` says
+        it is readable, so the wait can look at ``stop``; nothing reads it through its Python buffer first.
+        """
         try:
-            data = read1(RAW_PCM_READ_BYTES) if read1 is not None else self.stream.read(RAW_PCM_READ_BYTES)
+            descriptor = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.BytesIO and friends: never blocks
+            descriptor = None
+        try:
+            if descriptor is None:
+                read1 = getattr(self.stream, "read1", None)  # what is available instead of waiting to fill
+                return bytes(read1(RAW_PCM_READ_BYTES) if read1 is not None else self.stream.read(RAW_PCM_READ_BYTES))
+            while not select.select([descriptor], [], [], RAW_PCM_STOP_POLL_S)[0]:
+                if stop.is_set():
+                    return b""
+            return os.read(descriptor, RAW_PCM_READ_BYTES)
         except OSError as error:
             raise SourceError(self.description, f"read failed: {error}") from error
-        return bytes(data)
 
     def _to_float(self, data: bytes) -> Float32Array:
         values = np.frombuffer(data, dtype=self.pcm_format.dtype).reshape(-1, self.pcm_format.channels)

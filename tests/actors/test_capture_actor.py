@@ -240,9 +240,10 @@ def test_stopping_a_live_stream_publishes_what_arrived_and_ends_it(kafka_setting
         runner.start()
         os.write(write_fd, (tone(0.5, 16000)[:, 0] * 32767).astype("<i2").tobytes())  # 8000 samples
         assert publisher.first_chunk.wait(timeout=30)
-        stop.set()  # the pipe stays open: the actor is waiting for more audio ...
-        os.close(write_fd)  # ... until the read returns, and then it sees the stop
+        stop.set()  # the writer keeps the pipe open and silent: the stop alone must end the stream
         runner.join(timeout=30)
+        assert not runner.is_alive()
+        os.close(write_fd)
     report = results[0]
     assert report.samples == 8000
     received = stream_events(bus)

@@ -130,11 +130,13 @@ def test_raw_pcm_on_stdin_is_captured(kafka_settings: Settings, tmp_path: Path) 
 
 def test_interrupt_ends_a_live_capture_cleanly(kafka_settings: Settings, tmp_path: Path) -> None:
     kafka_settings.ensure_topics()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "capture", "-", "--stream-id", "live", "--chunk-seconds", "0.25", "--json"],
-        cwd=REPO_ROOT, env={**os.environ, **capture_env(kafka_settings, tmp_path)},
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    stdout_path, stderr_path = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:  # the child holds its own copies
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "capture", "-", "--stream-id", "live", "--chunk-seconds", "0.25", "--json"],
+            cwd=REPO_ROOT, env={**os.environ, **capture_env(kafka_settings, tmp_path)},
+            stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
+        )
     assert process.stdin is not None
     process.stdin.write((tone(1.0, 16000)[:, 0] * 32767).astype("<i2").tobytes())
     process.stdin.flush()
@@ -147,9 +149,10 @@ def test_interrupt_ends_a_live_capture_cleanly(kafka_settings: Settings, tmp_pat
             pass  # wait until the capture is publishing
         consumer.close()
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)  # closes stdin: the blocked read returns, the stop is seen
-    assert process.returncode == 0, stderr.decode()
-    report = json.loads(stdout)["streams"][0]
+    returncode = process.wait(timeout=60)  # stdin stays open and silent: the signal alone ends the capture
+    process.stdin.close()
+    assert returncode == 0, stderr_path.read_text()
+    report = json.loads(stdout_path.read_text())["streams"][0]
     assert report["reason"] == "stopped" and report["samples"] == 16000
     ended = [c.event for c in events_until_closed(bus, streams=1) if isinstance(c.event, StreamEnded)]
     assert [(event.reason, event.samples) for event in ended] == [("stopped", 16000)]

@@ -92,8 +92,10 @@ def test_until_eof_summary_has_every_stream_incident_alert_and_stage_latency(sta
     latency = {item.stage: item for item in summary.snapshot.latency}
     assert set(latency) == {"score", "incident", "alert"}
     assert latency["score"].count == 11 and latency["incident"].count == 3
-    assert 0 <= latency["score"].p50_s <= latency["score"].p95_s
-    assert latency["score"].p50_s <= latency["alert"].p95_s  # an alert comes after its chunk was scored
+    # Each stage's percentiles are over its own chunks (the causation order is test_metrics.py's): the chunks
+    # scored while the stages were still starting can outweigh the three alerted ones, so no order across stages.
+    assert all(0 <= item.p50_s <= item.p95_s for item in latency.values())
+    assert latency["alert"].p50_s > 0  # an alert leaves after its chunk was captured, never at the same instant
     # Replicas follow the partitions of the input topic (2 here), except a stage that asked for one.
     assert summary.stages == {"toy-score": 2, "toy-incidents": 2, "toy-alerts": 1}
     as_json = summary.as_json()

@@ -414,8 +414,9 @@ class RawPcmSource:
         frame_bytes = self.pcm_format.frame_bytes
         leftover = b""
         total_frames = 0
+        descriptor = self._descriptor()
         while not stop.is_set():
-            data = self._read(stop)
+            data = self._read(descriptor, stop)
             if not data:
                 break
             data = leftover + data
@@ -430,16 +431,19 @@ class RawPcmSource:
         if total_frames == 0 and not stop.is_set():
             raise SourceError(self.description, "zero-length audio: no complete PCM frame was read")
 
-    def _read(self, stop: threading.Event) -> bytes:
+    def _descriptor(self) -> int | None:
+        """The stream's file descriptor (a pipe, stdin), or None for in-memory streams, which never block."""
+        try:
+            return self.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.BytesIO raises io.UnsupportedOperation
+            return None
+
+    def _read(self, descriptor: int | None, stop: threading.Event) -> bytes:
         """The bytes available now (waiting for some), or b"" at the end of the stream or once stopped.
 
-        A stream with a file descriptor (a pipe, stdin) is read straight from the descriptor after ``select`` says
-        it is readable, so the wait can look at ``stop``; nothing reads it through its Python buffer first.
+        A stream with a file descriptor is read straight from the descriptor after ``select`` says it is readable,
+        so the wait can look at ``stop``; nothing reads it through its Python buffer first.
         """
-        try:
-            descriptor = self.stream.fileno()
-        except (AttributeError, OSError, ValueError):  # io.BytesIO and friends: never blocks
-            descriptor = None
         try:
             if descriptor is None:
                 read1 = getattr(self.stream, "read1", None)  # what is available instead of waiting to fill

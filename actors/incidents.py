@@ -68,6 +68,7 @@ SYSTEM_ACTOR = "system"
 PIPELINE_SAMPLE_RATE = 16_000
 # Extra wall-clock wait for post-roll audio before a clip is written with what has arrived.
 CLIP_STALL_SLACK_S = 2.0
+PHRASE_SCORES_KEPT = 32  # phrase scores remembered per stream to recognise one delivered again
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0c8f5e-3f4d-4f55-9d52-6a1f3e0c2b71")
 
 
@@ -460,7 +461,9 @@ class _StreamState:
     windows: deque[DistressScored]
     audio: AudioBuffer
     transcripts: deque[TranscriptProduced] = field(default_factory=lambda: deque(maxlen=16))
-    last_score: DistressScored | None = None
+    run: str | None = None  # correlation id of the capture run the scores come from
+    clock_sample: int | None = None  # the furthest acoustic window of this run: the stream's clock
+    phrase_scores: deque[tuple[int, tuple[str, ...]]] = field(default_factory=lambda: deque(maxlen=PHRASE_SCORES_KEPT))
     active: _Incident | None = None
     cooldown_until_s: float = -math.inf
     last_scored_at: float = 0.0  # wall clock (monotonic) of the last score
@@ -470,7 +473,25 @@ class _StreamState:
 
     @property
     def now_s(self) -> float:
-        return self.last_score.sample_offset / self.audio.sample_rate if self.last_score else 0.0
+        return (self.clock_sample or 0) / self.audio.sample_rate
+
+    def is_news(self, scored: DistressScored) -> bool:
+        """Whether ``scored`` is new to this run, moving the stream's clock on if it is a later window.
+
+        The scorer emits a run's acoustic windows in order, so one at or behind the clock was delivered before
+        (Kafka redelivery, or scored again by a restarted scorer). A phrase score is anchored where its words
+        began, behind the clock, so it is known by its start and phrases instead.
+        """
+        if scored.phrases:
+            key = (scored.sample_offset, tuple(sorted(hit.phrase for hit in scored.phrases)))
+            if key in self.phrase_scores:
+                return False
+            self.phrase_scores.append(key)
+            return True
+        if self.clock_sample is not None and scored.sample_offset <= self.clock_sample:
+            return False
+        self.clock_sample = scored.sample_offset
+        return True
 
 
 class IncidentEngine:
@@ -525,11 +546,11 @@ class IncidentEngine:
     def on_score(self, scored: DistressScored) -> list[Event]:
         state = self._stream(scored.stream_id)
         state.last_scored_at = self.clock()
-        if state.last_score is not None and scored.sample_offset <= state.last_score.sample_offset:
-            if scored.occurred_at <= state.last_score.occurred_at:
-                return []  # re-delivered
-            self._new_session(state)  # scored later at a lower offset: the capture restarted
-        state.last_score = scored
+        if state.run is not None and scored.correlation_id != state.run:
+            self._new_session(state)
+        state.run = scored.correlation_id
+        if not state.is_news(scored):
+            return []
         now_s = state.now_s
         events: list[Event] = []
         incident = state.active
@@ -635,7 +656,7 @@ class IncidentEngine:
     def _open(
         self, state: _StreamState, positives: list[DistressScored], trigger: DistressScored, why: str
     ) -> IncidentOpened:
-        onset = positives[0]
+        onset = min(positives, key=lambda window: window.sample_offset)  # a phrase score arrives behind its start
         incident_id = incident_id_for(trigger.stream_id, trigger.event_id)
         evidence = Evidence()
         for window in positives:
@@ -762,9 +783,11 @@ class IncidentEngine:
         return True
 
     def _new_session(self, state: _StreamState) -> None:
-        """Sample offsets went backwards: the capture restarted, so stream-time state starts again."""
+        """Scores of another capture run: its sample offsets start again, and so does stream-time state."""
         state.windows.clear()
         state.transcripts.clear()
+        state.phrase_scores.clear()
+        state.clock_sample = None
         state.cooldown_until_s = -math.inf
         if state.active is not None:
             state.active.last_evidence_s = None

@@ -14,6 +14,16 @@ START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 HELP = PhraseHit(phrase="help me", matched_text="help me", score=0.95, start_s=0.0, end_s=0.5)
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class Scenario:
     """One capture session of one stream; window ``i`` covers samples [i*RATE, (i+1)*RATE)."""

@@ -7,6 +7,8 @@ import io
 import uuid
 import wave
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,18 +37,10 @@ from events.catalogue import (
     IncidentUpdated,
     LabelScore,
 )
-from tests.actors.scenario import HELP, RATE, Scenario
+from tests.actors.scenario import HELP, RATE, FakeClock, Scenario
 from tests.events.test_bus import drain
 
 E = TypeVar("E", bound=Event)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def engine(
@@ -278,6 +272,41 @@ def test_redelivered_windows_change_nothing_and_a_capture_restart_starts_afresh(
     assert of_type(events, IncidentResolved) == []  # the quiet period counts from the restart, not from t=0
     [resolved] = of_type(feed(incidents, [restarted.score(10)]), IncidentResolved)
     assert resolved.incident_id == of_type(first, IncidentOpened)[0].incident_id
+
+
+def test_windows_scored_again_by_a_restarted_scorer_change_nothing() -> None:
+    """Same run, same offsets, scored later: not a capture restart, so the debounce and the clock stand."""
+    story = Scenario()
+    incidents = engine()
+    assert feed(incidents, [story.score(0), story.score(1, 0.8)]) == []
+    rescored = [replace(story.score(i, 0.8), occurred_at=story.at(i + 60)) for i in (0, 1)]
+    assert feed(incidents, rescored) == []
+    assert of_type(feed(incidents, [story.score(2, 0.8)]), IncidentOpened)  # windows 1 and 2 of the last three
+
+
+def test_a_phrase_score_behind_the_latest_window_keeps_the_debounce_and_the_cooldown() -> None:
+    """A phrase score is anchored where its words began, so it arrives behind the stream's clock."""
+    story = Scenario()
+    incidents = engine(IncidentConfig(quiet_period_s=10, merge_gap_s=5, cooldown_s=30))
+    def said(window: int, after: int) -> DistressScored:  # a hedged phrase: evidence, not a positive window
+        return replace(story.score(window, 0.3, phrases=(HELP,)), occurred_at=story.at(after) + timedelta(seconds=0.5))
+
+    windows = [*(story.score(i) for i in range(5)), story.score(5, 0.8), said(4, 5), story.score(6, 0.8)]
+    events = feed(incidents, windows)
+    [opened] = of_type(events, IncidentOpened)  # windows 5 and 6 of [5, the phrase, 6]
+    assert opened.onset_sample == 5 * RATE
+    events = feed(incidents, [story.score(i) for i in range(7, 17)])
+    assert of_type(events, IncidentResolved)  # quiet from 6 s: resolved at 16 s, cooling down until 46 s
+    events = feed(incidents, [story.score(20), said(18, 20), story.score(21, 0.8), story.score(22, 0.8)])
+    assert of_type(events, IncidentOpened) == [] and incidents.streams[story.stream_id].suppressed == 1
+    assert feed(incidents, [said(18, 30)]) == []  # delivered again
+
+
+def test_an_incident_opened_by_a_later_phrase_score_starts_where_the_words_began() -> None:
+    story = Scenario()
+    said = replace(story.score(3, 0.8, phrases=(HELP,)), occurred_at=story.at(4) + timedelta(seconds=0.5))
+    [opened] = of_type(feed(engine(), [story.score(2), story.score(4, 0.8), said]), IncidentOpened)
+    assert opened.onset_sample == 3 * RATE
 
 
 def test_the_same_input_gives_the_same_events_with_the_same_ids() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from actors.scorer import ScorerStage, build_scorer, scorer_from_settings
+from actors.scorer import TRANSCRIPT_HOLD_S, ScorerStage, build_scorer, scorer_from_settings
 from config import Settings
 from events import Event
 from events.bus import ConsumedEvent
@@ -26,6 +27,7 @@ from events.topics import TopicCatalogue
 from models.classifier import Calibration, ClassifierError, DistressClassifier, DistressNet
 from models.features import StreamingFeatureExtractor
 from models.fusion import FusionConfig
+from tests.actors.scenario import FakeClock
 
 SUMMARY = FeatureSummary(rms_dbfs_mean=-20.0, rms_dbfs_max=-12.0, zcr_mean=0.1, centroid_hz_mean=1500.0,
                          rolloff_hz_mean=3000.0, flux_mean=0.5, flatness_mean=0.1, pitch_hz_median=300.0,
@@ -90,12 +92,45 @@ def test_spoken_call_for_help_fires_without_acoustic_support() -> None:
     assert run(stage, [transcript("door", ())]) == []  # a transcript without phrases adds nothing
 
 
-def test_false_alarm_feedback_raises_the_threshold() -> None:
+def test_false_alarm_feedback_raises_the_threshold_beyond_the_capture_run() -> None:
     stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(threshold=0.6))
-    before = run(stage, [transcript("hall", HELP)])[0]
+    before = run(stage, [*feature_events("hall", 3), transcript("hall", HELP)])[-1]
     alarm = IncidentMarkedFalseAlarm(stream_id="hall", incident_id="i", actor="ana", note="tv")
-    after = run(stage, [alarm, transcript("hall", HELP)])[0]
-    assert after.threshold == pytest.approx(before.threshold + 0.05)
+    after = run(stage, [alarm, transcript("hall", HELP)])[-1]
+    assert after.phrases == HELP and after.threshold == pytest.approx(before.threshold + 0.05)
+    *_, last = feature_events("hall", 3)
+    restarted = [replace(event, correlation_id="run-2") for event in feature_events("hall", 3)]
+    scores = run(stage, [replace(last, is_last=True), *restarted])  # the capture ended and started again
+    assert scores[-1].threshold == pytest.approx(after.threshold)
+
+
+def test_a_transcript_read_before_its_acoustics_waits_for_them() -> None:
+    """A stage that fell behind may read the transcripts topic first: the words still come after the sounds."""
+    clock = FakeClock()
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(threshold=0.6), clock=clock)
+    chunks = feature_events("door", 4)
+    assert run(stage, [transcript("door", HELP)]) == []  # its words end at 2.5 s
+    assert [score.phrases for score in run(stage, chunks[:2])] == [(), ()]  # acoustics up to ~2 s
+    clock.now += TRANSCRIPT_HOLD_S - 0.1
+    assert list(stage.tick()) == []
+    scores = run(stage, chunks[2:])
+    assert [(score.sequence, score.phrases) for score in scores] == [(2, ()), (2, HELP), (3, ())]
+    assert scores[1].acoustic_probability == pytest.approx(max(s.acoustic_probability for s in scores), abs=1e-3)
+
+
+def test_a_transcript_waits_no_longer_than_the_hold_or_its_runs_end() -> None:
+    clock = FakeClock()
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(threshold=0.6), clock=clock)
+    assert run(stage, [transcript("door", HELP)]) == []
+    clock.now += TRANSCRIPT_HOLD_S
+    [alone] = stage.tick()  # the features stage is down: the words alone still count
+    assert isinstance(alone, DistressScored) and alone.phrases == HELP and alone.acoustic_probability == 0.0
+    assert list(stage.tick()) == []
+    first, *_ = feature_events("hall", 1)
+    assert run(stage, [transcript("hall", HELP)]) == []
+    scores = run(stage, [replace(first, is_last=True)])  # the run ended before its acoustics reached the words
+    assert [score.phrases for score in scores] == [(), HELP]
+    assert [score.phrases for score in run(stage, [transcript("hall", HELP)])] == [HELP]  # after its end: at once
 
 
 def test_build_scorer_rebuilds_feedback_from_history(kafka_settings: Settings, tmp_path: Path) -> None:
@@ -153,6 +188,13 @@ def test_a_transcript_first_scores_the_patches_waiting_before_it() -> None:
     scores = run(stage, [*feature_events("door", 3), transcript("door", HELP)])
     assert [(score.sequence, score.phrases) for score in scores] == [(0, ()), (1, ()), (2, ()), (2, HELP)]
     assert scores[-1].is_distress
+
+
+def test_a_batched_transcript_ahead_of_its_acoustics_is_scored_after_them_at_the_tick() -> None:
+    stage = batching_scorer(FusionConfig(threshold=0.6))
+    assert run(stage, [transcript("door", HELP), *feature_events("door", 3)]) == []
+    scores = [score for score in stage.tick() if isinstance(score, DistressScored)]
+    assert [(score.sequence, score.phrases) for score in scores] == [(0, ()), (1, ()), (2, ()), (2, HELP)]
 
 
 def test_the_scorer_reads_the_second_stage_through_the_configured_encoder(tmp_path: Path) -> None:

@@ -517,16 +517,24 @@ class IncidentEngine:
     # ------------------------------------------------------------------------------------------ inputs
 
     def restore(self, history: Iterable[Event]) -> int:
-        """Adopt the incidents still open in the event history (event sourcing); returns how many."""
+        """Adopt the incidents still open in the event history (event sourcing); returns how many.
+
+        A stream whose latest incident is closed keeps its cooldown within that capture run. The history does not
+        say at what stream time the incident closed, so the cooldown is taken to end ``cooldown_s`` after its onset:
+        the least it can have been.
+        """
         events = [event for event in history if isinstance(event, IncidentEvent)]
         latest_event = {event.incident_id: event.event_id for event in events}
         restored = 0
         for record in sorted(fold_incidents(events).values(), key=lambda item: item.opened_at):
+            state = self._stream(record.stream_id)
+            state.run = record.correlation_id
             if record.closed:
+                state.active = None
+                state.cooldown_until_s = record.onset_sample / state.audio.sample_rate + self.config.cooldown_s
                 continue
             evidence = Evidence.of(record)
             clip = (record.clip_sha256, record.clip_duration_s or 0.0) if record.clip_sha256 else None
-            state = self._stream(record.stream_id)
             state.active = _Incident(
                 incident_id=record.incident_id,
                 stream_id=record.stream_id,

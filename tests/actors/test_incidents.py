@@ -335,6 +335,22 @@ def test_restored_state_carries_on_with_the_same_incident() -> None:
     assert [event.incident_id for event in of_type(events, IncidentResolved)] == [opened.incident_id]
 
 
+def test_a_restart_keeps_the_cooldown_after_an_incident_closed_within_its_capture_run() -> None:
+    story = Scenario()
+    config = IncidentConfig(quiet_period_s=10, merge_gap_s=5, cooldown_s=30)
+    history = feed(engine(config), [story.score(i, 0.8 if i in (3, 4) else 0.1) for i in range(16)])
+    assert of_type(history, IncidentResolved)  # opened at 3 s, quiet from 4 s, resolved at 14 s
+    after = engine(config)
+    assert after.restore(history) == 0
+    late_words = replace(story.score(5, 0.95, phrases=(HELP,)), occurred_at=story.at(20))
+    assert of_type(feed(after, [story.score(16), late_words]), IncidentOpened) == []  # cooling down until >= 33 s
+    assert of_type(feed(after, [story.score(i, 0.8) for i in (33, 34)]), IncidentOpened)
+    restarted = Scenario(session_start=story.at(3600), correlation_id="session-2")
+    fresh = engine(config)
+    fresh.restore(history)
+    assert of_type(feed(fresh, [restarted.score(0, 0.8), restarted.score(1, 0.8)]), IncidentOpened)  # a new run
+
+
 def test_a_restored_incident_of_a_silent_stream_resolves_on_the_wall_clock() -> None:
     story = Scenario()
     history = feed(engine(), [story.score(0, 0.8), story.score(1, 0.8), story.score(2, 0.95, label="glass")])

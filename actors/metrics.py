@@ -262,18 +262,26 @@ _SETTLING = {
 
 
 class EventReader:
-    """Reads decoded events from topics starting at a wall-clock time, without joining a consumer group.
+    """Reads decoded events from topics starting at a wall-clock time (``since_ms``) or at given ``offsets`` (a
+    partition not named is not read), without joining a consumer group.
 
     Used by observers (metrics, status, run summaries) that must not disturb the stages' groups and never commit.
     Undecodable messages are skipped here; the stages already dead-letter them.
     """
 
-    def __init__(self, bus: Bus, topics: Sequence[str], *, since_ms: int, key: str | None = None) -> None:
+    def __init__(self, bus: Bus, topics: Sequence[str], *, since_ms: int | None = None,
+                 offsets: Mapping[tuple[str, int], int] | None = None, key: str | None = None) -> None:
+        if (since_ms is None) == (offsets is None):
+            raise ValueError("EventReader starts at since_ms or at offsets: give exactly one")
         self._bus = bus
         self._key = key.encode() if key is not None else None  # only this stream's events (others not decoded)
         self._probe = KafkaProbe(bus.connection)
         partitions = self._probe.partitions(topics)
-        start = self._probe.offsets_at(partitions, since_ms)
+        if since_ms is not None:
+            start = self._probe.offsets_at(partitions, since_ms)
+        else:
+            assert offsets is not None
+            start = {(tp.topic, tp.partition): offsets.get((tp.topic, tp.partition), -1) for tp in partitions}
         self._next: dict[tuple[str, int], int] = dict(start)
         self.undecodable = 0
         self._consumer = Consumer(

@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 RAY_NAMESPACE = "distress"
 LAG_POLL_S = 5.0
 MAX_BACKOFF_S = 30.0
-RESTART_ALLOWANCE_S = 60.0  # how long a crashed actor may take to come back
+RESTART_ALLOWANCE_S = 60.0  # how long rebuilding a restarted stage's memory may spend reading its input
 
 
 class RuntimeStartError(Exception):
@@ -249,9 +249,10 @@ def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Seq
                  window_s: float) -> list[ConsumedEvent]:
     """The events of ``partitions`` in the last ``window_s`` before the group's committed offsets, oldest first.
 
-    Read from ``RESTART_ALLOWANCE_S`` further back, since the committed offsets are as old as the crash, and trimmed
-    per partition to ``window_s`` before the last finished event. A replay that cannot be read is skipped (logged):
-    the stage then resumes with empty memory, as it would without one.
+    The window ends at each partition's last finished event (the one before its committed offset), found first, so
+    a stage that took long to come back still gets its memory; it is trimmed per partition to ``window_s`` before
+    that event. A replay that cannot be read is skipped (logged): the stage then resumes with empty memory, as it
+    would without one.
     """
     try:
         probe = KafkaProbe(bus.connection)
@@ -259,10 +260,11 @@ def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Seq
         targets = {key: offset for key, offset in committed.items() if offset}
         if not targets:
             return []
+        deadline = time.monotonic() + RESTART_ALLOWANCE_S
+        last_ms = _last_finished_ms(bus, topics, targets, deadline)
         finished: dict[tuple[str, int], deque[ConsumedEvent]] = {key: deque() for key in targets}
-        since_ms = int((time.time() - window_s - RESTART_ALLOWANCE_S) * 1000)
+        since_ms = min(last_ms.values()) - int(window_s * 1000)
         with EventReader(bus, topics, since_ms=since_ms) as reader:
-            deadline = time.monotonic() + RESTART_ALLOWANCE_S
             while not reader.caught_up_with(targets) and time.monotonic() < deadline:
                 for consumed in reader.poll():
                     key = (consumed.topic, consumed.partition)
@@ -276,6 +278,21 @@ def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Seq
                                                                                 "error": str(error)})
         return []
     return sorted((event for window in finished.values() for event in window), key=lambda c: c.timestamp_ms)
+
+
+def _last_finished_ms(bus: Bus, topics: Sequence[str], targets: Mapping[tuple[str, int], int],
+                      deadline: float) -> dict[tuple[str, int], int]:
+    """Kafka timestamps of the event before each committed offset; now for one that cannot be read by ``deadline``."""
+    last = {key: offset - 1 for key, offset in targets.items()}
+    found: dict[tuple[str, int], int] = {}
+    with EventReader(bus, topics, offsets=last) as reader:
+        while len(found) < len(last) and time.monotonic() < deadline:
+            for consumed in reader.poll():
+                key = (consumed.topic, consumed.partition)
+                if last.get(key) == consumed.offset:
+                    found[key] = consumed.timestamp_ms
+    now_ms = int(time.time() * 1000)
+    return {key: found.get(key, now_ms) for key in last}
 
 
 class SourceHost:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from actors.metrics import KafkaProbe, LatencyTracker, PipelineObserver, PrometheusExporter
+from actors.metrics import EventReader, KafkaProbe, LatencyTracker, PipelineObserver, PrometheusExporter
 from config import Settings
 from events import Event
 from events.catalogue import (
@@ -169,3 +170,9 @@ def test_prometheus_endpoint_serves_latency_lag_and_streams() -> None:
     assert 'distress_stage_latency_seconds_bucket{le="0.5",stage="score"} 1.0' in text
     assert 'distress_stage_latency_seconds_bucket{le="0.25",stage="score"} 0.0' in text
     assert 'distress_consumer_lag_messages{group="distress.features"} 7.0' in text
+
+
+@pytest.mark.parametrize("start", [{}, {"since_ms": 0, "offsets": {("t", 0): 0}}])
+def test_an_event_reader_starts_at_a_time_or_at_offsets_not_both(start: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        EventReader(Settings().bus(), ["t"], **start)

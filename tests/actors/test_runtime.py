@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import ray
 import soundfile
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from actors.capture import EventPublisher
 from actors.metrics import EventReader
@@ -208,6 +208,37 @@ def test_a_restarted_stage_is_given_what_its_group_finished_just_before_the_comm
     assert [(c.offset, c.event.sequence) for c in replayed if isinstance(c.event, AudioChunkCaptured)] == [
         (n, n) for n in range(4)]  # finished before the crash, oldest first; offset 4 on is consumed as usual
     assert recent_input(bus, f"{settings.topic_prefix}never-committed", [topic], [(topic, 0)], window_s=30.0) == []
+
+
+def test_a_stage_that_took_long_to_come_back_is_still_given_its_recent_input(settings: Settings) -> None:
+    """The window ends at the last finished event, not at the restart: chunks produced ten minutes ago still count."""
+    settings.ensure_topics()
+    bus, topic = settings.bus(), settings.topics().audio_chunks.name
+    captured: list[Event] = []
+
+    class Collect:
+        def publish(self, event: Event) -> None:
+            captured.append(event)
+
+        def flush(self, timeout_s: float = 60.0) -> None:
+            """Nothing is buffered."""
+
+    ToySource(StreamConfig(id="cam", source=toy_source(6, [])), settings, False).run(threading.Event(), Collect())
+    chunks = [event for event in captured if isinstance(event, AudioChunkCaptured)]
+    long_ago_ms = int(time.time() * 1000) - 600_000
+    producer = Producer(bus.connection.client_config())
+    for chunk in chunks:
+        producer.produce(topic, key=chunk.stream_id.encode(), value=bus.codec.encode(chunk),
+                         headers=list(bus.codec.headers(chunk)), timestamp=long_ago_ms + 1000 * chunk.sequence)
+    assert producer.flush(30) == 0
+    group = f"{settings.topic_prefix}slow-to-return"
+    committer = Consumer(bus.connection.client_config(**{"group.id": group, "enable.auto.commit": False}))
+    try:
+        committer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
+    finally:
+        committer.close()
+    replayed = recent_input(bus, group, [topic], [(topic, 0)], window_s=2.5)
+    assert [consumed.offset for consumed in replayed] == [2, 3, 4]  # 2.5 s before offset 4, the last finished
 
 
 def scored_sequences(settings: Settings) -> list[tuple[str, int]]:

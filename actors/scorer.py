@@ -196,8 +196,7 @@ class ScorerStage:
         run = self._runs.setdefault(key, _RunState())
         frames = np.frombuffer(event.log_mel_f16, dtype="<f2").astype(np.float32).reshape(event.frames, event.n_mels)
         run.frames.extend(frames)
-        end_sample = (event.first_frame + event.frames - 1) * FRAMES.hop_length + FRAMES.win_length
-        run.acoustic_end_s = max(run.acoustic_end_s, end_sample / SAMPLE_RATE)
+        run.acoustic_end_s = max(run.acoustic_end_s, frames_end_s(event))
         patch = np.stack(run.frames) if len(run.frames) == PATCH_FRAMES else None  # none in a run's first second
         if event.is_last:
             run.ended = True
@@ -209,11 +208,10 @@ class ScorerStage:
 
     def _score_patch(self, event: FeaturesExtracted, run: _RunState, scores: ClassScores) -> DistressScored:
         labels = top_labels(scores)
-        end_sample = (event.first_frame + event.frames - 1) * FRAMES.hop_length + FRAMES.win_length
         moment = AcousticMoment(
             sequence=event.sequence,
             sample_offset=event.sample_offset,
-            end_s=end_sample / SAMPLE_RATE,
+            end_s=frames_end_s(event),
             probability=scores.distress_probability,
             labels=labels,
             rms_dbfs=event.summary.rms_dbfs_max,
@@ -307,6 +305,11 @@ class ScorerStage:
                 self.fusion_config, sensitivity=self.sensitivities.get(stream_id, 1.0)
             )
         return fusion
+
+
+def frames_end_s(event: FeaturesExtracted) -> float:
+    """Where the event's last frame ends in its run, in seconds."""
+    return ((event.first_frame + event.frames - 1) * FRAMES.hop_length + FRAMES.win_length) / SAMPLE_RATE
 
 
 def top_labels(scores: ClassScores, count: int = TOP_LABELS) -> tuple[LabelScore, ...]:

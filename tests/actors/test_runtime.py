@@ -38,6 +38,7 @@ from cli.broker import LocalBroker
 from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from config import Settings, StreamConfig
 from events import Event
+from events.bus import Bus
 from events.catalogue import AudioChunkCaptured, DistressScored, StreamEnded, StreamStarted
 from tests.actors.toy_pipeline import ToySource, build_scorer, build_toy_source, local_ray, toy_source, toy_stages
 from tests.conftest import broker_settings
@@ -191,6 +192,15 @@ def test_a_restarted_capture_continues_the_run_it_finds_on_the_topics(settings: 
     assert locate_stream_run(bus, "cam", since_ms=since_ms).finished
 
 
+def commit_offset(bus: Bus, group: str, topic: str, offset: int) -> None:
+    """Commit ``group``'s offset on partition 0 as a stage that finished everything before it would have."""
+    committer = Consumer(bus.connection.client_config(**{"group.id": group, "enable.auto.commit": False}))
+    try:
+        committer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    finally:
+        committer.close()
+
+
 def test_a_restarted_stage_is_given_what_its_group_finished_just_before_the_committed_offset(
     settings: Settings,
 ) -> None:
@@ -199,11 +209,7 @@ def test_a_restarted_stage_is_given_what_its_group_finished_just_before_the_comm
     with bus.producer() as producer:
         ToySource(StreamConfig(id="cam", source=toy_source(6, [])), settings, False).run(threading.Event(), producer)
     group = f"{settings.topic_prefix}replayed"
-    committer = Consumer(bus.connection.client_config(**{"group.id": group, "enable.auto.commit": False}))
-    try:
-        committer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
-    finally:
-        committer.close()
+    commit_offset(bus, group, topic, 4)
     replayed = recent_input(bus, group, [topic], [(topic, 0)], window_s=30.0)
     assert [(c.offset, c.event.sequence) for c in replayed if isinstance(c.event, AudioChunkCaptured)] == [
         (n, n) for n in range(4)]  # finished before the crash, oldest first; offset 4 on is consumed as usual
@@ -232,11 +238,7 @@ def test_a_stage_that_took_long_to_come_back_is_still_given_its_recent_input(set
                          headers=list(bus.codec.headers(chunk)), timestamp=long_ago_ms + 1000 * chunk.sequence)
     assert producer.flush(30) == 0
     group = f"{settings.topic_prefix}slow-to-return"
-    committer = Consumer(bus.connection.client_config(**{"group.id": group, "enable.auto.commit": False}))
-    try:
-        committer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
-    finally:
-        committer.close()
+    commit_offset(bus, group, topic, 5)
     replayed = recent_input(bus, group, [topic], [(topic, 0)], window_s=2.5)
     assert [consumed.offset for consumed in replayed] == [2, 3, 4]  # 2.5 s before offset 4, the last finished
 

@@ -53,6 +53,9 @@ class LocalBroker:
         self.log_file = self.root / "broker.log"
         self.properties_file = self.root / "server.properties"
         self.log4j_file = self.root / "log4j2.properties"
+        # The broker this object started, kept so that `down` reaps it: a Popen dropped while its process runs
+        # warns (ResourceWarning), and an unreaped child stays a zombie until this process exits.
+        self._started: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------------------------------ queries
 
@@ -109,6 +112,7 @@ class LocalBroker:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
+        self._started = process
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -133,6 +137,9 @@ class LocalBroker:
             os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.1)
+        if self._started is not None and self._started.pid == pid:
+            self._started.wait()
+            self._started = None
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,20 @@ def test_broker_lifecycle_keeps_data(tmp_path: Path) -> None:
         assert [consumed.event for consumed in received] == [kept]
     finally:
         distress(env, "broker", "down")
+
+
+def test_a_broker_started_in_process_is_reaped_when_stopped(tmp_path: Path) -> None:
+    """The test session and `distress demo` start the broker from Python: stopping it must leave no zombie,
+    and starting it must not drop a still-running Popen (ResourceWarning)."""
+    broker = LocalBroker(broker_settings(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            pid = broker.up().pid
+        finally:
+            broker.down()
+    assert pid is not None and not Path(f"/proc/{pid}").exists()
+    assert [str(warning.message) for warning in caught if warning.category is ResourceWarning] == []
 
 
 def test_external_cluster_is_used_instead_of_starting_one(tmp_path: Path) -> None:

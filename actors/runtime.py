@@ -282,11 +282,12 @@ def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Seq
 
 def _last_finished_ms(bus: Bus, topics: Sequence[str], targets: Mapping[tuple[str, int], int],
                       deadline: float) -> dict[tuple[str, int], int]:
-    """Kafka timestamps of the event before each committed offset; now for one that cannot be read by ``deadline``."""
+    """Kafka timestamps of the event before each committed offset; now for one that cannot be read by ``deadline``
+    or cannot be decoded (the reader skips it, so waiting for it would only spend the deadline)."""
     last = {key: offset - 1 for key, offset in targets.items()}
     found: dict[tuple[str, int], int] = {}
     with EventReader(bus, topics, offsets=last) as reader:
-        while len(found) < len(last) and time.monotonic() < deadline:
+        while not reader.caught_up_with(targets) and time.monotonic() < deadline:
             for consumed in reader.poll():
                 key = (consumed.topic, consumed.partition)
                 if last.get(key) == consumed.offset:

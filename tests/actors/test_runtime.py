@@ -22,7 +22,7 @@ import soundfile
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from actors.capture import EventPublisher
-from actors.metrics import EventReader
+from actors.metrics import EventReader, KafkaProbe
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime import (
     PipelineRuntime,
@@ -241,6 +241,27 @@ def test_a_stage_that_took_long_to_come_back_is_still_given_its_recent_input(set
     commit_offset(bus, group, topic, 5)
     replayed = recent_input(bus, group, [topic], [(topic, 0)], window_s=2.5)
     assert [consumed.offset for consumed in replayed] == [2, 3, 4]  # 2.5 s before offset 4, the last finished
+
+
+def test_an_undecodable_last_finished_message_does_not_hold_up_the_replay(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The message before the committed offset cannot be decoded (the stage dead-lettered it), so its timestamp is
+    never found: the replay must not wait for it. With the allowance this long, waiting would outlast the test."""
+    monkeypatch.setattr("actors.runtime.RESTART_ALLOWANCE_S", 3600.0)
+    settings.ensure_topics()
+    bus, topic = settings.bus(), settings.topics().audio_chunks.name
+    with bus.producer() as producer:
+        ToySource(StreamConfig(id="cam", source=toy_source(3, [])), settings, False).run(threading.Event(), producer)
+    raw = Producer(bus.connection.client_config())
+    raw.produce(topic, key=b"cam", value=b"not an event")
+    assert raw.flush(30) == 0
+    probe = KafkaProbe(bus.connection)
+    end = probe.end_offsets(probe.partitions([topic]))[(topic, 0)]
+    group = f"{settings.topic_prefix}after-poison"
+    commit_offset(bus, group, topic, end)
+    replayed = recent_input(bus, group, [topic], [(topic, 0)], window_s=30.0)
+    assert [consumed.offset for consumed in replayed] == list(range(end - 1))  # every event; the poison skipped
 
 
 def scored_sequences(settings: Settings) -> list[tuple[str, int]]:

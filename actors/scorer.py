@@ -245,15 +245,12 @@ class ScorerStage:
         if not run.held:
             return []
         now = self.clock()
-        ready = [
-            held for held in run.held
-            if run.ended
-            or held.event.end_sample / SAMPLE_RATE <= run.acoustic_end_s + COVER_SLACK_S
-            or now - held.since >= TRANSCRIPT_HOLD_S
-        ]
-        if not ready:
-            return []
-        run.held = [held for held in run.held if held not in ready]
+        ready: list[_HeldTranscript] = []
+        waiting: list[_HeldTranscript] = []
+        for held in run.held:
+            covered = held.event.end_sample / SAMPLE_RATE <= run.acoustic_end_s + COVER_SLACK_S
+            (ready if run.ended or covered or now - held.since >= TRANSCRIPT_HOLD_S else waiting).append(held)
+        run.held = waiting
         return [self._score_transcript(run, held.event) for held in ready]
 
     def _score_transcript(self, run: _RunState, event: TranscriptProduced) -> DistressScored:

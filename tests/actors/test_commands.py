@@ -63,7 +63,8 @@ def test_decisions_are_appended_with_who_and_why(bus: Bus) -> None:
     assert ack.causation_id == opened.event_id and resolved.causation_id == note.event_id
 
     recorded = incident_events(bus)
-    assert recorded[-3:] == [ack, note, resolved]
+    # Kafka orders events within a partition only, so the order is checked on this incident's stream alone.
+    assert [event for event in recorded if event.stream_id == opened.stream_id][-3:] == [ack, note, resolved]
     record = fold_incidents(recorded)[opened.incident_id]
     assert (record.status, record.acknowledged_by, record.closed_by, record.close_reason) == (
         "resolved",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from actors.capture import (
 )
 from config import Settings
 from events import Event
-from events.bus import Bus, ConsumedEvent, EventProducer
+from events.bus import Bus, ConsumedEvent, EventProducer, read_all
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
 from tests.actors.audio_inputs import ServedAudio, http_audio_server, tone, write_audio
 
@@ -48,20 +47,9 @@ class ChunkSignallingPublisher:
         self.producer.flush(timeout_s)
 
 
-def stream_events(bus: Bus, streams: int = 1, timeout_s: float = 60.0) -> list[ConsumedEvent]:
-    """Everything on the streams and audio topics until ``streams`` streams have ended or failed."""
-    with bus.producer() as producer:
-        consumer = bus.consumer(group_id=f"read-{uuid.uuid4()}", producer=producer,
-                                topics=[bus.catalogue.streams.name, bus.catalogue.audio_chunks.name])
-        received: list[ConsumedEvent] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            received += consumer.consume(max_messages=1000, timeout_s=0.5)
-            if sum(isinstance(c.event, StreamEnded | StreamFailed) for c in received) >= streams:
-                received += consumer.consume(max_messages=1000, timeout_s=0.5)  # stragglers of other partitions
-                break
-        consumer.close()
-    return received
+def stream_events(bus: Bus) -> list[ConsumedEvent]:
+    """Everything on the streams and audio topics. Callers have closed their producer, so all of it is there."""
+    return list(read_all(bus, [bus.catalogue.streams.name, bus.catalogue.audio_chunks.name]))
 
 
 def chunks_of(received: list[ConsumedEvent], stream_id: str) -> list[AudioChunkCaptured]:

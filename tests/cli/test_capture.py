@@ -18,7 +18,7 @@ import typer
 from cli.capture import CaptureUsageError, capture_command, default_stream_id, stream_ids_for
 from config import Settings
 from config.redaction import redact_url
-from events.bus import Bus, ConsumedEvent
+from events.bus import Bus, ConsumedEvent, read_all
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
 from tests.actors.audio_inputs import (
     ServedAudio,
@@ -48,18 +48,9 @@ def distress(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.
                           input=stdin, capture_output=True, timeout=180, check=False)
 
 
-def events_until_closed(bus: Bus, streams: int, timeout_s: float = 60.0) -> list[ConsumedEvent]:
-    with bus.producer() as producer:
-        consumer = bus.consumer(group_id=f"read-{uuid.uuid4()}", producer=producer,
-                                topics=[bus.catalogue.streams.name, bus.catalogue.audio_chunks.name])
-        received: list[ConsumedEvent] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            received += consumer.consume(max_messages=1000, timeout_s=0.5)
-            if sum(isinstance(c.event, StreamEnded | StreamFailed) for c in received) >= streams:
-                break
-        consumer.close()
-    return received
+def captured_events(bus: Bus) -> list[ConsumedEvent]:
+    """Everything on the streams and audio topics; the capture process has exited, so all of it is there."""
+    return list(read_all(bus, [bus.catalogue.streams.name, bus.catalogue.audio_chunks.name]))
 
 
 def test_good_streams_finish_while_bad_sources_fail_with_exit_code_2(kafka_settings: Settings,
@@ -103,7 +94,7 @@ def test_good_streams_finish_while_bad_sources_fail_with_exit_code_2(kafka_setti
     everything_shown = result.stdout.decode() + stderr  # reports, errors and the JSON logs
     assert "hunter2" not in everything_shown and "s3cret" not in everything_shown
 
-    received = events_until_closed(kafka_settings.bus(), streams=len(ids))
+    received = captured_events(kafka_settings.bus())
     failed = {c.event.stream_id: c.event for c in received if isinstance(c.event, StreamFailed)}
     ended = {c.event.stream_id: c.event for c in received if isinstance(c.event, StreamEnded)}
     assert set(failed) == set(bad) and set(ended) == {"hall", "yard"}
@@ -121,7 +112,7 @@ def test_raw_pcm_on_stdin_is_captured(kafka_settings: Settings, tmp_path: Path) 
     report = json.loads(result.stdout)["streams"][0]
     assert (report["stream_id"], report["source_kind"], report["chunks"], report["samples"]) == ("door", "stdin", 3,
                                                                                                 20000)
-    received = events_until_closed(kafka_settings.bus(), streams=1)
+    received = captured_events(kafka_settings.bus())
     chunks = sorted((c.event for c in received if isinstance(c.event, AudioChunkCaptured)), key=lambda e: e.sequence)
     assert [len(chunk.pcm16) // 2 for chunk in chunks] == [8000, 8000, 4000]
     started = next(c.event for c in received if isinstance(c.event, StreamStarted))
@@ -154,7 +145,7 @@ def test_interrupt_ends_a_live_capture_cleanly(kafka_settings: Settings, tmp_pat
     assert returncode == 0, stderr_path.read_text()
     report = json.loads(stdout_path.read_text())["streams"][0]
     assert report["reason"] == "stopped" and report["samples"] == 16000
-    ended = [c.event for c in events_until_closed(bus, streams=1) if isinstance(c.event, StreamEnded)]
+    ended = [c.event for c in captured_events(bus) if isinstance(c.event, StreamEnded)]
     assert [(event.reason, event.samples) for event in ended] == [("stopped", 16000)]
 
 

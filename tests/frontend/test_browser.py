@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from events.catalogue import (
 )
 from frontend.server import DashboardServer
 from tests.actors.alerting.servers import JsonReceiver
+from tests.conftest import wait_for
 from tests.frontend.browser import click, full_page_screenshot, headless_chromium, wait_until
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config
 from tests.frontend.world import RATE, World
@@ -129,13 +129,6 @@ def waveform_drawn(driver: WebDriver) -> bool:
           if (pixels[i] > 40 || pixels[i + 1] > 60 || pixels[i + 2] > 80) return true;
         }
         return false;"""))
-
-
-def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_a_pipeline_incident_appears_live_plays_and_acknowledging_it_stops_escalation(

@@ -133,8 +133,10 @@ def evaluate_command(
         ),
     ] = None,
     benign_hours: Annotated[
-        float, typer.Option("--benign-hours", min=0.0, help="Length of the benign stream in hours.")
-    ] = 1.0,
+        float, typer.Option("--benign-hours", min=0.0,
+                            help="Length of the benign stream in hours: several, so its false-alarm rate is not "
+                                 "one hour's luck.")
+    ] = 3.0,
     events_per_label: Annotated[
         int, typer.Option("--events-per-label", min=0,
                           help="Distress events in everyday context run through the product's chain, per label.")

@@ -141,6 +141,9 @@ def evaluate_command(
         int, typer.Option("--events-per-label", min=0,
                           help="Distress events in everyday context run through the product's chain, per label.")
     ] = 40,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (with the model card's path), not the table.")
+    ] = False,
 ) -> None:
     """Score the held-out test split, print the table and write the model card with ROC/confusion plots."""
     from actors.offline import DetectionError
@@ -171,8 +174,11 @@ def evaluate_command(
     card = write_model_card(
         report, classifier, path, card_dir or path.parent, second_stage_note(classifier, report)
     )
-    typer.echo(format_table(report))
-    typer.echo(f"\nmodel card: {card}")
+    if json_output:
+        typer.echo(json.dumps({**report.as_json(), "model_card": str(card)}, indent=2))
+    else:
+        typer.echo(format_table(report))
+        typer.echo(f"\nmodel card: {card}")
 
 
 @app.command("info")

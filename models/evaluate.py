@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,28 @@ class EvaluationReport:
     benign: BenignRun | None
     events: EventRecall | None
     cost: Cost
+
+    def as_json(self) -> dict[str, Any]:
+        """Every number of the table and the card as plain JSON, for scripts that track a model's metrics;
+        the ROC curve itself stays in roc.png."""
+        return {
+            "split": self.split,
+            "classes": [asdict(metrics) for metrics in self.classes],
+            # counts[actual][predicted], in the order of labels
+            "confusion": {"labels": [metrics.label for metrics in self.classes], "counts": self.confusion.tolist()},
+            "distress_auc": self.distress_auc,
+            "recall_at_5pct_fpr": self.recall_at_5pct_fpr,
+            "threshold": self.threshold,
+            "recall_at_threshold": self.recall_at_threshold,
+            "fpr_at_threshold": self.fpr_at_threshold,
+            "benign": None if self.benign is None else asdict(self.benign),
+            "events": None if self.events is None else {
+                **asdict(self.events),
+                "recall": self.events.recall,
+                "recall_by_label": {label: self.events.recall_of(label) for label in self.events.events},
+            },
+            "cost": asdict(self.cost),
+        }
 
 
 def roc_curve(

@@ -51,6 +51,29 @@ def test_evaluate_scores_the_checkpoint_on_the_dataset_it_was_trained_for(
     assert (card_dir / "roc.png").stat().st_size > 0 and (card_dir / "confusion.png").stat().st_size > 0
 
 
+def test_evaluate_json_holds_the_numbers_of_the_table(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, data_dir = trained
+    common = ["models", "evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir),
+              "--benign-hours", "0.01", "--events-per-label", "0"]
+    table = CliRunner().invoke(app, [*common, "--card-dir", str(tmp_path / "table")])
+    as_json = CliRunner().invoke(app, [*common, "--card-dir", str(tmp_path / "json"), "--json"])
+    assert table.exit_code == 0 and as_json.exit_code == 0, table.output + as_json.output
+    report = json.loads(as_json.stdout)  # stdout holds the JSON and nothing else
+    rows = {line.split("|")[1].strip().rstrip(" *"): line.split("|")[2:-1]
+            for line in table.stdout.splitlines() if line.startswith("| ")}
+    for metrics in report["classes"]:
+        precision, recall, support = (cell.strip() for cell in rows[metrics["label"]])
+        assert (f"{metrics['precision']:.3f}", f"{metrics['recall']:.3f}", str(metrics["support"])) == (
+            precision, recall, support)
+    assert f"{report['distress_auc']:.4f}" == rows["ROC-AUC"][0].strip()
+    counts = report["confusion"]["counts"]
+    assert report["confusion"]["labels"] == list(LABELS)
+    assert [sum(row) for row in counts] == [metrics["support"] for metrics in report["classes"]]
+    assert report["benign"]["windows"] > 0 and report["benign"]["incidents"] >= 0
+    assert report["events"] is None and report["cost"]["parameters"] > 0
+    assert Path(report["model_card"]) == tmp_path / "json" / "MODEL_CARD.md"
+
+
 def test_info_json_names_the_dataset_digest(trained: tuple[Path, Path]) -> None:
     checkpoint, _ = trained
     result = CliRunner().invoke(app, ["models", "info", "--checkpoint", str(checkpoint), "--json"])

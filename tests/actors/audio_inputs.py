@@ -1,4 +1,5 @@
-"""Test audio made at test time (tones, encoded files, broken files) and a real HTTP server that serves it."""
+"""Test audio made at test time (tones, encoded files, broken files), a real HTTP server that serves it, and what a
+capture published of it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ import numpy.typing as npt
 import pytest
 import soundfile
 
+from events.bus import Bus, ConsumedEvent, read_all
+
 Float32Array = npt.NDArray[np.float32]
+
+
+def captured_events(bus: Bus) -> list[ConsumedEvent]:
+    """Everything on the streams and audio topics, to their end: callers read once the capture's producer has
+    closed (or its process exited), so all of it is there."""
+    return list(read_all(bus, [bus.catalogue.streams.name, bus.catalogue.audio_chunks.name]))
 
 
 def tone(seconds: float, rate: int, frequencies: tuple[float, ...] = (440.0,), amplitude: float = 0.5,

@@ -24,9 +24,9 @@ from actors.capture import (
 )
 from config import Settings
 from events import Event
-from events.bus import Bus, ConsumedEvent, EventProducer, read_all
+from events.bus import ConsumedEvent, EventProducer
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
-from tests.actors.audio_inputs import ServedAudio, http_audio_server, tone, write_audio
+from tests.actors.audio_inputs import ServedAudio, captured_events, http_audio_server, tone, write_audio
 
 FAST_RETRY = ReconnectPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02)
 
@@ -45,11 +45,6 @@ class ChunkSignallingPublisher:
 
     def flush(self, timeout_s: float = 60.0) -> None:
         self.producer.flush(timeout_s)
-
-
-def stream_events(bus: Bus) -> list[ConsumedEvent]:
-    """Everything on the streams and audio topics. Callers have closed their producer, so all of it is there."""
-    return list(read_all(bus, [bus.catalogue.streams.name, bus.catalogue.audio_chunks.name]))
 
 
 def chunks_of(received: list[ConsumedEvent], stream_id: str) -> list[AudioChunkCaptured]:
@@ -79,7 +74,7 @@ def test_a_file_becomes_started_chunks_ended_with_exact_accounting(kafka_setting
     path = write_audio(tmp_path / "lobby.wav", original, 44100, subtype="FLOAT")
     with bus.producer() as producer:
         report = CaptureActor(stream_id="lobby", source=FileSource(path), publisher=producer).run()
-    received = stream_events(bus)
+    received = captured_events(bus)
 
     started = only(received, StreamStarted, "lobby")
     ended = only(received, StreamEnded, "lobby")
@@ -118,7 +113,7 @@ def test_non_finite_and_clipped_samples_are_counted_per_chunk(kafka_settings: Se
     with bus.producer() as producer:
         report = CaptureActor(stream_id="glitchy", source=FileSource(path), publisher=producer,
                               chunk_samples=8000).run()
-    chunks = chunks_of(stream_events(bus), "glitchy")
+    chunks = chunks_of(captured_events(bus), "glitchy")
     assert [(chunk.nonfinite_samples, chunk.clipped_samples) for chunk in chunks] == [(2, 0), (1, 10)]
     assert (report.nonfinite_samples, report.clipped_samples) == (3, 10)
     published = decode_pcm16(chunks[0].pcm16)
@@ -140,7 +135,7 @@ def test_an_unusable_source_publishes_only_stream_failed(kafka_settings: Setting
     path = make(tmp_path)  # type: ignore[operator]
     with bus.producer() as producer:
         report = CaptureActor(stream_id="broken", source=FileSource(path), publisher=producer).run()
-    received = stream_events(bus)
+    received = captured_events(bus)
     failed = only(received, StreamFailed, "broken").event
     assert isinstance(failed, StreamFailed)
     assert failed.source == str(path) and reason in failed.reason and str(path) in failed.reason
@@ -161,7 +156,7 @@ def test_audio_captured_before_a_network_failure_is_published_before_stream_fail
     with http_audio_server(served) as base, bus.producer() as producer:
         report = CaptureActor(stream_id="cam", source=UrlSource(f"{base}/a.wav", reconnect=FAST_RETRY),
                               publisher=producer).run()
-    received = stream_events(bus)
+    received = captured_events(bus)
     chunks = chunks_of(received, "cam")
     failed = only(received, StreamFailed, "cam").event
     assert isinstance(failed, StreamFailed)
@@ -183,7 +178,7 @@ def test_a_dropped_http_stream_reconnects_and_continues_the_same_stream(kafka_se
     with http_audio_server(served) as base, bus.producer() as producer:
         report = CaptureActor(stream_id="radio", source=UrlSource(f"{base}/live", reconnect=FAST_RETRY),
                               publisher=producer, chunk_samples=4000).run()
-    received = stream_events(bus)
+    received = captured_events(bus)
     chunks = chunks_of(received, "radio")
     ended = only(received, StreamEnded, "radio").event
     assert isinstance(ended, StreamEnded)
@@ -203,7 +198,7 @@ def test_realtime_pacing_stamps_chunks_by_sample_time(kafka_settings: Settings, 
         CaptureActor(stream_id="paced", source=FileSource(path), publisher=producer, chunk_samples=4000,
                      realtime=True).run()
     elapsed = time.monotonic() - began
-    received = stream_events(bus)
+    received = captured_events(bus)
     chunks = chunks_of(received, "paced")
     started = only(received, StreamStarted, "paced").event
     assert isinstance(started, StreamStarted) and started.realtime
@@ -234,7 +229,7 @@ def test_stopping_a_live_stream_publishes_what_arrived_and_ends_it(kafka_setting
         os.close(write_fd)
     report = results[0]
     assert report.samples == 8000
-    received = stream_events(bus)
+    received = captured_events(bus)
     ended = only(received, StreamEnded, "pipe").event
     assert isinstance(ended, StreamEnded) and ended.reason == "stopped"
     chunks = chunks_of(received, "pipe")

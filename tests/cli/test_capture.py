@@ -18,10 +18,10 @@ import typer
 from cli.capture import CaptureUsageError, capture_command, default_stream_id, stream_ids_for
 from config import Settings
 from config.redaction import redact_url
-from events.bus import Bus, ConsumedEvent, read_all
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
 from tests.actors.audio_inputs import (
     ServedAudio,
+    captured_events,
     encode_with_ffmpeg,
     http_audio_server,
     tone,
@@ -46,11 +46,6 @@ def capture_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
 def distress(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO_ROOT, env={**os.environ, **env},
                           input=stdin, capture_output=True, timeout=180, check=False)
-
-
-def captured_events(bus: Bus) -> list[ConsumedEvent]:
-    """Everything on the streams and audio topics; the capture process has exited, so all of it is there."""
-    return list(read_all(bus, [bus.catalogue.streams.name, bus.catalogue.audio_chunks.name]))
 
 
 def test_good_streams_finish_while_bad_sources_fail_with_exit_code_2(kafka_settings: Settings,

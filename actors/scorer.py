@@ -318,7 +318,8 @@ def scorer_from_settings(settings: Settings, *, batch_patches: bool = False) -> 
     """The scorer as configured, knowing no operator feedback yet (offline use)."""
     classifier = DistressClassifier.load(settings.scorer.model_path, settings.scorer.encoder)
     fusion = FusionConfig(threshold=settings.scorer.threshold, hysteresis=settings.scorer.hysteresis,
-                          acoustic_operating_point=classifier.threshold)
+                          acoustic_operating_point=classifier.threshold,
+                          label_operating_points=classifier.label_thresholds)
     return ScorerStage(
         settings.topics(),
         classifier,

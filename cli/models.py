@@ -202,6 +202,7 @@ def info_command(
         "parameters": parameter_count(classifier.network),
         "labels": list(classifier.labels),
         "threshold": classifier.threshold,
+        "label_thresholds": classifier.label_thresholds,
         "calibration": vars(classifier.calibration),
         "validation": classifier.metadata.get("validation", {}),
         "dataset_digest": classifier.metadata.get("dataset_digest"),
@@ -211,4 +212,4 @@ def info_command(
         typer.echo(json.dumps(info, indent=2))
         return
     for key, value in info.items():
-        typer.echo(f"{key:>15}: {value}")
+        typer.echo(f"{key:>16}: {value}")

@@ -70,7 +70,9 @@ def replay_command(
     model: Path | None = MODEL,
     threshold: float | None = typer.Option(None, "--threshold", help="With --rescore: a fusion threshold to try."),
     operating_point: float | None = typer.Option(
-        None, "--operating-point", help="With --rescore: the classifier probability that alone means distress."
+        None, "--operating-point",
+        help="With --rescore: the classifier probability that alone means distress, for every label (instead of the "
+        "checkpoint's own, per label).",
     ),
     since: str | None = typer.Option(None, "--since", help="With --rescore: audio from (ISO time or 30m, 12h, 7d)."),
     stream: str | None = typer.Option(None, "--stream", help="With --rescore: only this stream."),
@@ -210,6 +212,10 @@ def _rescore(knobs: dict[str, Any], json_output: bool) -> None:
     _report_rescore(report, json_output)
 
 
+def _per_label(points: dict[str, float]) -> str:
+    return f" ({', '.join(f'{label} {point:.3f}' for label, point in sorted(points.items()))})" if points else ""
+
+
 def _report_rescore(report: WhatIfReport, json_output: bool) -> None:
     grouped = {
         kind: [change for change in report.changes if change.change == kind] for kind in ("added", "removed", "changed")
@@ -220,6 +226,7 @@ def _report_rescore(report: WhatIfReport, json_output: bool) -> None:
                 "model": report.model_id,
                 "threshold": report.threshold,
                 "operating_point": report.operating_point,
+                "label_operating_points": report.label_operating_points,
                 "chunks": report.chunks,
                 "transcripts": report.transcripts,
                 "scores": report.scores,
@@ -242,7 +249,7 @@ def _report_rescore(report: WhatIfReport, json_output: bool) -> None:
         return
     typer.echo(
         f"what-if with {report.model_id}, threshold {report.threshold:.2f}, operating point "
-        f"{report.operating_point}: {report.chunks} chunks, "
+        f"{report.operating_point}{_per_label(report.label_operating_points)}: {report.chunks} chunks, "
         f"{report.scores} scores; recorded {len(report.recorded)}, rescored {len(report.rescored)}, "
         f"unchanged {report.unchanged}"
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,12 @@ from models.encoder_stage import EncoderStage, WhisperEncoder
 
 LABELS: tuple[str, ...] = ("background", "speech", "shout", "scream", "crying", "glass", "impact")
 DISTRESS_LABELS: frozenset[str] = frozenset({"shout", "scream", "crying", "glass", "impact"})
+DISTRESS_ORDER: tuple[str, ...] = tuple(label for label in LABELS if label in DISTRESS_LABELS)
+DISTRESS_COLUMNS: list[int] = [LABELS.index(label) for label in DISTRESS_ORDER]
 N_MELS = 64
 PATCH_FRAMES = 96
 MODEL_ID = "distress-cnn"
-MODEL_VERSION = "1.3.0"
+MODEL_VERSION = "1.4.0"
 CHECKPOINT_FORMAT = 2
 ASSETS_DIR = Path(__file__).parent / "assets"
 
@@ -195,12 +198,23 @@ class DistressClassifier:
         model_version: str = MODEL_VERSION,
         metadata: dict[str, Any] | None = None,
         second_stage: EncoderStage | None = None,
+        label_thresholds: Mapping[str, float] | None = None,
     ) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ClassifierError(f"decision threshold must be in (0, 1), got {threshold}")
+        label_thresholds = dict(label_thresholds or {})
+        for name, value in (("decision threshold", threshold), *label_thresholds.items()):
+            if not 0.0 < value < 1.0:
+                raise ClassifierError(f"{name} threshold must be in (0, 1), got {value}")
+        if unknown := set(label_thresholds) - DISTRESS_LABELS:
+            raise ClassifierError(
+                f"label thresholds for {sorted(unknown)}; distress labels are {sorted(DISTRESS_LABELS)}"
+            )
         self.network = network.eval()
         self.calibration = calibration
         self.threshold = threshold
+        # A window's operating point is that of its most probable distress label, where the checkpoint has one:
+        # the benign audio that scores high is mostly taken for one kind of distress (animal calls for screams,
+        # clicks for impacts), so a label the everyday audio never imitates need not wait at the same point.
+        self.label_thresholds = label_thresholds
         self.model_id = model_id
         self.model_version = model_version
         self.metadata = metadata or {}
@@ -262,6 +276,7 @@ class DistressClassifier:
             str(payload["model_version"]),
             dict(payload.get("metadata", {})),
             _second_stage(payload.get("second_stage"), source, encoder),
+            {str(label): float(value) for label, value in payload.get("label_thresholds", {}).items()},
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -288,6 +303,7 @@ class DistressClassifier:
                 "platt_bias": self.calibration.platt_bias,
             },
             "threshold": self.threshold,
+            "label_thresholds": dict(sorted(self.label_thresholds.items())),
             "state_dict": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
             "metadata": self.metadata,
             "second_stage": self.second_stage.to_payload() if self.second_stage else None,
@@ -339,26 +355,36 @@ class DistressClassifier:
             calibrated = (distress_logit * self.calibration.platt_scale + self.calibration.platt_bias).numpy()
         return probabilities, calibrated
 
-    def stream_distress(
+    def stream_scores(
         self, frames: npt.NDArray[np.floating], hop_frames: int, batch_size: int = 512
-    ) -> npt.NDArray[np.float32]:
-        """Distress probability of every PATCH_FRAMES window of a long log-mel sequence, one window per
-        ``hop_frames``: what a stream scored every ``hop_frames`` frames would see."""
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(class probabilities, distress probability) of every PATCH_FRAMES window of a long log-mel sequence,
+        one window per ``hop_frames``: what a stream scored every ``hop_frames`` frames would see."""
         if hop_frames < 1:
             raise ClassifierError(f"hop_frames must be positive, got {hop_frames}")
         frames = np.asarray(frames, dtype=np.float32)
         if frames.ndim != 2 or frames.shape[1] != N_MELS or frames.shape[0] < PATCH_FRAMES:
             raise ClassifierError(f"need (>= {PATCH_FRAMES}, {N_MELS}) log-mel frames, got {frames.shape}")
         starts = np.arange(0, len(frames) - PATCH_FRAMES + 1, hop_frames)
-        scores = []
+        probabilities, distress = [], []
         for first in range(0, len(starts), batch_size):
             batch = np.stack([frames[s : s + PATCH_FRAMES] for s in starts[first : first + batch_size]])
-            scores.append(self.score_arrays(self._validated(batch, batched=True))[1])
-        return np.concatenate(scores)
+            scored = self.score_arrays(self._validated(batch, batched=True))
+            probabilities.append(scored[0])
+            distress.append(scored[1])
+        return np.concatenate(probabilities), np.concatenate(distress)
 
-    def is_distress(self, scores: ClassScores) -> bool:
-        """The shipped operating point: distress probability at or above the checkpoint's threshold."""
-        return scores.distress_probability >= self.threshold
+    @staticmethod
+    def top_distress_columns(probabilities: npt.NDArray[np.floating]) -> npt.NDArray[np.intp]:
+        """For each row of class probabilities (n, labels), its top distress label as an index of DISTRESS_ORDER."""
+        columns: npt.NDArray[np.intp] = np.asarray(probabilities)[:, DISTRESS_COLUMNS].argmax(axis=1)
+        return columns
+
+    def thresholds(self, probabilities: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """The operating point of each row of class probabilities (n, labels): its top distress label's."""
+        by_label = np.array([self.label_thresholds.get(label, self.threshold) for label in DISTRESS_ORDER])
+        chosen: npt.NDArray[np.float64] = by_label[self.top_distress_columns(probabilities)]
+        return chosen
 
 
 def _second_stage(payload: dict[str, Any] | None, source: str, encoder: str | Path | None) -> EncoderStage | None:

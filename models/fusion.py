@@ -2,7 +2,8 @@
 
 The rule is deliberately simple so an operator can follow it from the reason string:
   * the acoustic distress probability is first moved onto the fusion scale: the classifier's own operating point
-    (the probability at which it was validated to fire) maps to the fusion threshold, by a shift in logit space;
+    (the probability at which it was validated to fire; per label where the checkpoint has one, taken for the
+    window's top distress label) maps to the fusion threshold, by a shift in logit space;
   * it is then damped for very quiet audio (a faint sound far away should not page anyone
     on its own) and nudged up for high-pitched voiced screams/cries;
   * spotted distress phrases are independent evidence, combined with the acoustic probability by noisy-OR;
@@ -13,7 +14,7 @@ The rule is deliberately simple so an operator can follow it from the reason str
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,6 +29,8 @@ class FusionConfig:
     threshold: float = 0.6
     # The classifier probability that alone should reach ``threshold``; None: the scales already agree.
     acoustic_operating_point: float | None = None
+    # Per distress label, where the classifier has one; the window's top distress label picks it.
+    label_operating_points: Mapping[str, float] = field(default_factory=dict)
     hysteresis: float = 0.15
     phrase_weight: float = 0.9
     quiet_floor_dbfs: float = -60.0  # at or below: acoustic evidence ignored
@@ -45,6 +48,9 @@ class FusionConfig:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.acoustic_operating_point is not None and not 0.0 < self.acoustic_operating_point < 1.0:
             raise ValueError(f"acoustic_operating_point must be in (0, 1), got {self.acoustic_operating_point}")
+        for label, point in self.label_operating_points.items():
+            if label not in DISTRESS_LABELS or not 0.0 < point < 1.0:
+                raise ValueError(f"label operating point {label}={point}: needs a distress label and a value in (0, 1)")
         if not 0.0 <= self.hysteresis < self.threshold:
             raise ValueError(f"hysteresis must be in [0, threshold), got {self.hysteresis}")
         if self.quiet_floor_dbfs >= self.full_weight_dbfs:
@@ -94,7 +100,10 @@ class StreamFusion:
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
         top = max(labels, key=lambda label: label.score, default=None)
-        acoustic = on_fusion_scale(acoustic_probability, self.config) * loudness_weight(rms_dbfs, self.config)
+        top_distress = max((label for label in labels if label.label in DISTRESS_LABELS), key=lambda label: label.score,
+                           default=None)
+        acoustic = on_fusion_scale(acoustic_probability, self.config, top_distress.label if top_distress else None)
+        acoustic *= loudness_weight(rms_dbfs, self.config)
         if top is not None and top.label in VOICED_DISTRESS_LABELS and pitch_hz >= self.config.high_pitch_hz:
             acoustic = min(1.0, acoustic * self.config.high_pitch_boost)
         phrase = max((hit.score for hit in phrases), default=0.0) * self.config.phrase_weight
@@ -111,12 +120,14 @@ class StreamFusion:
         )
 
 
-def on_fusion_scale(probability: float, config: FusionConfig) -> float:
-    """Shift in logit space so the classifier's operating point lands exactly on the fusion threshold."""
-    if config.acoustic_operating_point is None:
+def on_fusion_scale(probability: float, config: FusionConfig, label: str | None = None) -> float:
+    """Shift in logit space so the classifier's operating point (``label``'s, where it has its own) lands exactly
+    on the fusion threshold."""
+    point = config.label_operating_points.get(label or "", config.acoustic_operating_point)
+    if point is None:
         return probability
     clipped = min(1.0 - 1e-9, max(1e-9, probability))
-    shifted = _logit(clipped) - _logit(config.acoustic_operating_point) + _logit(config.threshold)
+    shifted = _logit(clipped) - _logit(point) + _logit(config.threshold)
     return 1.0 / (1.0 + math.exp(-shifted))
 
 

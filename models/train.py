@@ -21,6 +21,7 @@ from torch import nn
 
 from models.asr import resolve_model
 from models.classifier import (
+    DISTRESS_ORDER,
     LABELS,
     MODEL_ID,
     MODEL_VERSION,
@@ -323,8 +324,11 @@ def roc_auc(scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating])
 STREAM_HOP_FRAMES = 50  # the runtime scores a patch every 0.5 s
 
 
-def count_decisions(probabilities: npt.NDArray[np.floating], threshold: float) -> tuple[int, int]:
-    """(windows at or over threshold, decisions): consecutive over-threshold windows are one decision."""
+def count_decisions(
+    probabilities: npt.NDArray[np.floating], threshold: float | npt.NDArray[np.floating]
+) -> tuple[int, int]:
+    """(windows at or over threshold, one or one per window, decisions): consecutive over-threshold windows are
+    one decision."""
     over = probabilities >= threshold
     starts = over & ~np.r_[False, over[:-1]]
     return int(over.sum()), int(starts.sum())
@@ -675,13 +679,28 @@ def save_with_threshold(
     probabilities, distress_probability = provisional.score_arrays(validation_patches)
     at_fpr = threshold_at_fpr(distress_probability, validation_distress, config.threshold_fpr)
     benign = benign_stream(config.dataset, config.benign_validation_seconds, "validation", data_dir)
-    benign_max = float(provisional.stream_distress(log_mel(benign), STREAM_HOP_FRAMES).max())
-    threshold = min(0.99, max(0.01, at_fpr, float(np.nextafter(np.float32(benign_max), np.float32(1.0)))))
+    stream_probabilities, stream_distress = provisional.stream_scores(log_mel(benign), STREAM_HOP_FRAMES)
+    benign_max = float(stream_distress.max())
+
+    def operating_point(loudest_benign: float) -> float:
+        return min(0.99, max(0.01, at_fpr, float(np.nextafter(np.float32(loudest_benign), np.float32(1.0)))))
+
+    threshold = operating_point(benign_max)
+    # Per label: just above the loudest benign window whose top distress label it is (none: the threshold).
+    tops = provisional.top_distress_columns(stream_probabilities)
+    label_thresholds = {
+        label: operating_point(float(stream_distress[tops == column].max())) if np.any(tops == column) else threshold
+        for column, label in enumerate(DISTRESS_ORDER)
+    }
+    classifier = DistressClassifier(
+        network, calibration, threshold, MODEL_ID, MODEL_VERSION, second_stage=stage, label_thresholds=label_thresholds
+    )
+    decided = distress_probability >= classifier.thresholds(probabilities)
     validation = {
         "accuracy": float(np.mean(probabilities.argmax(axis=1) == validation_labels.numpy())),
         "distress_auc": roc_auc(distress_probability, validation_distress),
-        "recall_at_threshold": float(np.mean(distress_probability[validation_distress > 0.5] >= threshold)),
-        "fpr_at_threshold": float(np.mean(distress_probability[validation_distress <= 0.5] >= threshold)),
+        "recall_at_threshold": float(np.mean(decided[validation_distress > 0.5])),
+        "fpr_at_threshold": float(np.mean(decided[validation_distress <= 0.5])),
         "threshold_at_fpr": at_fpr,
         "benign_stream_max": benign_max,
     }
@@ -706,9 +725,7 @@ def save_with_threshold(
             "encoder_sha256": stage.encoder_sha256,
             "head_parameters": parameter_count(stage.head),
         }
-    classifier = DistressClassifier(
-        network, calibration, threshold, MODEL_ID, MODEL_VERSION, metadata, second_stage=stage
-    )
+    classifier.metadata = metadata
     output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(classifier.to_payload(), output)
     digest = sha256_of(output)

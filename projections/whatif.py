@@ -53,6 +53,7 @@ class WhatIfReport:
     model_id: str
     threshold: float
     operating_point: float | None
+    label_operating_points: dict[str, float] = field(default_factory=dict)  # the checkpoint's own, per label
     chunks: int = 0
     transcripts: int = 0
     scores: int = 0
@@ -89,12 +90,14 @@ def rescore(
     trial = settings.model_copy(update={"scorer": scorer_settings})
     scorer = build_scorer(trial)
     if operating_point is not None:  # before the first chunk: each stream's fusion is created from this config
-        scorer.fusion_config = dataclasses.replace(scorer.fusion_config, acoustic_operating_point=operating_point)
+        scorer.fusion_config = dataclasses.replace(scorer.fusion_config, acoustic_operating_point=operating_point,
+                                                   label_operating_points={})  # one point, for every label
     pipeline = OfflinePipeline(trial, scorer)
     report = WhatIfReport(
         model_id=f"{scorer.classifier.model_id} {scorer.classifier.model_version}",
         threshold=scorer.fusion_config.threshold,
         operating_point=scorer.fusion_config.acoustic_operating_point,
+        label_operating_points=dict(scorer.fusion_config.label_operating_points),
     )
     bus = settings.bus()
     key = stream_id.encode() if stream_id else None

@@ -169,16 +169,34 @@ def test_stream_scoring_matches_patch_scoring(classifier: DistressClassifier) ->
     rng = np.random.default_rng(4)
     audio = np.concatenate([synth.room_tone(rng, 16000) * 0.01, synth.glass_break(rng)[:16000] * 0.3])
     frames = log_mel(audio.astype(np.float32))
-    streamed = classifier.stream_distress(frames, hop_frames=25)
+    probabilities, streamed = classifier.stream_scores(frames, hop_frames=25)
     starts = range(0, len(frames) - PATCH_FRAMES + 1, 25)
-    assert len(streamed) == len(starts)
-    for start, probability in zip(starts, streamed, strict=True):
-        expected = classifier.predict(frames[start : start + PATCH_FRAMES]).distress_probability
-        assert probability == pytest.approx(expected, abs=1e-5)
+    assert len(streamed) == len(probabilities) == len(starts)
+    for start, row, probability in zip(starts, probabilities, streamed, strict=True):
+        expected = classifier.predict(frames[start : start + PATCH_FRAMES])
+        assert probability == pytest.approx(expected.distress_probability, abs=1e-5)
+        assert row == pytest.approx(expected.probabilities, abs=1e-5)
     with pytest.raises(ClassifierError, match="hop_frames"):
-        classifier.stream_distress(frames, hop_frames=0)
+        classifier.stream_scores(frames, hop_frames=0)
     with pytest.raises(ClassifierError, match="log-mel frames"):
-        classifier.stream_distress(frames[:50], hop_frames=10)
+        classifier.stream_scores(frames[:50], hop_frames=10)
+
+
+def test_a_window_is_judged_at_its_top_distress_labels_threshold(classifier: DistressClassifier) -> None:
+    judged = DistressClassifier(classifier.network, classifier.calibration, 0.99,
+                                label_thresholds={"crying": 0.9, "glass": 0.95})
+    rows = np.zeros((4, len(LABELS)))
+    for row, (top, runner_up) in enumerate([("crying", "scream"), ("scream", "crying"), ("glass", "impact"),
+                                            ("shout", "glass")]):
+        rows[row, LABELS.index("background")] = 0.5  # not a distress label: never picks the threshold
+        rows[row, LABELS.index(top)], rows[row, LABELS.index(runner_up)] = 0.3, 0.2
+    assert judged.thresholds(rows).tolist() == [0.9, 0.99, 0.95, 0.99]
+    rebuilt = DistressClassifier.from_payload(judged.to_payload())
+    assert rebuilt.label_thresholds == {"crying": 0.9, "glass": 0.95}
+    with pytest.raises(ClassifierError, match="speech"):
+        DistressClassifier(classifier.network, classifier.calibration, 0.99, label_thresholds={"speech": 0.5})
+    with pytest.raises(ClassifierError, match="glass threshold"):
+        DistressClassifier(classifier.network, classifier.calibration, 0.99, label_thresholds={"glass": 1.0})
 
 
 def test_payload_round_trip_preserves_predictions(classifier: DistressClassifier) -> None:
@@ -209,6 +227,8 @@ def test_metric_helpers_agree_with_definitions() -> None:
     assert np.mean(scores[targets == 0] >= threshold) <= 0.05
     assert np.mean(scores[targets == 0] >= np.nextafter(threshold, -np.inf) - 1e-6) > 0.05 - 1 / 240
     assert count_decisions(np.array([0.1, 0.9, 0.95, 0.2, 0.8, 0.1, 0.7]), 0.75) == (3, 2)
+    per_window = np.array([0.95, 0.95, 0.9, 0.9, 0.9, 0.9, 0.6])
+    assert count_decisions(np.array([0.1, 0.9, 0.95, 0.2, 0.8, 0.1, 0.7]), per_window) == (2, 2)
 
 
 def test_cli_info_reports_the_shipped_checkpoint() -> None:

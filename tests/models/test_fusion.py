@@ -78,3 +78,15 @@ def test_classifier_operating_point_maps_onto_the_fusion_threshold() -> None:
     fusion = StreamFusion(config)
     assert not fuse(fusion, 0.97).is_distress  # below the classifier's own operating point
     assert fuse(StreamFusion(config), 0.5, phrases=HELP).is_distress  # a clear spoken call still fires
+
+
+def test_a_label_with_its_own_operating_point_is_judged_at_it() -> None:
+    config = FusionConfig(threshold=0.6, acoustic_operating_point=0.99, label_operating_points={"crying": 0.9})
+    crying = (LabelScore(label="speech", score=0.5), LabelScore(label="crying", score=0.3),
+              LabelScore(label="scream", score=0.2))
+    assert on_fusion_scale(0.9, config, "crying") == pytest.approx(0.6)
+    assert on_fusion_scale(0.9, config, "scream") < 0.6
+    assert fuse(StreamFusion(config), 0.95, labels=crying).is_distress  # crying's 0.9, though speech tops it
+    assert not fuse(StreamFusion(config), 0.95).is_distress  # scream: the checkpoint's 0.99
+    with pytest.raises(ValueError, match="speech"):
+        FusionConfig(label_operating_points={"speech": 0.5})

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.classifier import LABELS, PATCH_FRAMES, Architecture, DistressClassifier
-from models.dataset import EventStream, PlacedEvent, tiny_config
+from models.classifier import DISTRESS_LABELS, LABELS, PATCH_FRAMES, Architecture, DistressClassifier
+from models.dataset import EventStream, PlacedEvent, benign_stream, tiny_config
+from models.features import log_mel
 from models.train import (
     IGNORED_CLASS,
     LOG_MEL_FLOOR,
     LOG_POWER_PER_DB,
+    STREAM_HOP_FRAMES,
     TrainConfig,
     _augmented_batch,
     _mean_log_power,
@@ -48,6 +50,14 @@ def test_training_on_one_thread_reproduces_the_checkpoint_bit_for_bit(tmp_path: 
     loaded = DistressClassifier.load(tmp_path / "first" / "model.pt")
     assert loaded.metadata["train_config"]["level_db"] == QUICK.level_db
     assert len(loaded.metadata["history"]) == QUICK.epochs and 1 <= first.best_epoch <= QUICK.epochs
+    # Each distress label's operating point sits just above the benign validation windows it tops (or at the cap),
+    # and the checkpoint's threshold is the highest of them.
+    benign = log_mel(benign_stream(QUICK.dataset, QUICK.benign_validation_seconds, "validation", data_dir))
+    probabilities, distress = loaded.stream_scores(benign, STREAM_HOP_FRAMES)
+    thresholds = loaded.thresholds(probabilities)
+    assert set(loaded.label_thresholds) == DISTRESS_LABELS
+    assert max(loaded.label_thresholds.values()) == loaded.threshold
+    assert np.all((distress < thresholds) | (thresholds == 0.99))
 
 
 def _features(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from config import Settings
 from config.settings import IncidentConfig
 from events.bus import read_all
 from events.catalogue import AudioChunkCaptured, IncidentOpened, IncidentResolved
-from models.classifier import Calibration, DistressClassifier, DistressNet
+from models.classifier import DISTRESS_LABELS, Calibration, DistressClassifier, DistressNet
 from projections.whatif import rescore
 from tests.actors.scenario import RATE, Scenario
 from tests.cli.test_incidents import Distress
@@ -24,10 +24,11 @@ from tests.cli.test_incidents import Distress
 LOUD = (range(5, 9), range(25, 29))  # windows with a loud burst; the rest is near silence
 
 
-def steady_classifier(path: Path) -> Path:
+def steady_classifier(path: Path, label_thresholds: dict[str, float] | None = None) -> Path:
     """A real network whose calibrated distress probability is 0.95 for any patch: loudness decides (fusion)."""
     torch.manual_seed(0)
-    classifier = DistressClassifier(DistressNet(), Calibration(platt_scale=0.0, platt_bias=2.944), threshold=0.6)
+    classifier = DistressClassifier(DistressNet(), Calibration(platt_scale=0.0, platt_bias=2.944), threshold=0.6,
+                                    label_thresholds=label_thresholds)
     torch.save(classifier.to_payload(), path)
     return path
 
@@ -101,6 +102,14 @@ def test_rescoring_finds_what_a_threshold_adds_and_removes(
         ("removed", opened.incident_id)
     ]
 
+    # Every label's own operating point above the steady 0.95: nothing fires, unless one point overrides them.
+    labelled = steady_classifier(tmp_path / "labelled.pt", dict.fromkeys(DISTRESS_LABELS, 0.97))
+    per_label = rescore(settings, model_path=labelled, stream_id=story.stream_id)
+    assert per_label.rescored == [] and per_label.label_operating_points == dict.fromkeys(DISTRESS_LABELS, 0.97)
+    overridden = rescore(settings, model_path=labelled, operating_point=0.6, stream_id=story.stream_id)
+    assert [record.onset_at for record in overridden.rescored] == [story.at(5), story.at(25)]
+    assert overridden.label_operating_points == {}
+
     later = rescore(settings, model_path=model, threshold=0.6, since=story.at(20))
     assert [change.change for change in later.changes] == ["added"] and later.recorded == []
     assert rescore(settings, model_path=model, stream_id="elsewhere").chunks == 0
@@ -126,6 +135,7 @@ def test_the_rescore_command_prints_the_comparison(
     report = distress.json("replay", "--rescore", *arguments)
     assert (report["chunks"], report["recorded"], report["rescored"], report["removed"]) == (21, 0, 1, [])
     assert (report["threshold"], report["operating_point"]) == (0.6, 0.6)  # the checkpoint's own operating point
+    assert report["label_operating_points"] == {}  # this checkpoint has no per-label points
     [added] = report["added"]
     assert added["rescored"]["onset_at"] == story.at(25).isoformat() and added["recorded"] is None
     assert not (tmp_path / "distress.db").exists()  # no projection was written

@@ -44,7 +44,7 @@ DISTRESS_COLUMNS: list[int] = [LABELS.index(label) for label in DISTRESS_ORDER]
 N_MELS = 64
 PATCH_FRAMES = 96
 MODEL_ID = "distress-cnn"
-MODEL_VERSION = "1.4.0"
+MODEL_VERSION = "1.5.0"
 CHECKPOINT_FORMAT = 2
 ASSETS_DIR = Path(__file__).parent / "assets"
 

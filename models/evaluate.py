@@ -541,6 +541,12 @@ def write_model_card(
         context=_context_summary(train_config),
         dataset_seed=dataset_config.get("seed", "?"),
         clips=dataset_config.get("clips_per_label", {}),
+        animal_share=(
+            f" In the training split, {share:.0%} of the background beds are drawn from its animal calls first "
+            "(validation and test keep the natural mix)."
+            if (share := dataset_config.get("train_animal_share", 0.0))
+            else ""
+        ),
         table=format_table(report),
         ms_single=cost.ms_per_patch,
         ms_batched=cost.ms_per_patch_batched,
@@ -644,7 +650,7 @@ Dataset `clips-{dataset_digest}` (dataset seed {dataset_seed}, clips per label a
 `models.dataset` from package-registry material only; nothing is downloaded. Each 1 s, 16 kHz clip is one
 labelled foreground over a background bed from the same split, with random synthetic room reverb (RT60
 0.15-1 s), pitch/tempo change by resampling (x0.88-1.14), SNR 0-30 dB, channel band-limiting and gain
-(-45 to -10 dBFS; backgrounds -70 to -15 dBFS).
+(-45 to -10 dBFS; backgrounds -70 to -15 dBFS).{animal_share}
 
 * **TTS voices**: espeak-ng (60 accent x voice-variant combinations), flite (kal, kal16, awb, rms, slt),
   festival (kal_diphone, ked_diphone, cmu_us_slt_arctic_hts) speaking everyday sentences ("speech") and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,8 @@ def test_assign_splits_is_stratified_and_deterministic() -> None:
 def test_freedink_files_are_labelled_by_name() -> None:
     recordings = {Path(r.member).name: r for r in find_recordings(("freedink-data",))}
     assert recordings["wscream.wav"].label == "scream"
-    assert recordings["bird1.wav"].label == "background"
+    assert recordings["bird1.wav"].label == "background" and recordings["bird1.wav"].animal
+    assert not recordings["sel1.wav"].animal
     assert "punch.wav" not in recordings  # unmatched files are left out
     assert recordings["wscream.wav"].source_id == "freedink-data:wscream"
 
@@ -154,6 +156,25 @@ def test_bad_config_is_rejected() -> None:
         DatasetConfig(clips_per_label={"train": 5, "validation": 0, "test": 1})
     with pytest.raises(DatasetError, match="fraction"):
         DatasetConfig(validation_fraction=0.5, test_fraction=0.4)
+    with pytest.raises(DatasetError, match="train_animal_share"):
+        DatasetConfig(train_animal_share=1.0)
+
+
+def test_animal_calls_fill_a_share_of_the_training_beds_only(tiny: Dataset, data_dir: Path) -> None:
+    plain = build_dataset(replace(tiny_config(), train_animal_share=0.0), data_dir)
+    animals = build_dataset(replace(tiny_config(), train_animal_share=0.5), data_dir)
+
+    def animal_beds(dataset: Dataset) -> int:
+        return sum("freedink-data:bird1" in origin for origin in dataset.train.origins)
+
+    assert animal_beds(animals) > animal_beds(plain) + len(animals.train) // 5
+    for split in ("validation", "test"):  # held-out splits keep the natural mix, clip for clip
+        assert np.array_equal(animals.split(split).audio, plain.split(split).audio)
+    # A checkpoint or manifest written before the share existed was built without it, under the same digest.
+    recorded = asdict(plain.config)
+    del recorded["train_animal_share"]
+    assert DatasetConfig.from_dict(recorded) == plain.config
+    assert plain.config.digest() != tiny_config().digest()
 
 
 def test_tts_is_deterministic(tmp_path: Path) -> None:

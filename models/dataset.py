@@ -764,10 +764,11 @@ class _SplitMaterial:
     ) -> None:
         self.split = split
         self.animal_share = animal_share
-        self.animals: dict[str, list[Recording]] = defaultdict(list)
+        animals: dict[str, list[Recording]] = defaultdict(list)
         for rec in recordings:
             if rec.animal:
-                self.animals[rec.source_id].append(rec)
+                animals[rec.source_id].append(rec)
+        self.animal_call = _uniform_over_sources(animals) if animal_share > 0 else None
         self.recordings_by_label: dict[str, dict[str, list[Recording]]] = defaultdict(
             lambda: defaultdict(list)
         )
@@ -783,9 +784,8 @@ class _SplitMaterial:
     def background_bed(self, rng: Rng) -> tuple[Audio, str, str]:
         """A 1 s everyday background: synthetic noise/hum/music/room tone, recorded ambience, or babble; in the
         training split, ``animal_share`` of them an animal call (what the model otherwise takes for a scream)."""
-        animal = _uniform_over_sources(self.animals)
-        if self.animal_share > 0 and animal is not None and rng.random() < self.animal_share:
-            audio, source_id, origin = animal(rng)
+        if self.animal_call is not None and rng.random() < self.animal_share:
+            audio, source_id, origin = self.animal_call(rng)
             return _active_window(rng, audio, CLIP_SAMPLES), source_id, origin
         choice = rng.random()
         recorded = self.recorded("background")

@@ -328,8 +328,8 @@ STREAM_HOP_FRAMES = 50  # the runtime scores a patch every 0.5 s
 def count_decisions(
     probabilities: npt.NDArray[np.floating], threshold: float | npt.NDArray[np.floating]
 ) -> tuple[int, int]:
-    """(windows at or over threshold, one or one per window, decisions): consecutive over-threshold windows are
-    one decision."""
+    """(windows at or over threshold, decisions), with one threshold for all windows or one per window:
+    consecutive over-threshold windows are one decision."""
     over = probabilities >= threshold
     starts = over & ~np.r_[False, over[:-1]]
     return int(over.sum()), int(starts.sum())

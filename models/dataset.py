@@ -774,6 +774,7 @@ class _SplitMaterial:
         )
         for rec in recordings:
             self.recordings_by_label[rec.label][rec.source_id].append(rec)
+        self.recorded_background = self.recorded("background")  # built once: every clip draws a bed or two
         self.voices = voices
         self.speakers = speakers
         self.tts = tts
@@ -788,9 +789,8 @@ class _SplitMaterial:
             audio, source_id, origin = self.animal_call(rng)
             return _active_window(rng, audio, CLIP_SAMPLES), source_id, origin
         choice = rng.random()
-        recorded = self.recorded("background")
-        if choice < 0.45 and recorded is not None:
-            audio, source_id, origin = recorded(rng)
+        if choice < 0.45 and self.recorded_background is not None:
+            audio, source_id, origin = self.recorded_background(rng)
             return _active_window(rng, audio, CLIP_SAMPLES), source_id, origin
         if choice < 0.6 and self.voices:
             return self.babble(rng), f"tts:babble/{self.split}", "babble"
@@ -1082,7 +1082,7 @@ def benign_stream(
     total = int(seconds * SAMPLE_RATE)
     out = np.zeros(total, dtype=np.float32)
     speech = material.spoken("speech")
-    background = material.recorded("background")
+    background = material.recorded_background
     position = 0
     while position < total:
         length = min(total - position, int(rng.uniform(2, 20) * SAMPLE_RATE))

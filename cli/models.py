@@ -20,15 +20,17 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import DEFAULT_DATA_DIR, DatasetConfig, DatasetError, build_dataset
+from models.dataset import DEFAULT_DATA_DIR, DatasetError, Split, build_dataset
 from models.synth import SAMPLE_RATE, Audio
 
 if TYPE_CHECKING:
-    from models.evaluate import IncidentOnsets
+    from models.evaluate import ProductChain
 
 app = typer.Typer(help="Train, evaluate and inspect the acoustic distress classifier.", no_args_is_help=True)
 
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Where the dataset and TTS cache live.")]
+# The splits no checkpoint learns from; the training split would flatter every network alike.
+HELD_OUT_SPLITS: dict[str, Split] = {"validation": "validation", "test": "test"}
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Checkpoint file (default: the shipped one).")
 ]
@@ -75,6 +77,15 @@ def train_command(
             help="Torch CPU threads; only 1 reproduces the checkpoint bit for bit.",
         ),
     ] = 1,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            help="Training seed (default: the shipped checkpoint's). The dataset and its splits stay the same, so "
+                 "networks of several seeds compare (`distress models compare`).",
+        ),
+    ] = None,
 ) -> None:
     """Build the dataset (cached) and train, calibrate and save the checkpoint with its .sha256."""
     from models.train import TrainConfig, train
@@ -83,6 +94,8 @@ def train_command(
     config = TrainConfig(threads=threads)
     if epochs is not None:
         config = replace(config, epochs=epochs)
+    if seed is not None:
+        config = replace(config, seed=seed)
     target = output or default_checkpoint_path()
     try:
         with _progress(console) as progress:
@@ -101,25 +114,31 @@ def train_command(
     typer.echo(json.dumps(summary, indent=2))
 
 
-def incident_onsets(checkpoint: Path) -> IncidentOnsets:
-    """When the product would open incidents on a recording with ``checkpoint``: the chain of `distress detect
+def product_chain(checkpoint: Path) -> ProductChain:
+    """The incidents the product would open on a recording with ``checkpoint``: the chain of `distress detect
     --no-asr` (features, scorer with fusion and hysteresis, incident rules) at the configured settings."""
     from actors.offline import Detector
     from config import load_settings
     from events.catalogue import IncidentOpened
+    from models.classifier import DISTRESS_LABELS
+    from models.evaluate import OpenedIncident
 
     settings = load_settings()
     scorer = settings.scorer.model_copy(update={"model_path": checkpoint})
     detector = Detector(settings.model_copy(update={"scorer": scorer}), with_asr=False)
 
-    def onsets(audio: Audio) -> list[float]:
+    def opened(event: IncidentOpened) -> OpenedIncident:
+        distress = [item for item in event.labels if item.label in DISTRESS_LABELS]
+        top = max(distress, key=lambda item: item.score).label if distress else "none"
+        return OpenedIncident(event.onset_sample / SAMPLE_RATE, top)
+
+    def chain(audio: Audio) -> list[OpenedIncident]:
         with tempfile.TemporaryDirectory(prefix="distress-evaluate-") as work:
             recording = Path(work) / "recording.wav"
             soundfile.write(recording, audio, SAMPLE_RATE, subtype="FLOAT")
-            return [event.onset_sample / SAMPLE_RATE for event in detector.events(recording)
-                    if isinstance(event, IncidentOpened)]
+            return [opened(event) for event in detector.events(recording) if isinstance(event, IncidentOpened)]
 
-    return onsets
+    return chain
 
 
 @app.command("evaluate")
@@ -148,24 +167,26 @@ def evaluate_command(
     """Score the held-out test split, print the table and write the model card with ROC/confusion plots."""
     from actors.offline import DetectionError
     from config import SettingsError
-    from models.evaluate import evaluate, format_table, second_stage_note, write_model_card
-    from models.train import TrainConfig
+    from models.evaluate import (
+        evaluate,
+        format_table,
+        second_stage_note,
+        trained_dataset_config,
+        write_model_card,
+    )
 
     console = Console(stderr=True)
     path = checkpoint or default_checkpoint_path()
     try:
         classifier = DistressClassifier.load(path)
-        recorded = classifier.metadata.get("train_config", {}).get("dataset")
-        # The checkpoint's own dataset: another one's test split may hold sources it was trained on.
-        dataset_config = DatasetConfig.from_dict(recorded) if recorded else TrainConfig().dataset
-        dataset = build_dataset(dataset_config, data_dir)
+        dataset = build_dataset(trained_dataset_config(classifier), data_dir)
         report = evaluate(
             classifier,
             dataset,
             path,
             benign_seconds=benign_hours * 3600,
             data_dir=data_dir,
-            incident_onsets=incident_onsets(path),
+            chain=product_chain(path),
             events_per_label=events_per_label,
         )
     except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
@@ -179,6 +200,56 @@ def evaluate_command(
     else:
         typer.echo(format_table(report))
         typer.echo(f"\nmodel card: {card}")
+
+
+@app.command("compare")
+def compare_command(
+    checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints to compare (e.g. one recipe's seeds).")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    split: Annotated[
+        str, typer.Option("--split", help="validation (choose here) or test (the card's split: report, never choose).")
+    ] = "validation",
+    benign_hours: Annotated[
+        float, typer.Option("--benign-hours", min=0.0,
+                            help="Hours of benign audio, one stream of its own seed an hour: 15, as one network "
+                                 "differs from another by a few false alarms in 5 h.")
+    ] = 15.0,
+    events_per_label: Annotated[
+        int, typer.Option("--events-per-label", min=0,
+                          help="Distress events in everyday context run through the product's chain, per label.")
+    ] = 80,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per checkpoint, a line each.")
+    ] = False,
+) -> None:
+    """Run checkpoints through the product's chain on the same validation clips, benign hours and events."""
+    from actors.offline import DetectionError
+    from config import SettingsError
+    from models.compare import Candidate, common_split, compare, format_comparison
+    from models.evaluate import trained_dataset_config
+
+    console = Console(stderr=True)
+    held_out = HELD_OUT_SPLITS.get(split)
+    if held_out is None:
+        console.print(f"[red]error:[/red] --split must be one of {', '.join(HELD_OUT_SPLITS)}, got {split!r}")
+        raise typer.Exit(1)
+    try:
+        with _progress(console) as progress:
+            candidates = [Candidate(path, DistressClassifier.load(path), product_chain(path)) for path in checkpoints]
+            datasets = [build_dataset(trained_dataset_config(candidate.classifier), data_dir)
+                        for candidate in candidates]
+            common_split(datasets, checkpoints, held_out)
+            comparisons = compare(
+                candidates, datasets[0], held_out, benign_hours, events_per_label, data_dir, _ProgressBars(progress)
+            )
+    except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from error
+    if json_output:
+        for comparison in comparisons:
+            typer.echo(json.dumps(comparison.as_json()))
+    else:
+        typer.echo(format_comparison(comparisons, split))
 
 
 @app.command("info")

@@ -33,17 +33,27 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import DEFAULT_DATA_DIR, RULES, ClipSet, Dataset, Split, benign_stream, join_event
+from models.dataset import (
+    DEFAULT_DATA_DIR,
+    RULES,
+    ClipSet,
+    Dataset,
+    DatasetConfig,
+    Split,
+    benign_stream,
+    join_event,
+)
 from models.features import FeatureConfig, log_mel
 from models.synth import SAMPLE_RATE, Audio
 from models.train import (
     MIN_HEARD_FRAMES,
     STREAM_HOP_FRAMES,
+    TrainConfig,
     clip_log_mels,
     count_decisions,
     last_patches,
+    recall_at_fpr,
     roc_auc,
-    threshold_at_fpr,
 )
 
 
@@ -55,11 +65,21 @@ class ClassMetrics:
     support: int
 
 
-# The stream seconds at which the product would open incidents on a recording (the chain of `distress detect`).
-IncidentOnsets = Callable[[Audio], list[float]]
+@dataclass(frozen=True)
+class OpenedIncident:
+    """An incident the product would open on a recording: when (stream seconds) and the distress label its
+    evidence rates highest, which says what kind of sound a false alarm was taken for."""
+
+    onset_s: float
+    top_label: str
+
+
+# The incidents the product would open on a recording (the chain of `distress detect --no-asr`).
+ProductChain = Callable[[Audio], list[OpenedIncident]]
 EVENT_LEAD_S = 8.0  # everyday context before each distress event, so the chain's state is a stream's, not a file's
 EVENT_TAIL_S = 4.0
 EVENT_CONTEXT_S = 600.0
+EVENT_CONTEXT_SEED = 1
 
 
 @dataclass(frozen=True)
@@ -181,14 +201,14 @@ def class_metrics(
 
 
 def benign_run(
-    classifier: DistressClassifier, audio: Audio, incident_onsets: IncidentOnsets | None = None
+    classifier: DistressClassifier, audio: Audio, chain: ProductChain | None = None
 ) -> BenignRun:
-    """Slide the classifier over a long benign signal (a patch every 0.5 s) and, given ``incident_onsets``,
-    also run it through the product's decision chain: a raw window over threshold is not yet an alarm."""
+    """Slide the classifier over a long benign signal (a patch every 0.5 s) and, given the product's ``chain``,
+    also run it through its decisions: a raw window over threshold is not yet an alarm."""
     frames = log_mel(audio)
     probabilities, distress = classifier.stream_scores(frames, STREAM_HOP_FRAMES)
     over, decisions = count_decisions(distress, classifier.thresholds(probabilities))
-    incidents = len(incident_onsets(audio)) if incident_onsets is not None else None
+    incidents = len(chain(audio)) if chain is not None else None
     share = None
     if classifier.second_stage is not None:
         share = float(np.mean(cnn_only(classifier).stream_scores(frames, STREAM_HOP_FRAMES)[1]
@@ -201,7 +221,7 @@ def benign_run(
 def event_recall(
     clips: ClipSet,
     context: Audio,
-    incident_onsets: IncidentOnsets,
+    chain: ProductChain,
     events_per_label: int,
     clips_per_event: int = 3,
     seed: int = 0,
@@ -233,10 +253,22 @@ def event_recall(
             start = int(start_s * SAMPLE_RATE)
             audio[start : start + len(event)] += event
             end_s = (start + len(event)) / SAMPLE_RATE
-            onsets = incident_onsets(np.clip(audio, -1.0, 1.0))
-            caught[label] += any(start_s - 1.5 <= onset <= end_s + 0.5 for onset in onsets)
+            opened = chain(np.clip(audio, -1.0, 1.0))
+            caught[label] += any(start_s - 1.5 <= incident.onset_s <= end_s + 0.5 for incident in opened)
         events[label] = len(chosen)
     return EventRecall(clips_per_event * clips.audio.shape[1] / SAMPLE_RATE, events, caught)
+
+
+def trained_dataset_config(classifier: DistressClassifier) -> DatasetConfig:
+    """The dataset a checkpoint was trained for: another dataset's held-out splits may hold its training sources."""
+    recorded = classifier.metadata.get("train_config", {}).get("dataset")
+    return DatasetConfig.from_dict(recorded) if recorded else TrainConfig().dataset
+
+
+def event_context(config: DatasetConfig, split: Split, data_dir: Path) -> Audio:
+    """Everyday audio the events are placed in: another stretch than the benign stream's first hour (seed 1,
+    which no benign hour uses), from the same split's sources."""
+    return benign_stream(config, EVENT_CONTEXT_S, split, data_dir, seed=EVENT_CONTEXT_SEED)
 
 
 def cnn_only(classifier: DistressClassifier) -> DistressClassifier:
@@ -335,34 +367,31 @@ def evaluate(
     split: Split = "test",
     benign_seconds: float = 3600.0,
     data_dir: Path = DEFAULT_DATA_DIR,
-    incident_onsets: IncidentOnsets | None = None,
+    chain: ProductChain | None = None,
     events_per_label: int = 40,
 ) -> EvaluationReport:
     """All metrics of the card on ``split`` (never used for training, selection or calibration); the benign
-    stream's incidents and the events in context only when ``incident_onsets`` can run the product's chain."""
+    stream's incidents and the events in context only given the product's ``chain``."""
     clips = dataset.split(split)
     patches = last_patches(clip_log_mels(clips))
     probabilities, distress = classifier.score_arrays(patches)
     targets = distress_targets(clips.labels)
     classes, confusion = class_metrics(probabilities.argmax(axis=1), clips.labels)
     fpr, tpr = roc_curve(distress, targets)
-    at_five = threshold_at_fpr(distress, targets, 0.05)
     decided = distress >= classifier.thresholds(probabilities)
     benign = None
     if benign_seconds > 0:
         audio = benign_stream(dataset.config, benign_seconds, split, data_dir)
-        benign = benign_run(classifier, audio, incident_onsets)
+        benign = benign_run(classifier, audio, chain)
     events = None
-    if incident_onsets is not None and events_per_label > 0:
-        # Another stretch of everyday audio than the benign stream's (another seed), from the same split.
-        context = benign_stream(dataset.config, EVENT_CONTEXT_S, split, data_dir, seed=1)
-        events = event_recall(clips, context, incident_onsets, events_per_label)
+    if chain is not None and events_per_label > 0:
+        events = event_recall(clips, event_context(dataset.config, split, data_dir), chain, events_per_label)
     return EvaluationReport(
         split=split,
         classes=classes,
         confusion=confusion,
         distress_auc=roc_auc(distress, targets),
-        recall_at_5pct_fpr=float(np.mean(distress[targets > 0.5] >= at_five)),
+        recall_at_5pct_fpr=recall_at_fpr(distress, targets, 0.05),
         threshold=classifier.threshold,
         label_thresholds=dict(classifier.label_thresholds),
         recall_at_threshold=float(np.mean(decided[targets > 0.5])),

@@ -348,6 +348,11 @@ def threshold_at_fpr(
     return float(np.nextafter(negatives[allowed], np.inf))
 
 
+def recall_at_fpr(scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating], fpr: float) -> float:
+    """Share of positives at or over :func:`threshold_at_fpr`: the recall a split allows at that rate."""
+    return float(np.mean(scores[targets > 0.5] >= threshold_at_fpr(scores, targets, fpr)))
+
+
 def fit_calibration(
     logits: torch.Tensor, labels: torch.Tensor, distress_logit: torch.Tensor, distress: torch.Tensor
 ) -> Calibration:

@@ -1,4 +1,4 @@
-"""`distress models evaluate` and `info` on a small checkpoint trained here."""
+"""`distress models evaluate`, `compare` and `info` on a small checkpoint trained here."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli.main import app
-from models.classifier import LABELS, Architecture
-from models.dataset import tiny_config
+from models.classifier import DISTRESS_LABELS, LABELS, Architecture, DistressClassifier
+from models.dataset import build_dataset, tiny_config
+from models.evaluate import evaluate
 from models.train import TrainConfig, train
 
 SMALL = TrainConfig(
@@ -72,6 +74,74 @@ def test_evaluate_json_holds_the_numbers_of_the_table(trained: tuple[Path, Path]
     assert report["benign"]["windows"] > 0 and report["benign"]["incidents"] >= 0
     assert report["events"] is None and report["cost"]["parameters"] > 0
     assert Path(report["model_card"]) == tmp_path / "json" / "MODEL_CARD.md"
+
+
+def _copy_at(checkpoint: Path, target: Path, point: float) -> Path:
+    """The same network at another operating point for every label."""
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    payload["threshold"] = point
+    payload["label_thresholds"] = {label: point for label in DISTRESS_LABELS}
+    torch.save(payload, target)
+    return target
+
+
+def test_compare_runs_each_checkpoint_through_its_own_chain_on_the_same_audio(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    checkpoint, data_dir = trained
+    # Everyday audio crosses the eager copy's points; nothing the tiny network scores reaches the deaf copy's.
+    eager = _copy_at(checkpoint, tmp_path / "eager.pt", 0.02)
+    deaf = _copy_at(checkpoint, tmp_path / "deaf.pt", 0.99999)
+    common = ["models", "compare", str(checkpoint), str(eager), str(deaf), str(checkpoint), "--data-dir",
+              str(data_dir), "--benign-hours", "0.03", "--events-per-label", "2"]
+    result = CliRunner().invoke(app, [*common, "--json"])
+    assert result.exit_code == 0, result.output
+    plain, eager_row, deaf_row, again = (json.loads(line) for line in result.stdout.splitlines())
+    assert plain == again  # the same checkpoint meets the same clips, hours and events
+
+    # Clip metrics are the network's, whatever its points, and those `models evaluate` reads off the same split.
+    report = evaluate(DistressClassifier.load(checkpoint), build_dataset(SMALL.dataset, data_dir), checkpoint,
+                      split="validation", benign_seconds=0, data_dir=data_dir)
+    for row in (plain, eager_row, deaf_row):
+        assert (row["distress_auc"], row["recall_at_5pct_fpr"]) == (report.distress_auc, report.recall_at_5pct_fpr)
+    assert eager_row["label_thresholds"] == {label: 0.02 for label in sorted(DISTRESS_LABELS)}
+
+    # One benign stream of 108 s (seed 0); each row's incidents are those its own operating points opened.
+    assert [(hour["seed"], hour["seconds"]) for hour in plain["benign"]] == [(0, 108.0)]
+    assert eager_row["incidents"] >= 1 and deaf_row["incidents"] == 0
+    assert deaf_row["events"]["recall"] == 0
+    for row in (plain, eager_row, deaf_row):
+        assert sum(row["false_alarms_by_label"].values()) == row["incidents"]
+        assert set(row["false_alarms_by_label"]) <= DISTRESS_LABELS
+        assert set(row["events"]["events"]) <= DISTRESS_LABELS and set(row["events"]["events"].values()) == {2}
+
+    table = CliRunner().invoke(app, common)
+    assert table.exit_code == 0, table.output
+    rows = [line.split("|")[1:-1] for line in table.stdout.splitlines()[2:]]
+    assert [cells[0].split()[0] for cells in rows] == ["model.pt", "eager.pt", "deaf.pt", "model.pt"]
+    assert [int(cells[4].split()[0]) for cells in rows] == [
+        row["incidents"] for row in (plain, eager_row, deaf_row, again)]
+    assert [cells[6].strip() for cells in rows] == [
+        f"{row['events']['recall']:.3f}" for row in (plain, eager_row, deaf_row, again)]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--split", "train"], "--split must be one of validation, test, got 'train'"),
+        ([], "no checkpoint at"),
+    ],
+)
+def test_compare_names_what_is_wrong(
+    trained: tuple[Path, Path], tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    checkpoint, data_dir = trained
+    missing = tmp_path / "missing.pt"
+    result = CliRunner().invoke(
+        app, ["models", "compare", str(checkpoint), str(missing), "--data-dir", str(data_dir), *arguments]
+    )
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
 
 
 def test_info_json_names_the_dataset_digest(trained: tuple[Path, Path]) -> None:

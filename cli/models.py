@@ -31,6 +31,10 @@ app = typer.Typer(help="Train, evaluate and inspect the acoustic distress classi
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Where the dataset and TTS cache live.")]
 # The splits no checkpoint learns from; the training split would flatter every network alike.
 HELD_OUT_SPLITS: dict[str, Split] = {"validation": "validation", "test": "test"}
+EventsPerLabelOption = Annotated[
+    int, typer.Option("--events-per-label", min=0,
+                      help="Distress events in everyday context run through the product's chain, per label.")
+]
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Checkpoint file (default: the shipped one).")
 ]
@@ -156,10 +160,7 @@ def evaluate_command(
                             help="Length of the benign stream in hours: several, so its false-alarm rate is not "
                                  "one hour's luck.")
     ] = 3.0,
-    events_per_label: Annotated[
-        int, typer.Option("--events-per-label", min=0,
-                          help="Distress events in everyday context run through the product's chain, per label.")
-    ] = 40,
+    events_per_label: EventsPerLabelOption = 40,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (with the model card's path), not the table.")
     ] = False,
@@ -214,10 +215,7 @@ def compare_command(
                             help="Hours of benign audio, one stream of its own seed an hour: 15, as one network "
                                  "differs from another by a few false alarms in 5 h.")
     ] = 15.0,
-    events_per_label: Annotated[
-        int, typer.Option("--events-per-label", min=0,
-                          help="Distress events in everyday context run through the product's chain, per label.")
-    ] = 80,
+    events_per_label: EventsPerLabelOption = 80,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per checkpoint, a line each.")
     ] = False,

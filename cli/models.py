@@ -216,15 +216,32 @@ def compare_command(
                                  "differs from another by a few false alarms in 5 h.")
     ] = 15.0,
     events_per_label: EventsPerLabelOption = 80,
+    points_of: Annotated[
+        Path | None,
+        typer.Option("--points-of", help="Run every checkpoint at this checkpoint's operating points instead of "
+                                         "its own: is a network better, or only set at other points?"),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per checkpoint, a line each.")
     ] = False,
 ) -> None:
     """Run checkpoints through the product's chain on the same validation clips, benign hours and events."""
+    import torch
+
     from actors.offline import DetectionError
     from config import SettingsError
-    from models.compare import Candidate, common_split, compare, format_comparison
+    from models.compare import Candidate, at_points_of, common_split, compare, format_comparison
     from models.evaluate import trained_dataset_config
+
+    def candidate(index: int, path: Path, reference: DistressClassifier | None, work: Path) -> Candidate:
+        classifier = DistressClassifier.load(path)
+        if reference is None:
+            return Candidate(path, classifier, product_chain(path))
+        # The chain loads its model from a file, so it runs a copy that carries the reference's points.
+        moved = at_points_of(classifier, reference)
+        copy = work / f"{index}-{path.name}"
+        torch.save(moved.to_payload(), copy)
+        return Candidate(path, moved, product_chain(copy), points_of)
 
     console = Console(stderr=True)
     held_out = HELD_OUT_SPLITS.get(split)
@@ -232,8 +249,9 @@ def compare_command(
         console.print(f"[red]error:[/red] --split must be one of {', '.join(HELD_OUT_SPLITS)}, got {split!r}")
         raise typer.Exit(1)
     try:
-        with _progress(console) as progress:
-            candidates = [Candidate(path, DistressClassifier.load(path), product_chain(path)) for path in checkpoints]
+        with tempfile.TemporaryDirectory(prefix="distress-compare-") as work, _progress(console) as progress:
+            reference = DistressClassifier.load(points_of) if points_of is not None else None
+            candidates = [candidate(index, path, reference, Path(work)) for index, path in enumerate(checkpoints)]
             datasets = [build_dataset(trained_dataset_config(candidate.classifier), data_dir)
                         for candidate in candidates]
             common_split(datasets, checkpoints, held_out)

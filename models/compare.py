@@ -45,11 +45,21 @@ def benign_seeds(hours: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A checkpoint to compare and the product chain that runs it."""
+    """A checkpoint to compare and the product chain that runs it (at the operating points of ``points_of``
+    where given, so networks are compared at the same points rather than each at its own)."""
 
     checkpoint: Path
     classifier: DistressClassifier
     chain: ProductChain
+    points_of: Path | None = None
+
+
+def at_points_of(classifier: DistressClassifier, reference: DistressClassifier) -> DistressClassifier:
+    """The same network deciding at ``reference``'s operating points."""
+    return DistressClassifier(
+        classifier.network, classifier.calibration, reference.threshold, classifier.model_id,
+        classifier.model_version, classifier.metadata, classifier.second_stage, reference.label_thresholds,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class Comparison:
     cnn_recall_at_5pct_fpr: float
     threshold: float
     label_thresholds: dict[str, float]
+    points_of: str | None  # the checkpoint whose operating points it ran at; None: its own
     benign: tuple[BenignHour, ...]
     events: EventRecall | None
 
@@ -174,6 +185,7 @@ def compare(
                 cnn_recall_at_5pct_fpr=recall_at_fpr(cnn_distress, targets, SELECTION_FPR),
                 threshold=classifier.threshold,
                 label_thresholds=dict(classifier.label_thresholds),
+                points_of=None if candidate.points_of is None else str(candidate.points_of),
                 benign=tuple(runs),
                 events=caught,
             )
@@ -191,6 +203,7 @@ def format_comparison(comparisons: Sequence[Comparison], split: str) -> str:
     for row in comparisons:
         by_label = ", ".join(f"{label} {count}" for label, count in row.false_alarms_by_label().items())
         caught = "—" if row.events is None else f"{row.events.recall:.3f}"
+        points = "" if row.points_of is None else f" (of {Path(row.points_of).name})"
         caught_by_label = "—" if row.events is None else ", ".join(
             f"{label} {row.events.recall_of(label):.2f}" for label in row.events.events
         )
@@ -198,7 +211,8 @@ def format_comparison(comparisons: Sequence[Comparison], split: str) -> str:
             f"| {Path(row.checkpoint).name} ({row.model_version}, {row.sha256[:8]}) | "
             f"{row.distress_auc:.3f} / {row.recall_at_5pct_fpr:.3f} | "
             f"{row.cnn_distress_auc:.3f} / {row.cnn_recall_at_5pct_fpr:.3f} | "
-            f"{thresholds_text(row.threshold, row.label_thresholds)} | {row.incidents} ({row.benign_hours:g}) | "
+            f"{thresholds_text(row.threshold, row.label_thresholds)}{points} | "
+            f"{row.incidents} ({row.benign_hours:g}) | "
             f"{by_label or '—'} | {caught} | {caught_by_label} |"
         )
     return "\n".join(lines)

@@ -115,6 +115,16 @@ def test_compare_runs_each_checkpoint_through_its_own_chain_on_the_same_audio(
         assert set(row["false_alarms_by_label"]) <= DISTRESS_LABELS
         assert set(row["events"]["events"]) <= DISTRESS_LABELS and set(row["events"]["events"].values()) == {2}
 
+    # At the eager copy's points the shipped network decides as the eager copy does: same network, same points.
+    moved = CliRunner().invoke(app, [*common[:3], *common[6:], "--points-of", str(eager), "--json"])
+    assert moved.exit_code == 0, moved.output
+    (at_eager_points,) = (json.loads(line) for line in moved.stdout.splitlines())
+    assert (at_eager_points["checkpoint"], at_eager_points["points_of"]) == (str(checkpoint), str(eager))
+    assert plain["points_of"] is None
+    named = {"checkpoint", "sha256", "points_of"}
+    assert {key: value for key, value in at_eager_points.items() if key not in named} == {
+        key: value for key, value in eager_row.items() if key not in named}
+
     table = CliRunner().invoke(app, common)
     assert table.exit_code == 0, table.output
     rows = [line.split("|")[1:-1] for line in table.stdout.splitlines()[2:]]

@@ -20,7 +20,7 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import DEFAULT_DATA_DIR, DatasetError, Split, build_dataset
+from models.dataset import DEFAULT_DATA_DIR, Dataset, DatasetError, Split, build_dataset
 from models.synth import SAMPLE_RATE, Audio
 
 if TYPE_CHECKING:
@@ -252,8 +252,13 @@ def compare_command(
         with tempfile.TemporaryDirectory(prefix="distress-compare-") as work, _progress(console) as progress:
             reference = DistressClassifier.load(points_of) if points_of is not None else None
             candidates = [candidate(index, path, reference, Path(work)) for index, path in enumerate(checkpoints)]
-            datasets = [build_dataset(trained_dataset_config(candidate.classifier), data_dir)
-                        for candidate in candidates]
+            # Seeds of one recipe share a dataset: load it once, not once per checkpoint (its training split is GBs).
+            configs = [trained_dataset_config(candidate.classifier) for candidate in candidates]
+            loaded: dict[str, Dataset] = {
+                digest: build_dataset(config, data_dir)
+                for digest, config in {config.digest(): config for config in configs}.items()
+            }
+            datasets = [loaded[config.digest()] for config in configs]
             common_split(datasets, checkpoints, held_out)
             comparisons = compare(
                 candidates, datasets[0], held_out, benign_hours, events_per_label, data_dir, _ProgressBars(progress)

@@ -92,7 +92,7 @@ class Comparison:
 
     @property
     def benign_hours(self) -> float:
-        return sum(hour.seconds for hour in self.benign) / 3600
+        return sum(hour.seconds for hour in self.benign) / BENIGN_HOUR_S
 
     def false_alarms_by_label(self) -> dict[str, int]:
         counts = Counter(label for hour in self.benign for label in hour.false_alarms)
@@ -155,7 +155,7 @@ def compare(
     seeds = benign_seeds(hours)
     alarms: list[list[BenignHour]] = [[] for _ in candidates]
     for done, seed in enumerate(seeds):
-        seconds = min(BENIGN_HOUR_S, benign_hours * 3600 - done * BENIGN_HOUR_S)
+        seconds = min(BENIGN_HOUR_S, (benign_hours - done) * BENIGN_HOUR_S)
         audio = benign_stream(dataset.config, seconds, split, data_dir, seed=seed)
         for runs, candidate in zip(alarms, candidates, strict=True):
             opened = candidate.chain(audio)

@@ -90,12 +90,22 @@ def train_command(
                  "networks of several seeds compare (`distress models compare`).",
         ),
     ] = None,
+    band_mixstyle: Annotated[
+        float,
+        typer.Option(
+            "--band-mixstyle",
+            min=0.0,
+            max=1.0,
+            help="Share of training patches given another patch's per-band level and spread (Freq-MixStyle); "
+                 "0, the shipped recipe, turns it off.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Build the dataset (cached) and train, calibrate and save the checkpoint with its .sha256."""
     from models.train import TrainConfig, train
 
     console = Console(stderr=True)
-    config = TrainConfig(threads=threads)
+    config = TrainConfig(threads=threads, band_mixstyle_probability=band_mixstyle)
     if epochs is not None:
         config = replace(config, epochs=epochs)
     if seed is not None:

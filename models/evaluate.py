@@ -503,6 +503,11 @@ def _augmentation_summary(train_config: dict[str, Any]) -> str:
             f"a training background clip added in the power domain {low:g}-{high:g} dB below the clip "
             f"(probability {train_config['overlay_probability']:g})"
         )
+    if train_config.get("band_mixstyle_probability"):
+        parts.append(
+            f"Freq-MixStyle (probability {train_config['band_mixstyle_probability']:g}, "
+            f"Beta({train_config['band_mixstyle_alpha']:g}))"
+        )
     return "".join(f", {part}" for part in parts)
 
 

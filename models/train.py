@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +72,11 @@ class TrainConfig:
     eq_db: float = 0.0
     overlay_probability: float = 0.0
     overlay_snr_db: tuple[float, float] = (3.0, 20.0)
+    # Freq-MixStyle (Schmid et al., DCASE 2022): with ``band_mixstyle_probability`` a training patch keeps its
+    # shape within each mel band but takes a Beta(``band_mixstyle_alpha``) blend of its own and another patch's
+    # per-band mean and spread over time, where a recording chain (microphone, room, codec) shows most.
+    band_mixstyle_probability: float = 0.0
+    band_mixstyle_alpha: float = 0.3
     # Windows cut anywhere from ``context_seconds`` of training-source everyday audio with training distress
     # events mixed in (models.dataset.event_stream), as the runtime cuts a live stream: each step adds
     # ``context_share`` of the batch size, half windows holding an event's sound and half everyday audio only.
@@ -105,6 +111,14 @@ class TrainConfig:
     architecture: Architecture = field(default_factory=Architecture)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
+    def recorded(self) -> dict[str, Any]:
+        """The config as a checkpoint records it: without Freq-MixStyle's fields while it is off, so the recipe of a
+        checkpoint trained before they existed still writes the same bytes."""
+        fields = json.loads(json.dumps(asdict(self)))
+        if not self.band_mixstyle_probability:
+            del fields["band_mixstyle_probability"], fields["band_mixstyle_alpha"]
+        return dict(fields)
+
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.threads < 1:
             raise ValueError("epochs, batch_size and threads must be positive (batch_size at least 2)")
@@ -112,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"threshold_fpr must be in (0, 0.5), got {self.threshold_fpr}")
         if not (0 < self.head_weight < 1 and 0.5 < self.gate_recall < 1):
             raise ValueError("head_weight must be in (0, 1) and gate_recall in (0.5, 1)")
+        if not (0 <= self.band_mixstyle_probability <= 1 and self.band_mixstyle_alpha > 0):
+            raise ValueError("band_mixstyle_probability must be in [0, 1] and band_mixstyle_alpha positive")
         if self.context_seconds < 0 or self.context_share < 0 or self.head_context_patches < 0:
             raise ValueError("context_seconds, context_share and head_context_patches must not be negative")
 
@@ -210,6 +226,24 @@ def _augment(
             start = int(rng.integers(0, PATCH_FRAMES - width + 1))
             batch[row, start : start + width, :] = fill
     return torch.from_numpy(batch)
+
+
+def _mix_band_statistics(rng: np.random.Generator, batch: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Freq-MixStyle over the whole step's patches (clips and live windows): each chosen patch normalised per mel
+    band over time, then given a random blend of its own and a random partner's band means and spreads, so the
+    network meets the sound of recording chains that no training source has (the held-out sources' problem)."""
+    chosen = np.flatnonzero(rng.random(len(batch)) < config.band_mixstyle_probability)
+    partners = rng.integers(0, len(batch), size=len(chosen))
+    own = torch.from_numpy(
+        rng.beta(config.band_mixstyle_alpha, config.band_mixstyle_alpha, size=(len(chosen), 1, 1)).astype(np.float32)
+    )
+    mean = batch.mean(dim=1, keepdim=True)
+    spread = (batch.var(dim=1, keepdim=True) + 1e-6).sqrt()
+    mixed = batch.clone()
+    mixed[chosen] = (batch[chosen] - mean[chosen]) / spread[chosen] * (
+        own * spread[chosen] + (1 - own) * spread[partners]
+    ) + own * mean[chosen] + (1 - own) * mean[partners]
+    return mixed.clamp_min(LOG_MEL_FLOOR)  # nothing is quieter than silence
 
 
 # An event's frames within this range of its own loudest frame, and not this far below the context it is mixed
@@ -488,6 +522,8 @@ def fit(
                     rng, context, per_kind, (batch, labels, distress), train_features, overlay_pool, band_mean,
                     config,
                 )
+            if config.band_mixstyle_probability > 0:
+                batch = _mix_band_statistics(rng, batch, config)
             logits, distress_logit = network(batch)
             loss = class_loss(logits, labels) + config.distress_loss_weight * distress_loss(
                 distress_logit, distress
@@ -717,7 +753,7 @@ def save_with_threshold(
         validation["second_stage_share"] = float(np.mean(cnn_only >= stage.blend.gate))
     metadata = {
         "dataset_digest": config.dataset.digest(),
-        "train_config": json.loads(json.dumps(asdict(config))),
+        "train_config": config.recorded(),
         "best_epoch": best_epoch,
         "history": history,
         "validation": validation,

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.classifier import DISTRESS_LABELS, LABELS, PATCH_FRAMES, Architecture, DistressClassifier
+from models.classifier import (
+    DISTRESS_LABELS,
+    LABELS,
+    PATCH_FRAMES,
+    Architecture,
+    DistressClassifier,
+    default_checkpoint_path,
+)
 from models.dataset import EventStream, PlacedEvent, benign_stream, tiny_config
 from models.features import log_mel
 from models.train import (
@@ -21,6 +28,7 @@ from models.train import (
     TrainConfig,
     _augmented_batch,
     _mean_log_power,
+    _mix_band_statistics,
     _with_context,
     context_windows,
     train,
@@ -32,6 +40,7 @@ QUICK = TrainConfig(
     level_db=6.0,
     eq_db=4.0,
     overlay_probability=0.5,
+    band_mixstyle_probability=0.4,
     benign_validation_seconds=20.0,
     context_seconds=60.0,
     head_context_patches=50,
@@ -58,6 +67,14 @@ def test_training_on_one_thread_reproduces_the_checkpoint_bit_for_bit(tmp_path: 
     assert set(loaded.label_thresholds) == DISTRESS_LABELS
     assert max(loaded.label_thresholds.values()) == loaded.threshold
     assert np.all((distress < thresholds) | (thresholds == 0.99))
+
+
+def test_the_shipped_recipe_is_recorded_as_its_checkpoint_recorded_it() -> None:
+    # Options added since 1.5.0 stay out of the record while off, so retraining 1.5.0 still writes its bytes.
+    shipped = DistressClassifier.load(default_checkpoint_path())
+    assert shipped.metadata["train_config"] == TrainConfig().recorded()
+    mixed = replace(TrainConfig(), band_mixstyle_probability=0.4).recorded()
+    assert (mixed["band_mixstyle_probability"], mixed["band_mixstyle_alpha"]) == (0.4, 0.3)
 
 
 def _features(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -103,6 +120,39 @@ def test_background_overlay_adds_power_below_the_clip() -> None:
     # At 10 dB SNR the mean power rises by 10*log10(1.1) = 0.41 dB.
     rise_db = (_mean_log_power(overlaid) - _mean_log_power(reference)) / LOG_POWER_PER_DB
     assert rise_db == pytest.approx(np.full(20, 10 * np.log10(1.1)), abs=0.05)
+
+
+def test_band_mixstyle_gives_a_patch_a_blend_of_its_own_and_another_patchs_band_statistics() -> None:
+    rng = np.random.default_rng(5)
+    shape = rng.normal(0.0, 1.0, size=(24, PATCH_FRAMES, 64))
+    means, spreads = rng.uniform(-6.0, -1.0, size=(24, 1, 64)), rng.uniform(0.3, 1.0, size=(24, 1, 64))
+    batch = torch.from_numpy((shape * spreads + means).astype(np.float32))
+    config = TrainConfig(band_mixstyle_probability=0.5)
+    mixed = _mix_band_statistics(np.random.default_rng(6), batch, config).numpy()
+    original = batch.numpy()
+    changed = [row for row in range(24) if not np.allclose(mixed[row], original[row], atol=1e-3)]
+    assert 4 <= len(changed) <= 20  # about half the patches
+    own_mean, own_spread = original.mean(axis=1), original.std(axis=1)
+    for row in changed:
+        # Each band keeps its shape over time: the same frames are loud, by an affine map with positive scale.
+        correlation = [np.corrcoef(original[row, :, band], mixed[row, :, band])[0, 1] for band in range(64)]
+        assert min(correlation) > 0.9999
+        # Its band means and spreads are one blend, with the same weight, of its own and one other patch's.
+        target = np.concatenate([mixed[row].mean(axis=0), mixed[row].std(axis=0)])
+        fits = []
+        for partner in range(24):
+            ours = np.concatenate([own_mean[row], own_spread[row]])
+            theirs = np.concatenate([own_mean[partner], own_spread[partner]])
+            weight = float(np.dot(target - theirs, ours - theirs) / max(np.dot(ours - theirs, ours - theirs), 1e-12))
+            if 0.0 <= weight <= 1.0:
+                fits.append(np.abs(weight * ours + (1 - weight) * theirs - target).max())
+        assert min(fits) < 1e-3
+    # Near-silent patches given a loud patch's spread would reach below silence: they stop at it.
+    quiet = LOG_MEL_FLOOR + np.abs(rng.normal(0.0, 0.01, size=(8, PATCH_FRAMES, 64)))
+    quiet[::2] = np.maximum(rng.normal(LOG_MEL_FLOOR + 2.0, 3.0, size=(4, PATCH_FRAMES, 64)), LOG_MEL_FLOOR)
+    always = replace(config, band_mixstyle_probability=1.0)
+    floored = _mix_band_statistics(np.random.default_rng(7), torch.from_numpy(quiet.astype(np.float32)), always)
+    assert float(floored.min()) == pytest.approx(LOG_MEL_FLOOR)  # nothing is quieter than silence
 
 
 def test_context_windows_label_a_window_by_the_event_sound_heard_in_it() -> None:

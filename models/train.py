@@ -114,10 +114,10 @@ class TrainConfig:
     def recorded(self) -> dict[str, Any]:
         """The config as a checkpoint records it: without Freq-MixStyle's fields while it is off, so the recipe of a
         checkpoint trained before they existed still writes the same bytes."""
-        fields = json.loads(json.dumps(asdict(self)))
+        fields: dict[str, Any] = json.loads(json.dumps(asdict(self)))
         if not self.band_mixstyle_probability:
             del fields["band_mixstyle_probability"], fields["band_mixstyle_alpha"]
-        return dict(fields)
+        return fields
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.threads < 1:
@@ -522,7 +522,7 @@ def fit(
                     rng, context, per_kind, (batch, labels, distress), train_features, overlay_pool, band_mean,
                     config,
                 )
-            if config.band_mixstyle_probability > 0:
+            if config.band_mixstyle_probability > 0:  # no draws when off: the shipped recipe's stream stays
                 batch = _mix_band_statistics(rng, batch, config)
             logits, distress_logit = network(batch)
             loss = class_loss(logits, labels) + config.distress_loss_weight * distress_loss(

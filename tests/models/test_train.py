@@ -140,8 +140,8 @@ def test_band_mixstyle_gives_a_patch_a_blend_of_its_own_and_another_patchs_band_
         # Its band means and spreads are one blend, with the same weight, of its own and one other patch's.
         target = np.concatenate([mixed[row].mean(axis=0), mixed[row].std(axis=0)])
         fits = []
+        ours = np.concatenate([own_mean[row], own_spread[row]])
         for partner in range(24):
-            ours = np.concatenate([own_mean[row], own_spread[row]])
             theirs = np.concatenate([own_mean[partner], own_spread[partner]])
             weight = float(np.dot(target - theirs, ours - theirs) / max(np.dot(ours - theirs, ours - theirs), 1e-12))
             if 0.0 <= weight <= 1.0:

@@ -180,6 +180,7 @@ def evaluate_command(
     from config import SettingsError
     from models.evaluate import (
         evaluate,
+        format_sources,
         format_table,
         second_stage_note,
         trained_dataset_config,
@@ -210,6 +211,7 @@ def evaluate_command(
         typer.echo(json.dumps({**report.as_json(), "model_card": str(card)}, indent=2))
     else:
         typer.echo(format_table(report))
+        typer.echo(f"\n{format_sources(report)}")
         typer.echo(f"\nmodel card: {card}")
 
 

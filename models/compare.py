@@ -29,9 +29,11 @@ from models.evaluate import (
     cnn_only,
     event_context,
     event_recall,
+    source_recall,
+    source_scores,
     thresholds_text,
 )
-from models.train import Progress, clip_log_mels, last_patches, recall_at_fpr, roc_auc
+from models.train import Progress, clip_log_mels, last_patches, recall_at_fpr, roc_auc, threshold_at_fpr
 
 BENIGN_HOUR_S = 3600.0
 SELECTION_FPR = 0.05
@@ -78,6 +80,7 @@ class Comparison:
     sha256: str
     distress_auc: float
     recall_at_5pct_fpr: float
+    source_recall_at_5pct_fpr: float  # every distress source counting once (models.evaluate.source_recall)
     cnn_distress_auc: float  # the CNN alone: what a change to its training did before the second stage blends in
     cnn_recall_at_5pct_fpr: float
     threshold: float
@@ -181,6 +184,9 @@ def compare(
                 sha256=sha256_of(candidate.checkpoint),
                 distress_auc=roc_auc(distress, targets),
                 recall_at_5pct_fpr=recall_at_fpr(distress, targets, SELECTION_FPR),
+                source_recall_at_5pct_fpr=source_recall(
+                    source_scores(clips, distress, threshold_at_fpr(distress, targets, SELECTION_FPR))
+                ),
                 cnn_distress_auc=roc_auc(cnn_distress, targets),
                 cnn_recall_at_5pct_fpr=recall_at_fpr(cnn_distress, targets, SELECTION_FPR),
                 threshold=classifier.threshold,
@@ -196,7 +202,7 @@ def compare(
 def format_comparison(comparisons: Sequence[Comparison], split: str) -> str:
     """One row per checkpoint, as Markdown: the numbers a recipe is chosen by."""
     lines = [
-        f"| checkpoint ({split}) | clip ROC-AUC / recall at 5 % FPR | CNN alone | operating points | "
+        f"| checkpoint ({split}) | clip ROC-AUC / recall at 5 % FPR / by source | CNN alone | operating points | "
         "incidents (hours) | false alarms by label | events caught | by label |",
         "|---|---:|---:|---|---:|---|---:|---|",
     ]
@@ -209,7 +215,7 @@ def format_comparison(comparisons: Sequence[Comparison], split: str) -> str:
         )
         lines.append(
             f"| {Path(row.checkpoint).name} ({row.model_version}, {row.sha256[:8]}) | "
-            f"{row.distress_auc:.3f} / {row.recall_at_5pct_fpr:.3f} | "
+            f"{row.distress_auc:.3f} / {row.recall_at_5pct_fpr:.3f} / {row.source_recall_at_5pct_fpr:.3f} | "
             f"{row.cnn_distress_auc:.3f} / {row.cnn_recall_at_5pct_fpr:.3f} | "
             f"{thresholds_text(row.threshold, row.label_thresholds)}{points} | "
             f"{row.incidents} ({row.benign_hours:g}) | "

@@ -54,6 +54,7 @@ from models.train import (
     last_patches,
     recall_at_fpr,
     roc_auc,
+    threshold_at_fpr,
 )
 
 
@@ -63,6 +64,43 @@ class ClassMetrics:
     precision: float
     recall: float
     support: int
+
+
+@dataclass(frozen=True)
+class SourceScore:
+    """One source's clips of one label at the split's point of 5 % false positives: for a distress label the
+    clips it catches there, for an everyday label those it takes for distress. A split draws a label's clips from
+    its sources in proportion to their material, so one source can carry much of a label's score; this shows
+    which sources the clip-level recall rests on."""
+
+    label: str
+    source: str
+    clips: int
+    over_point: int
+
+    @property
+    def share_over_point(self) -> float:
+        return self.over_point / self.clips
+
+
+def source_scores(clips: ClipSet, distress: npt.NDArray[np.floating], point: float) -> tuple[SourceScore, ...]:
+    """Every (label, source) of ``clips`` with its clip count and how many score at or over ``point``."""
+    over = distress >= point
+    counted: dict[tuple[str, str], list[int]] = {}
+    for index, (label_index, source) in enumerate(zip(clips.labels, clips.source_ids, strict=True)):
+        tally = counted.setdefault((LABELS[label_index], source), [0, 0])
+        tally[0] += 1
+        tally[1] += int(over[index])
+    return tuple(
+        SourceScore(label, source, clips=total, over_point=hits)
+        for (label, source), (total, hits) in sorted(counted.items())
+    )
+
+
+def source_recall(sources: tuple[SourceScore, ...]) -> float:
+    """Recall with every distress source counting once, however many clips it has: less at the mercy of the
+    few sources that hold most of a label's clips."""
+    return float(np.mean([source.share_over_point for source in sources if source.label in DISTRESS_LABELS]))
 
 
 @dataclass(frozen=True)
@@ -134,6 +172,8 @@ class EvaluationReport:
     confusion: npt.NDArray[np.int64]
     distress_auc: float
     recall_at_5pct_fpr: float
+    point_at_5pct_fpr: float  # the lowest distress probability with at most 5 % of everyday clips at or over it
+    sources: tuple[SourceScore, ...]
     threshold: float
     label_thresholds: dict[str, float]  # where a label has its own operating point (its top windows use it)
     recall_at_threshold: float
@@ -143,6 +183,10 @@ class EvaluationReport:
     benign: BenignRun | None
     events: EventRecall | None
     cost: Cost
+
+    @property
+    def source_recall_at_5pct_fpr(self) -> float:
+        return source_recall(self.sources)
 
     def as_json(self) -> dict[str, Any]:
         """Every number of the table and the card as plain JSON, for scripts that track a model's metrics;
@@ -154,6 +198,9 @@ class EvaluationReport:
             "confusion": {"labels": [metrics.label for metrics in self.classes], "counts": self.confusion.tolist()},
             "distress_auc": self.distress_auc,
             "recall_at_5pct_fpr": self.recall_at_5pct_fpr,
+            "point_at_5pct_fpr": self.point_at_5pct_fpr,
+            "source_recall_at_5pct_fpr": self.source_recall_at_5pct_fpr,
+            "sources": [asdict(source) for source in self.sources],
             "threshold": self.threshold,
             "label_thresholds": self.label_thresholds,
             "recall_at_threshold": self.recall_at_threshold,
@@ -378,6 +425,7 @@ def evaluate(
     targets = distress_targets(clips.labels)
     classes, confusion = class_metrics(probabilities.argmax(axis=1), clips.labels)
     fpr, tpr = roc_curve(distress, targets)
+    point = threshold_at_fpr(distress, targets, 0.05)
     decided = distress >= classifier.thresholds(probabilities)
     benign = None
     if benign_seconds > 0:
@@ -392,6 +440,8 @@ def evaluate(
         confusion=confusion,
         distress_auc=roc_auc(distress, targets),
         recall_at_5pct_fpr=recall_at_fpr(distress, targets, 0.05),
+        point_at_5pct_fpr=point,
+        sources=source_scores(clips, distress, point),
         threshold=classifier.threshold,
         label_thresholds=dict(classifier.label_thresholds),
         recall_at_threshold=float(np.mean(decided[targets > 0.5])),
@@ -424,6 +474,8 @@ def format_table(report: EvaluationReport) -> str:
         "|---|---:|",
         f"| ROC-AUC | {report.distress_auc:.4f} |",
         f"| recall at 5% false-positive rate | {report.recall_at_5pct_fpr:.3f} |",
+        f"| ... each of the {sum(s.label in DISTRESS_LABELS for s in report.sources)} distress sources counting "
+        f"once | {report.source_recall_at_5pct_fpr:.3f} |",
         f"| recall at shipped thresholds ({thresholds_text(report.threshold, report.label_thresholds)}) | "
         f"{report.recall_at_threshold:.3f} |",
         f"| false-positive rate at shipped thresholds | {report.fpr_at_threshold:.3f} |",
@@ -447,6 +499,37 @@ def format_table(report: EvaluationReport) -> str:
         )
         lines += [f"| ... {label} ({e.events[label]} events) | {e.recall_of(label):.3f} |" for label in e.events]
     return "\n".join(lines)
+
+
+def format_sources(report: EvaluationReport, rows: int = 8) -> str:
+    """Where the recall at 5 % false positives is lost: the distress sources missing the most clips at that point
+    and the everyday sources it takes for distress most often."""
+    distress = [source for source in report.sources if source.label in DISTRESS_LABELS]
+    missing = sorted(distress, key=lambda s: (s.over_point - s.clips, s.label, s.source))[:rows]
+    everyday = [source for source in report.sources if source.label not in DISTRESS_LABELS and source.over_point]
+    taken = sorted(everyday, key=lambda s: (-s.over_point, s.label, s.source))[:rows]
+    return "\n\n".join([
+        _source_table("distress source", "missed", [(s, s.clips - s.over_point) for s in missing]),
+        _source_table("everyday source", "taken for distress", [(s, s.over_point) for s in taken]),
+    ])
+
+
+def _source_table(kind: str, counted: str, rows: list[tuple[SourceScore, int]]) -> str:
+    lines = [f"| {kind} (label: source) | clips | {counted} |", "|---|---:|---:|"]
+    lines += [f"| {s.label}: {s.source} | {s.clips} | {n} ({n / s.clips:.0%}) |" for s, n in rows]
+    return "\n".join(lines)
+
+
+def _largest_sources_text(report: EvaluationReport) -> str:
+    """"shout: nexuiz-data:torus, 263 of 500; ...": each distress label's largest source and its share of clips."""
+    support = {metrics.label: metrics.support for metrics in report.classes}
+    largest: dict[str, SourceScore] = {}
+    for source in report.sources:  # sorted by label and source: a tie goes to the first name
+        if source.label in DISTRESS_LABELS and source.clips > getattr(largest.get(source.label), "clips", 0):
+            largest[source.label] = source
+    return "; ".join(
+        f"{label}: {source.source}, {source.clips} of {support[label]}" for label, source in sorted(largest.items())
+    )
 
 
 def _plot_roc(report: EvaluationReport, path: Path) -> None:
@@ -582,6 +665,9 @@ def write_model_card(
             else ""
         ),
         table=format_table(report),
+        point=report.point_at_5pct_fpr,
+        largest_sources=_largest_sources_text(report),
+        sources=format_sources(report),
         ms_single=cost.ms_per_patch,
         ms_batched=cost.ms_per_patch_batched,
         ms_stage=(
@@ -669,6 +755,17 @@ recordings of another stretch of test-split everyday audio with one distress eve
 label and source, starting at a random sub-second offset after 8 s) and counts the events that opened an
 incident at the event. The phrase spotter is left out (it needs the ASR model and an hour of transcription);
 its own false-alarm rate is measured by the ASR benchmarks.
+
+### Where the recall at 5 % false positives is lost
+
+At the split's point of 5 % false positives (distress probability {point:.3f}): the distress sources missing the
+most clips there, and the everyday sources taken for distress most often. A split draws each label's clips from
+its sources in proportion to their material, so a few sources weigh heavily (each distress label's largest:
+{largest_sources}); the row "each of the distress sources counting once" above is the recall without that
+weighting. Every source's counts are in
+`distress models evaluate --json` ("sources").
+
+{sources}
 
 ![ROC](roc.png)
 

@@ -75,6 +75,23 @@ def test_evaluate_json_holds_the_numbers_of_the_table(trained: tuple[Path, Path]
     assert report["events"] is None and report["cost"]["parameters"] > 0
     assert Path(report["model_card"]) == tmp_path / "json" / "MODEL_CARD.md"
 
+    # Every clip in one source's row; the distress rows' clips over the point are the recall at 5 % false positives.
+    sources = report["sources"]
+    assert sum(s["clips"] for s in sources) == sum(metrics["support"] for metrics in report["classes"])
+    distress = [s for s in sources if s["label"] in DISTRESS_LABELS]
+    everyday = [s for s in sources if s["label"] not in DISTRESS_LABELS]
+    assert sum(s["over_point"] for s in distress) / sum(s["clips"] for s in distress) == pytest.approx(
+        report["recall_at_5pct_fpr"])
+    assert sum(s["over_point"] for s in everyday) <= 0.05 * sum(s["clips"] for s in everyday)
+    assert report["source_recall_at_5pct_fpr"] == pytest.approx(
+        sum(s["over_point"] / s["clips"] for s in distress) / len(distress))
+    # The table names the distress source that misses the most clips, with the JSON's counts.
+    worst = max(distress, key=lambda s: s["clips"] - s["over_point"])
+    missed = worst["clips"] - worst["over_point"]
+    assert [cell.strip() for cell in rows[f"{worst['label']}: {worst['source']}"]] == [
+        str(worst["clips"]), f"{missed} ({missed / worst['clips']:.0%})"]
+    assert "Where the recall at 5 % false positives is lost" in (tmp_path / "table" / "MODEL_CARD.md").read_text()
+
 
 def _copy_at(checkpoint: Path, target: Path, point: float) -> Path:
     """The same network at another operating point for every label."""
@@ -103,7 +120,8 @@ def test_compare_runs_each_checkpoint_through_its_own_chain_on_the_same_audio(
     report = evaluate(DistressClassifier.load(checkpoint), build_dataset(SMALL.dataset, data_dir), checkpoint,
                       split="validation", benign_seconds=0, data_dir=data_dir)
     for row in (plain, eager_row, deaf_row):
-        assert (row["distress_auc"], row["recall_at_5pct_fpr"]) == (report.distress_auc, report.recall_at_5pct_fpr)
+        assert (row["distress_auc"], row["recall_at_5pct_fpr"], row["source_recall_at_5pct_fpr"]) == (
+            report.distress_auc, report.recall_at_5pct_fpr, report.source_recall_at_5pct_fpr)
     assert eager_row["label_thresholds"] == {label: 0.02 for label in sorted(DISTRESS_LABELS)}
 
     # One benign stream of 108 s (seed 0); each row's incidents are those its own operating points opened.

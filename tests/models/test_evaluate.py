@@ -9,7 +9,7 @@ from cli.models import product_chain
 from models import synth
 from models.classifier import LABELS, DistressClassifier, default_checkpoint_path
 from models.dataset import ClipSet
-from models.evaluate import ProductChain, benign_run, event_recall
+from models.evaluate import ProductChain, SourceScore, benign_run, event_recall, source_scores
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,21 @@ def test_event_recall_counts_the_events_that_open_an_incident_at_the_event(chain
     assert recall.caught == {"scream": 0, "glass": 2} and recall.recall == 0.5
     with pytest.raises(ValueError, match="too short for one event"):
         event_recall(clips, context[: 10 * 16000], chain, events_per_label=1)
+
+
+def test_source_scores_count_each_sources_clips_at_or_over_the_point() -> None:
+    labels = ["shout", "shout", "shout", "speech", "speech", "scream"]
+    clips = ClipSet(
+        audio=np.zeros((len(labels), 16000), dtype=np.int16),
+        labels=np.array([LABELS.index(label) for label in labels]),
+        source_ids=("a", "a", "b", "c", "c", "a"),
+        origins=("x",) * len(labels),
+    )
+    scores = source_scores(clips, np.array([0.9, 0.5, 0.7, 0.7, 0.1, 0.69]), point=0.7)
+    assert scores == (
+        SourceScore("scream", "a", clips=1, over_point=0),
+        SourceScore("shout", "a", clips=2, over_point=1),
+        SourceScore("shout", "b", clips=1, over_point=1),
+        SourceScore("speech", "c", clips=2, over_point=1),
+    )
+    assert scores[1].share_over_point == 0.5

@@ -2,8 +2,9 @@
 
 Reported: per-class precision/recall (arg-max class), the confusion matrix, distress ROC-AUC, recall at 5%
 false positives (read off the test ROC curve), recall and false-positive rate at the shipped threshold (which
-was fixed on validation), the false-alarm count on a benign generated stream, and what one patch costs on one
-CPU thread, the second stage included at the share of benign windows it runs on.
+was fixed on validation), the clips of each held-out source over the point of 5 % false positives (where that
+recall is lost), the false-alarm count on a benign generated stream, and what one patch costs on one CPU thread,
+the second stage included at the share of benign windows it runs on.
 """
 
 from __future__ import annotations

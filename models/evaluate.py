@@ -524,13 +524,12 @@ def _source_table(kind: str, counted: str, rows: list[tuple[SourceScore, int]]) 
 def _largest_sources_text(report: EvaluationReport) -> str:
     """"shout: nexuiz-data:torus, 263 of 500; ...": each distress label's largest source and its share of clips."""
     support = {metrics.label: metrics.support for metrics in report.classes}
-    largest: dict[str, SourceScore] = {}
-    for source in report.sources:  # sorted by label and source: a tie goes to the first name
-        if source.label in DISTRESS_LABELS and source.clips > getattr(largest.get(source.label), "clips", 0):
-            largest[source.label] = source
-    return "; ".join(
-        f"{label}: {source.source}, {source.clips} of {support[label]}" for label, source in sorted(largest.items())
-    )
+    distress = [source for source in report.sources if source.label in DISTRESS_LABELS]
+    largest = [  # sources are sorted by label and name, so a tie goes to the first name
+        max((source for source in distress if source.label == label), key=lambda source: source.clips)
+        for label in sorted({source.label for source in distress})
+    ]
+    return "; ".join(f"{s.label}: {s.source}, {s.clips} of {support[s.label]}" for s in largest)
 
 
 def _plot_roc(report: EvaluationReport, path: Path) -> None:

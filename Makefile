@@ -9,24 +9,23 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: setup run test lint system-deps training-deps broker-up broker-down clean
 
-setup: $(VENV_STAMP) $(KAFKA_STAMP) ## Create .venv, install the project and the Kafka broker jars (idempotent).
+setup: system-deps $(VENV_STAMP) $(KAFKA_STAMP) ## Debian packages, .venv with the project, the Kafka jars (idempotent).
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml | system-deps
 	@command -v python3.11 >/dev/null || { echo "error: Python 3.11 is required (python3.11 not found on PATH)" >&2; exit 1; }
 	@python3.11 -m uv --version >/dev/null 2>&1 || python3.11 -m pip install -q --disable-pip-version-check uv
 	python3.11 -m uv venv --allow-existing --python python3.11 $(VENV)
 	python3.11 -m uv pip install --python $(PY) -e '.[dev]'
 	@touch $@
 
-$(KAFKA_STAMP): tools/kafka/pom.xml tools/kafka/SHA256SUMS tools/kafka/install.sh
+$(KAFKA_STAMP): tools/kafka/pom.xml tools/kafka/SHA256SUMS tools/kafka/install.sh | system-deps
 	bash tools/kafka/install.sh $(KAFKA_HOME)
 
-system-deps: ## Install the Debian packages listed in tools/debian-packages.txt (needs root).
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^#' tools/debian-packages.txt)
+system-deps: ## The missing Debian packages of tools/debian-packages.txt (as root or sudo; else says what to run).
+	@bash tools/system-deps.sh tools/debian-packages.txt
 
-training-deps: system-deps ## The Debian data packages needed to retrain the classifier (needs root).
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^#' tools/debian-packages-training.txt)
+training-deps: ## Also the Debian data packages that retraining the classifier reads.
+	@bash tools/system-deps.sh tools/debian-packages.txt tools/debian-packages-training.txt
 
 run: setup ## The product demo on embedded defaults.
 	$(VENV)/bin/distress demo

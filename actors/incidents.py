@@ -21,7 +21,9 @@ or a what-if run makes the same decisions as the live pipeline did):
 * **Evidence clip** - the audio from ``clip_pre_s`` before the onset to ``clip_post_s`` after the triggering
   window, taken from a bounded per-stream PCM buffer. The incident opens immediately (lowest alert latency); the
   clip follows in an ``IncidentUpdated`` once the post-roll audio has arrived. Streams with ``store_audio =
-  false`` (privacy mode) keep detections, labels and transcripts but never audio.
+  false`` (privacy mode) keep detections, labels and transcripts but never audio. A clip the store cannot write
+  (disk full) does not hold the incident back: it opens and alerts without one, and an ``IncidentNoteAdded`` by
+  ``system`` marks its evidence missing.
 
 Events derived from an input get deterministic ids (a hash of the cause, the transition and the incident), so a
 batch re-delivered after a crash yields the same events and downstream consumers can drop the duplicates.
@@ -445,6 +447,7 @@ class _Incident:
     last_evidence_s: float | None  # None after a restart: the quiet period counts from the next window
     last_cause_id: str
     clip: tuple[str, float] | None = None
+    clip_missing: str | None = None  # why the clip store refused the clip, until a system note has said so
     closed: bool = False
 
 
@@ -598,7 +601,9 @@ class IncidentEngine:
             if strong
             else f"{len(positives)} of the last {len(state.windows)} windows positive"
         )
-        events.append(self._open(state, positives, scored, why))
+        events.append(opened := self._open(state, positives, scored, why))
+        if state.active is not None and state.active.incident_id == opened.incident_id:
+            events += self._clip_missing_note(state.active, scored.event_id)
         return events
 
     def on_transcript(self, transcript: TranscriptProduced) -> list[Event]:
@@ -778,6 +783,8 @@ class IncidentEngine:
             state.pending_clips.remove(pending)
             if self._store_clip(state, pending):
                 events += self._publish_changes(pending.incident, cause_id)
+            else:
+                events += self._clip_missing_note(pending.incident, cause_id)
         return events
 
     def _store_clip(self, state: _StreamState, pending: _PendingClip) -> bool:
@@ -786,9 +793,29 @@ class IncidentEngine:
         if not pcm16:
             log.warning("no audio retained for the evidence clip", extra={"incident_id": pending.incident.incident_id})
             return False
-        stored = self.clip_store.put_pcm16(pcm16, state.audio.sample_rate)
+        try:
+            stored = self.clip_store.put_pcm16(pcm16, state.audio.sample_rate)
+        except OSError as error:  # disk full, read-only, gone: the incident matters more than its recording
+            log.error("evidence clip not stored", extra={"incident_id": pending.incident.incident_id,
+                                                         "error": str(error)})
+            pending.incident.clip_missing = error.strerror or str(error)
+            return False
         pending.incident.clip = (stored.sha256, stored.duration_s)
         return True
+
+    def _clip_missing_note(self, incident: _Incident, cause_id: str) -> list[Event]:
+        """A system note on the incident's timeline that its evidence clip is missing, and why (said once)."""
+        if incident.clip_missing is None:
+            return []
+        why, incident.clip_missing = incident.clip_missing, None
+        return [
+            IncidentNoteAdded(
+                **self._envelope(incident, cause_id, "clip-missing"),
+                incident_id=incident.incident_id,
+                actor=SYSTEM_ACTOR,
+                note=f"evidence clip missing: the clip store could not write it ({why})",
+            )
+        ]
 
     def _new_session(self, state: _StreamState) -> None:
         """Scores of another capture run: its sample offsets start again, and so does stream-time state."""

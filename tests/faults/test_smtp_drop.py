@@ -8,6 +8,7 @@ failed, try again after its backoff, and stop after the one accepted delivery.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ class DropFirstData:
         self.sessions += 1
         if self.dropped == 0:
             self.dropped += 1
-            assert server.transport is not None
+            assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()  # no reply: the client is left not knowing
             return "421 connection dropped"  # written to a closed transport: never seen by the client
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()

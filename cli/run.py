@@ -26,33 +26,33 @@ from rich.console import Console
 from rich.table import Table
 
 from actors.capture.sources import STDIN
-from actors.metrics import MetricsError, ObserverSnapshot
+from actors.metrics import ObserverSnapshot
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime import (
     PipelineRuntime,
     PipelineStatus,
     RunSummary,
-    RuntimeStartError,
     SourceFactory,
     connect_ray,
     pipeline_status,
     stop_on_signals,
 )
-from cli.broker import BrokerError, LocalBroker
+from cli.broker import LocalBroker, reachable_bus
 from cli.capture import CaptureUsageError, stream_ids_for
-from config import Settings, SettingsError, StreamConfig, load_settings
+from cli.errors import CliError
+from config import Settings, StreamConfig, load_settings
 from config.logging import configure_logging
+from config.redaction import redact_url
 from config.settings import AlertRoute
 from frontend.auth import AuthError
 from frontend.server import DashboardServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_SCRIPT = REPO_ROOT / "tools" / "make_demo_audio.py"
-BROKER_TIMEOUT_S = 5.0
 
 
-class RunUsageError(Exception):
-    """The command line or the configured streams are wrong; the message says what."""
+class RunUsageError(CliError):
+    """The command line or the configured streams are wrong; the message says what (exit code 2)."""
 
 
 def streams_for_run(settings: Settings, sources: Sequence[str], stream_ids: Sequence[str], *,
@@ -75,13 +75,18 @@ def streams_for_run(settings: Settings, sources: Sequence[str], stream_ids: Sequ
     return streams
 
 
-def ensure_broker(settings: Settings) -> None:
-    """Start the managed local broker when it is not running; an external cluster must already answer."""
+def ensure_broker(settings: Settings) -> LocalBroker | None:
+    """Start the managed local broker when it is not running; an external cluster must already answer.
+
+    Returns the broker when this call started it, so that the caller decides whether it outlives the command.
+    """
     broker = LocalBroker(settings)
     if settings.uses_local_broker:
+        was_running = broker.status().running
         broker.up()
-    elif not broker.reachable(timeout_s=BROKER_TIMEOUT_S):
-        raise BrokerError(f"cannot reach the Kafka cluster at {settings.bootstrap_servers}")
+        return None if was_running else broker
+    reachable_bus(settings)
+    return None
 
 
 def run_pipeline(
@@ -120,9 +125,14 @@ def run_pipeline(
 # ------------------------------------------------------------------------------------------------ output
 
 
-def _print_summary(summary: RunSummary, json_output: bool) -> None:
+def _print_summary(summary: RunSummary, json_output: bool, streams: Sequence[StreamConfig]) -> None:
     if json_output:
-        typer.echo(json.dumps(summary.as_json(), indent=2))
+        report = summary.as_json()
+        # A stream that failed before it started (a missing file) has no StreamStarted to take its source from.
+        given = {stream.id: redact_url(stream.source) for stream in streams}
+        for stream in report["streams"]:
+            stream["source"] = stream["source"] or given.get(stream["id"], "")
+        typer.echo(json.dumps(report, indent=2))
         return
     console = Console()
     snapshot = summary.snapshot
@@ -176,13 +186,11 @@ def _print_status(status: PipelineStatus, json_output: bool) -> None:
     _print_latency(console, recent)
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-class DashboardStartError(Exception):
+class DashboardStartError(CliError):
     """The dashboard `distress run` starts could not be brought up; the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="runtime", exit_code=1)
 
 
 @contextmanager
@@ -237,25 +245,21 @@ def run_command(
         "--dashboard/--no-dashboard", help="Serve the operator dashboard while the pipeline runs.")] = True,
 ) -> None:
     """Run the pipeline as Ray actors (capture per stream, features, ASR, scoring, incidents, alerting, projections)."""
-    try:
-        settings = load_settings()
-        streams = streams_for_run(settings, source or [], stream_id or [], until_eof=until_eof)
-        if timeout is not None and timeout <= 0:
-            raise RunUsageError(f"--timeout must be positive, got {timeout}")
-    except (RunUsageError, SettingsError) as error:
-        raise _fail(str(error), 2) from error
-    try:
-        ensure_broker(settings)
-        with ExitStack() as serving:
-            if dashboard:
-                server = serving.enter_context(pipeline_dashboard(settings, Console(stderr=True)))
-                settings = linked_to_dashboard(settings, server)
-            summary = run_pipeline(settings, streams, stages=default_stages(settings), source_factory=capture_source,
-                                   realtime=realtime, until_eof=until_eof, address=address, timeout_s=timeout)
-    except (BrokerError, DashboardStartError, RuntimeStartError, MetricsError, TimeoutError,
-            ConnectionError) as error:
-        raise _fail(str(error), 1) from error
-    _print_summary(summary, json_output)
+    settings = load_settings()
+    streams = streams_for_run(settings, source or [], stream_id or [], until_eof=until_eof)
+    if timeout is not None and timeout <= 0:
+        raise RunUsageError(f"--timeout must be positive, got {timeout}")
+    started = ensure_broker(settings)
+    if started is not None:
+        typer.echo("started the local Kafka broker; it keeps running after this run "
+                   "(`distress broker down` stops it)", err=True)
+    with ExitStack() as serving:
+        if dashboard:
+            server = serving.enter_context(pipeline_dashboard(settings, Console(stderr=True)))
+            settings = linked_to_dashboard(settings, server)
+        summary = run_pipeline(settings, streams, stages=default_stages(settings), source_factory=capture_source,
+                               realtime=realtime, until_eof=until_eof, address=address, timeout_s=timeout)
+    _print_summary(summary, json_output, streams)
     if any(stream.state == "failed" for stream in summary.snapshot.streams):
         raise typer.Exit(2)
 
@@ -266,26 +270,20 @@ def status_command(
 ) -> None:
     """Per-stage consumers, lag and latency (capture → features → score → incident → alert), read from Kafka."""
     if window <= 0:
-        raise _fail(f"--window must be positive, got {window}", 2)
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        raise _fail(str(error), 2) from error
-    if not LocalBroker(settings).reachable(timeout_s=BROKER_TIMEOUT_S):
-        raise _fail(f"cannot reach Kafka at {settings.bootstrap_servers}; is the pipeline set up "
-                    "(`distress broker up`)?", 1)
-    try:
-        status = pipeline_status(settings, default_stages(settings), window_s=window)
-    except MetricsError as error:
-        raise _fail(str(error), 1) from error
-    _print_status(status, json_output)
+        raise RunUsageError(f"--window must be positive, got {window}")
+    settings = load_settings()
+    reachable_bus(settings)
+    _print_status(pipeline_status(settings, default_stages(settings), window_s=window), json_output)
 
 
 # -------------------------------------------------------------------------------------------------- demo
 
 
-class DemoRecordingError(Exception):
+class DemoRecordingError(CliError):
     """The demo recording could not be generated; the message has the generator's own error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="runtime", exit_code=1)
 
 
 def ensure_demo_recording(settings: Settings) -> Path:
@@ -342,17 +340,11 @@ def demo_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """The product demo: a local broker, the bundled models and a demo recording played through the pipeline."""
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        raise _fail(str(error), 2) from error
+    settings = load_settings()
     if "log_level" not in settings.model_fields_set:  # the demo's console shows incidents and alerts, not logs
         settings = settings.model_copy(update={"log_level": "WARNING"})
         configure_logging(settings.log_level, json_lines=settings.log_json)
-    try:
-        recording = ensure_demo_recording(settings)
-    except DemoRecordingError as error:
-        raise _fail(str(error), 1) from error
+    recording = ensure_demo_recording(settings)
     console = Console(stderr=True)
     seen: set[str] = set()
 
@@ -366,17 +358,21 @@ def demo_command(
     def show_alert(alert: dict[str, Any]) -> None:
         console.print(f"[bold yellow]ALERT[/] {alert.get('title', '')}\n{alert.get('message', '')}")
 
+    streams = [StreamConfig(id="demo", source=str(recording))]
     console.print(f"playing {recording} through the pipeline{'' if fast else ' in real time'}; Ctrl-C stops")
+    started: LocalBroker | None = None
     try:
-        ensure_broker(settings)
+        started = ensure_broker(settings)
         with local_alert_sink(show_alert) as sink_url, pipeline_dashboard(settings, console) as server:
             summary = run_pipeline(
                 with_sink_route(linked_to_dashboard(settings, server), sink_url),
-                [StreamConfig(id="demo", source=str(recording))],
+                streams,
                 stages=default_stages(settings), source_factory=capture_source, realtime=not fast, until_eof=True,
                 address=None, timeout_s=None, on_progress=show_new_incidents,
             )
-    except (BrokerError, DashboardStartError, RuntimeStartError, MetricsError, ConnectionError) as error:
-        raise _fail(str(error), 1) from error
+    finally:
+        if started is not None:  # a demo leaves nothing running behind it
+            started.down()
+            console.print("stopped the local Kafka broker the demo started")
     show_new_incidents(summary.snapshot)
-    _print_summary(summary, json_output)
+    _print_summary(summary, json_output, streams)

@@ -1,0 +1,212 @@
+"""The projection database goes down during a batch: after it returns the tables hold every row exactly once.
+
+The projector is hosted as in production (``ProjectorPool``: a failed projector is rebuilt from its stored
+checkpoint, with backoff) and follows a real broker. Faults:
+
+* PostgreSQL (a private cluster, so no one else's database goes down): the projector's connection is killed with
+  ``pg_terminate_backend`` while it is inside a batch transaction, and later the whole cluster is shut down
+  (immediate mode, like a crash) while a batch is being written, and started again;
+* SQLite: the filesystem holding the database file fills up while batches are being applied (a read-only remount
+  is refused while the file is open for writing), then has room again.
+
+Afterwards the tables must equal a projection of the same topics that never saw a fault (table digests), the
+checkpoint must cover every message, and every incident event must have exactly one timeline row.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from benchmarks.replay import synthetic_history
+from config import Settings
+from events import Event
+from events.catalogue import IncidentEvent
+from frontend.projectors import ProjectorPool
+from projections.database import create_database_engine, migrate, table_digest
+from projections.projector import Projector, load_checkpoint
+from projections.read_models import PROJECTIONS
+from projections.schema import IncidentRow, IncidentTimelineRow
+from tests.conftest import free_port, wait_for
+from tests.faults.conftest import fill, skip_or_fail, tiny_filesystem
+
+INCIDENTS = PROJECTIONS["incidents"]
+PROJECTOR_APP = "faults-projector"
+
+
+def history() -> list[IncidentEvent]:
+    """About 8000 incident events: several of the projector's 2000-event batches."""
+    events = synthetic_history(streams=12, incidents_per_stream=110, windows_per_incident=1, seed=5)
+    return [event for event in events if isinstance(event, IncidentEvent)]
+
+
+def publish(settings: Settings, events: Sequence[Event]) -> None:
+    with settings.bus().producer() as producer:
+        for event in events:
+            producer.publish(event)
+        producer.flush()
+
+
+def applied(engine: Engine) -> int:
+    """Messages covered by the stored checkpoint (every message is one incident event here)."""
+    with engine.connect() as connection:
+        return sum(load_checkpoint(connection, INCIDENTS.name).values())
+
+
+def assert_exactly_once(engine: Engine, settings: Settings, events: Sequence[IncidentEvent], tmp_path: Path) -> None:
+    """Nothing lost, nothing doubled: equal to a fault-free projection, one timeline row per event."""
+    reference = create_database_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    migrate(reference)
+    projector = Projector(reference, settings.bus(), INCIDENTS)
+    projector.catch_up()
+    projector.close()
+    with engine.connect() as faulty, reference.connect() as clean:
+        for table in INCIDENTS.tables:
+            assert table_digest(faulty, table) == table_digest(clean, table), f"{table.name} differs"
+        assert faulty.scalar(select(func.count()).select_from(IncidentTimelineRow)) == len(events)
+        assert faulty.scalar(select(func.count()).select_from(IncidentRow)) == len(
+            {event.incident_id for event in events})
+    reference.dispose()
+
+
+# ------------------------------------------------------------------------------------------------ PostgreSQL
+
+
+class PrivateCluster:
+    """A throwaway PostgreSQL cluster on a free port, run by the ``postgres`` user (the server refuses root)."""
+
+    def __init__(self) -> None:
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda path: int(path.parts[-3]))
+        if not versions:
+            skip_or_fail("PostgreSQL server binaries are not installed (/usr/lib/postgresql/*/bin)")
+        if os.geteuid() != 0:
+            skip_or_fail("stopping and starting a private PostgreSQL cluster needs root (to run as postgres)")
+        self.bin = versions[-1].parent
+        self.port = free_port()
+        self.data = Path(tempfile.mkdtemp(prefix="faults-pg-"))
+        shutil.chown(self.data, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "distress",
+                          "--no-sync", "-E", "UTF8")
+        self.url = f"postgresql+psycopg://distress@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "log"), "-o",
+                          options, "-w", "start")
+
+    def crash(self) -> None:
+        """An immediate shutdown (SIGQUIT to the postmaster): no checkpoint, open transactions are cut."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGQUIT)
+        wait_for(lambda: not (self.data / "postmaster.pid").exists(), what="PostgreSQL to go down")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PrivateCluster]:
+    cluster = PrivateCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.data, ignore_errors=True)
+
+
+def kill_inside_a_batch(admin: Engine) -> bool:
+    """Terminate the projector's connection if it is inside a batch transaction now; whether it was."""
+    with admin.connect() as connection:
+        killed = connection.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :app"
+            " AND xact_start IS NOT NULL AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%'"
+            " OR query ILIKE 'COPY%' OR query ILIKE 'UPDATE%')"), {"app": PROJECTOR_APP}).scalars().all()
+    return any(killed)
+
+
+def inside_a_batch(admin: Engine) -> bool:
+    with admin.connect() as connection:
+        return bool(connection.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND xact_start IS NOT NULL"
+            " AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%' OR query ILIKE 'COPY%')"),
+            {"app": PROJECTOR_APP}))
+
+
+def test_postgres_killed_and_crashed_mid_batch_loses_and_doubles_nothing(
+    kafka_settings: Settings, postgres: PrivateCluster, tmp_path: Path
+) -> None:
+    database = f"faults_{os.urandom(4).hex()}"
+    admin = create_engine(make_url(postgres.url).update_query_dict({"application_name": "faults-admin"}),
+                          isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # outlives the crash
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{database}"'))
+    url = make_url(postgres.url).set(database=database).update_query_dict({"application_name": PROJECTOR_APP})
+    engine = create_database_engine(url.render_as_string(hide_password=False))
+    migrate(engine)
+    kafka_settings.ensure_topics()
+    events = history()
+    half = len(events) // 2
+    pool = ProjectorPool(engine, kafka_settings.bus(), (INCIDENTS,))
+    pool.start()
+    try:
+        publish(kafka_settings, events[:half])
+        wait_for(lambda: kill_inside_a_batch(admin), what="a batch transaction to kill", timeout_s=30)
+        wait_for(lambda: applied(engine) == half, what="the first half after the killed connection")
+
+        publish(kafka_settings, events[half:])
+        wait_for(lambda: inside_a_batch(admin), what="a batch in progress", timeout_s=30)
+        postgres.crash()
+        wait_for(lambda: pool.statuses[INCIDENTS.name].error is not None, what="the projector to notice")
+        postgres.start()
+        wait_for(lambda: applied(engine) == len(events), what="the rest after the restart", timeout_s=120)
+    finally:
+        pool.stop()
+    assert_exactly_once(engine, kafka_settings, events, tmp_path)
+    engine.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------- SQLite
+
+
+def test_sqlite_unavailable_mid_batch_loses_and_doubles_nothing(kafka_settings: Settings, tmp_path: Path) -> None:
+    with tiny_filesystem(tmp_path / "db", size="64m") as folder:
+        engine = create_database_engine(f"sqlite:///{folder / 'projections.db'}")
+        migrate(engine)
+        kafka_settings.ensure_topics()
+        events = history()
+        pool = ProjectorPool(engine, kafka_settings.bus(), (INCIDENTS,))
+        pool.start()
+        status = pool.statuses[INCIDENTS.name]
+        try:
+            publish(kafka_settings, events)
+            wait_for(lambda: applied(engine) > 0, what="the first batch")
+            fill(folder)  # no block left for the next batch, nor for its WAL
+            try:
+                wait_for(lambda: status.error is not None, what="a batch to fail on the full disk")
+                assert 0 < applied(engine) < len(events), "every batch was written before the fault"
+                time.sleep(1.0)  # stays down through a retry or two
+            finally:
+                (folder / "filler").unlink()
+            wait_for(lambda: applied(engine) == len(events), what="the rest once there is room", timeout_s=120)
+        finally:
+            pool.stop()
+        assert_exactly_once(engine, kafka_settings, events, tmp_path)
+        engine.dispose()

@@ -9,12 +9,14 @@ names its stream, events are keyed by stream, so only that stream's messages are
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from actors.incidents import SYSTEM_ACTOR, fold_incidents, refusal, stream_of_incident
-from events.bus import Bus, read_all
+from actors.metrics import KafkaProbe, MetricsError
+from events.bus import Bus, BusError, read_all
 from events.catalogue import (
     IncidentAcknowledged,
     IncidentEvent,
@@ -25,6 +27,9 @@ from events.catalogue import (
 
 MAX_ACTOR_CHARS = 128
 MAX_NOTE_CHARS = 4000
+# An operator waits at most about this long for the event log before being told the command failed (reading the
+# history of a broker that is down otherwise waits 30 s for metadata, and a delivery up to librdkafka's 5 min).
+COMMAND_TIMEOUT_S = 3.0
 _E = TypeVar("_E", bound=IncidentEvent)
 
 
@@ -44,11 +49,21 @@ class InvalidCommand(CommandRejected, ValueError):
     """The command itself is malformed (actor, note)."""
 
 
-class IncidentCommands:
-    """acknowledge / resolve / mark_false_alarm / add_note, each returning the event it appended."""
+class EventLogUnavailable(BusError):
+    """The event log did not answer within the command's time bound. A delivery that timed out may still have
+    been recorded, so the message says to look before repeating."""
 
-    def __init__(self, bus: Bus) -> None:
+
+class IncidentCommands:
+    """acknowledge / resolve / mark_false_alarm / add_note, each returning the event it appended.
+
+    Each command answers within about ``timeout_s``: the broker is asked with that bound before the history is
+    read, and the appended event must be acknowledged within what is left of it.
+    """
+
+    def __init__(self, bus: Bus, *, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
         self.bus = bus
+        self.timeout_s = timeout_s
 
     def history(self, incident_id: str) -> list[IncidentEvent]:
         """Every event of one incident, in log order."""
@@ -56,6 +71,10 @@ class IncidentCommands:
             stream_id = stream_of_incident(incident_id)
         except ValueError as error:
             raise UnknownIncident(f"unknown incident {incident_id!r}: {error}") from error
+        try:
+            KafkaProbe(self.bus.connection, timeout_s=self.timeout_s).ping()
+        except MetricsError as error:
+            raise EventLogUnavailable(str(error)) from error
         return [
             consumed.event
             for consumed in read_all(self.bus, [self.bus.catalogue.incidents.name], key=stream_id.encode())
@@ -107,6 +126,7 @@ class IncidentCommands:
     ) -> _E:
         _check_actor(actor)
         _check_note(note)
+        deadline = time.monotonic() + self.timeout_s
         history = self.history(incident_id)
         record = fold_incidents(history).get(incident_id)
         if record is None:
@@ -115,9 +135,15 @@ class IncidentCommands:
         if why_not is not None:
             raise InvalidTransition(f"cannot {action.replace('_', ' ')} incident {incident_id}: {why_not}")
         event = build(_envelope(history))
-        with self.bus.producer() as producer:
-            producer.publish(event)
-            producer.flush()
+        left_s = max(0.5, deadline - time.monotonic())
+        try:
+            with self.bus.producer(**{"message.timeout.ms": int(left_s * 1000)}) as producer:
+                producer.publish(event)
+                producer.flush(left_s)
+        except BusError as error:
+            raise EventLogUnavailable(f"the {action.replace('_', ' ')} was not confirmed by the event log within "
+                                      f"{self.timeout_s:g} s ({error}); look at the incident before repeating "
+                                      "it") from error
         return event
 
 

@@ -151,6 +151,10 @@ class KafkaProbe:
         self._admin = AdminClient(connection.client_config())
         self._timeout_s = timeout_s
 
+    def ping(self) -> None:
+        """Raise ``MetricsError`` unless the cluster answers a metadata request within the timeout."""
+        self._ask("reach the cluster", lambda: self._admin.list_topics(timeout=self._timeout_s))
+
     def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
         metadata = self._ask("read topic metadata", lambda: self._admin.list_topics(timeout=self._timeout_s))
         found: list[TopicPartition] = []

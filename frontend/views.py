@@ -21,7 +21,7 @@ from frontend.api import IncidentId, incident_evidence, incident_filter
 from frontend.auth import Operator
 from frontend.context import Dashboard, dashboard, identify, session_of
 from frontend.queries import IncidentFilter
-from frontend.schemas import Evidence, IncidentDetail
+from frontend.schemas import Evidence, IncidentDetail, IncidentSummary
 
 TEMPLATES_DIR = FilePath(__file__).resolve().parent / "templates"
 router = APIRouter(include_in_schema=False)
@@ -29,10 +29,29 @@ DashboardDep = Annotated[Dashboard, Depends(dashboard)]
 STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "resolved": "Resolved",
                  "false_alarm": "False alarm"}
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 180, 28
+# The classifier's "nothing in particular" label: drawn in a neutral grey, never in an alarm colour.
+BACKGROUND_LABEL = "background"
+# An incident opened this long after its onset was detected late (the pipeline was behind or down): two of three
+# one-second windows and the stages' latency take a few seconds.
+LATE_DETECTION_S = 15.0
 
 
 def _clock(moment: datetime | None) -> str:
+    """Every time on the pages is UTC and says so (alert messages name their zone too); no browser rewrites it."""
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _detection_delay_s(incident: IncidentSummary) -> float:
+    return (incident.opened_at - incident.onset_at).total_seconds()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def _ago(moment: datetime | None) -> str:
@@ -49,7 +68,9 @@ def _environment() -> Environment:
     environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(clock=_clock, ago=_ago, status_label=lambda status: STATUS_LABELS.get(status, status),
-                               iso=lambda moment: moment.isoformat() if moment else "")
+                               iso=lambda moment: moment.isoformat() if moment else "",
+                               detection_delay_s=_detection_delay_s, duration=_duration)
+    environment.globals.update(late_detection_s=LATE_DETECTION_S)
     return environment
 
 
@@ -94,9 +115,11 @@ def score_chart(evidence: Evidence) -> ScoreChart | None:
     def y(score: float) -> float:
         return round(CHART_HEIGHT - CHART_PAD - min(1.0, max(0.0, score)) * (CHART_HEIGHT - 2 * CHART_PAD), 1)
 
-    series = [Series(name=label, css_class=f"series-{index}", points=" ".join(
+    colours = iter(range(len(evidence.top_labels)))
+    series = [Series(name=label, css_class="series-background" if label == BACKGROUND_LABEL else
+                     f"series-{next(colours)}", points=" ".join(
         f"{x(point.t_s)},{y(point.labels.get(label, 0.0))}" for point in points))
-        for index, label in enumerate(evidence.top_labels)]
+        for label in evidence.top_labels]
     series.append(Series(name="distress score", css_class="series-score",  # last: drawn on top
                          points=" ".join(f"{x(point.t_s)},{y(point.score)}" for point in points)))
     step = _tick_step(span)

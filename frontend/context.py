@@ -18,6 +18,7 @@ from config import Settings
 from events.bus import Bus
 from frontend.auth import Authenticator, LoginThrottle, Operator, Session
 from frontend.evidence import EvidenceCache
+from frontend.health import HealthMonitor
 from frontend.metrics import DashboardMetrics
 from frontend.projectors import ProjectorPool
 from frontend.queries import ReadModels
@@ -41,6 +42,7 @@ class Dashboard:
     evidence_cache: EvidenceCache
     throttle: LoginThrottle
     metrics: DashboardMetrics
+    health: HealthMonitor
 
 
 def dashboard(request: Request) -> Dashboard:

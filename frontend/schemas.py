@@ -211,9 +211,32 @@ class ProjectorHealth(_Out):
     error: str | None
 
 
+class BrokerHealth(_Out):
+    reachable: bool
+    error: str | None = Field(description="why the event log (Kafka) did not answer, if it did not")
+
+
+StageState = Literal["ok", "idle", "stopped", "behind"]
+
+
+class StageHealthOut(_Out):
+    stage: str
+    group_id: str | None = Field(description="the stage's consumer group; null: it keeps its position elsewhere")
+    consumers: int | None = Field(description="live members of the group (0: the stage is not running)")
+    lag: int = Field(description="input events the stage has not finished yet")
+    state: StageState = Field(
+        description="idle: not running with nothing to do; stopped: not running while input waits; behind: "
+                    "more input waiting than it should be")
+
+
 class Health(_Out):
     status: Literal["ok", "degraded"]
+    reasons: list[str] = Field(description="what is wrong, one line each, for people; empty when ok")
+    checked_at: datetime = Field(description="when the broker, database and pipeline were last probed")
+    broker: BrokerHealth
     database: bool
     database_error: str | None
+    pipeline: list[StageHealthOut] = Field(description="per stage, in data-flow order; empty when unknown")
+    pipeline_error: str | None = Field(description="why the pipeline's state is unknown, if it is")
     projectors: dict[str, ProjectorHealth]
     live_clients: int

@@ -34,7 +34,7 @@ RECONNECT_MS = 2000
 
 @dataclass(frozen=True, kw_only=True)
 class LiveUpdate:
-    """One server-sent event: ``kind`` is ``incidents``, ``streams``, ``alerts`` or ``resync``."""
+    """One server-sent event: ``kind`` is ``incidents``, ``streams``, ``alerts``, ``health`` or ``resync``."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -100,10 +100,15 @@ class ChangeFeed:
 
 
 class Broadcaster:
-    """Fan-out to subscribers' bounded queues; a subscriber that falls behind is told to re-sync instead."""
+    """Fan-out to subscribers' bounded queues; a subscriber that falls behind is told to re-sync instead.
+
+    A *state* (``publish_state``) is also remembered, latest per kind, and told to every page that connects later:
+    a page opened while the broker is down must not show "live" until the next change.
+    """
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[LiveUpdate | None]] = set()
+        self._states: dict[str, LiveUpdate] = {}
 
     @property
     def clients(self) -> int:
@@ -126,6 +131,14 @@ class Broadcaster:
                     queue.get_nowait()
                 queue.put_nowait(LiveUpdate(kind="resync"))
 
+    def publish_state(self, update: LiveUpdate) -> None:
+        self._states[update.kind] = update
+        self.publish(update)
+
+    @property
+    def states(self) -> list[LiveUpdate]:
+        return list(self._states.values())
+
     def close(self) -> None:
         """Ends every open stream (a ``None`` tells its generator to return)."""
         for queue in self._queues:
@@ -145,10 +158,12 @@ async def follow(feed: ChangeFeed, broadcaster: Broadcaster, interval_s: float) 
 
 
 async def event_stream(broadcaster: Broadcaster, hello: dict[str, Any]) -> AsyncIterator[bytes]:
-    """The body of one ``text/event-stream`` response: a greeting, then updates, with keep-alive comments."""
+    """The body of one ``text/event-stream`` response: a greeting and the current states, then updates, with
+    keep-alive comments."""
     queue = broadcaster.subscribe()
     try:
-        yield f"retry: {RECONNECT_MS}\n".encode() + LiveUpdate(kind="hello", data=hello).encode()
+        yield b"".join([f"retry: {RECONNECT_MS}\n".encode(), LiveUpdate(kind="hello", data=hello).encode(),
+                        *(state.encode() for state in broadcaster.states)])
         while True:
             try:
                 update = await asyncio.wait_for(queue.get(), KEEPALIVE_S)

@@ -261,6 +261,7 @@ def spectral(
     mel_weights: FloatArray,
     mel_first_bin: np.ndarray,
     mel_stop_bin: np.ndarray,
+    mel_of_magnitude: bool,
     log_offset: float,
     rolloff_fraction: float,
     flatness_floor: float,
@@ -276,7 +277,8 @@ def spectral(
     the mel energies is left to numpy, whose SIMD log is far faster than a scalar one. The mel filterbank is
     applied band by band over its non-zero bins only (1 to 17 of the 257 bins per band). Flatness needs the
     mean log power: the floored powers are multiplied together, the product's binary exponent moved aside
-    every ``_BLOCK`` bins (exact bit operations), and a single log taken per frame.
+    every ``_BLOCK`` bins (exact bit operations), and a single log taken per frame. The mel bands sum power,
+    or magnitude when ``mel_of_magnitude`` (YAMNet's front end).
     """
     n_frames, n_bins = spectrum.shape
     n_mels = mel_weights.shape[0]
@@ -333,8 +335,12 @@ def spectral(
         band[:] = 0.0
         for k in range(mel_first_bin[m], mel_stop_bin[m]):
             weight = mel_weights[m, k]
-            for frame in range(n_frames):
-                band[frame] += weight * power[k, frame]
+            if mel_of_magnitude:
+                for frame in range(n_frames):
+                    band[frame] += weight * np.float64(magnitude[k, frame])
+            else:
+                for frame in range(n_frames):
+                    band[frame] += weight * power[k, frame]
         for frame in range(n_frames):
             band[frame] += log_offset
 

@@ -92,6 +92,10 @@ class FeatureConfig:
     # Above YIN's usual 0.1, which marks fewer voiced frames on 25 ms windows of speech (36 % instead of 44 %
     # of espeak-ng's frames above -35 dBFS); white noise stays unvoiced at 0.15.
     yin_threshold: float = 0.15
+    # The log-mel of YAMNet's front end (models.yamnet) sums magnitudes, not powers, into the mel bands and adds
+    # 0.001: ``ln(mel @ |X| + 0.001)``. The defaults are the log-mel defined above, which our classifier uses.
+    mel_of_magnitude: bool = False
+    log_mel_offset: float = LOG_MEL_OFFSET
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "win_length", "hop_length", "n_fft", "n_mels", "n_mfcc"):
@@ -123,6 +127,8 @@ class FeatureConfig:
             raise ValueError("FeatureConfig.yin_fmin and yin_fmax must span at least three lags")
         if not 0 < self.yin_threshold < 1:
             raise ValueError(f"FeatureConfig.yin_threshold must be in (0, 1), got {self.yin_threshold}")
+        if not (math.isfinite(self.log_mel_offset) and self.log_mel_offset > 0):
+            raise ValueError(f"FeatureConfig.log_mel_offset must be a positive number, got {self.log_mel_offset}")
 
     @property
     def yin_min_period(self) -> int:
@@ -313,7 +319,8 @@ class StreamingFeatureExtractor:
                 tables.mel_weights,
                 tables.mel_first_bin,
                 tables.mel_stop_bin,
-                LOG_MEL_OFFSET,
+                config.mel_of_magnitude,
+                config.log_mel_offset,
                 config.rolloff_percent,
                 FLATNESS_POWER_FLOOR,
                 mel_energy,

@@ -8,12 +8,13 @@
   const signInUrl = () => '/login?next=' + encodeURIComponent(location.pathname + location.search);
   const recentIncidents = new Map(); // incident id -> time it was announced, for highlighting new rows
 
-  async function request(method, url, body) {
+  async function request(method, url, body, signal) {
     const response = await fetch(url, {
       method,
       credentials: 'same-origin',
       headers: body === undefined ? {} : { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken() },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
     });
     if (response.status === 401) {
       location.assign(signInUrl());
@@ -77,12 +78,25 @@
     });
   }
 
-  function setLiveState(state, text) {
+  // A connected feed is not enough to say "live": the server also says whether the event log, the database and
+  // the pipeline answer (health events). What is wrong is said in words, not by the colour alone.
+  const live = { connected: false, health: { status: 'ok', reasons: [] } };
+
+  function showLiveState() {
     const indicator = document.getElementById('live-state');
-    if (indicator) {
-      indicator.dataset.state = state;
-      indicator.textContent = text;
+    if (!indicator) return;
+    const { reasons } = live.health;
+    let [state, text, title] = ['live', 'live', 'live updates on; event log, database and pipeline answer'];
+    if (!live.connected) {
+      [state, text, title] = ['offline', 'reconnecting…', 'the live feed from the dashboard server is interrupted'];
+    } else if (live.health.status !== 'ok') {
+      state = 'degraded';
+      text = `degraded: ${reasons[0] || 'see /api/health'}${reasons.length > 1 ? ` (+${reasons.length - 1} more)` : ''}`;
+      title = reasons.join('\n');
     }
+    indicator.dataset.state = state;
+    indicator.textContent = text;
+    indicator.title = title;
   }
 
   function connect() {
@@ -90,9 +104,14 @@
     const source = new EventSource('/api/events');
     let connectedBefore = false;
     source.addEventListener('hello', () => {
-      setLiveState('live', 'live');
+      live.connected = true;
+      showLiveState();
       if (connectedBefore) refreshAll(); // updates may have been missed while disconnected
       connectedBefore = true;
+    });
+    source.addEventListener('health', (message) => {
+      live.health = JSON.parse(message.data);
+      showLiveState();
     });
     source.addEventListener('incidents', (message) => {
       const { incidents } = JSON.parse(message.data);
@@ -107,7 +126,8 @@
     source.addEventListener('alerts', () => refreshTopic('alerts'));
     source.addEventListener('resync', refreshAll);
     source.onerror = () => {
-      setLiveState('offline', 'reconnecting…');
+      live.connected = false;
+      showLiveState();
       if (source.readyState === EventSource.CLOSED) { // refused, not dropped: signed out (redirects) or server gone
         request('GET', '/api/session').catch(() => {}).finally(() => setTimeout(connect, 3000));
       }
@@ -132,6 +152,8 @@
   // ----------------------------------------------------------------------------------------- commands
 
   const PAST = { acknowledge: 'Acknowledged', resolve: 'Resolved', 'false-alarm': 'Marked a false alarm', notes: 'Note added' };
+  // The server gives up on the event log after about 3 s; this only guards against a server that does not answer.
+  const COMMAND_WAIT_MS = 10000;
 
   async function runCommand(button) {
     const page = document.getElementById('incident');
@@ -149,15 +171,19 @@
     status.className = 'action-status';
     try {
       const response = await request('POST', `/api/incidents/${encodeURIComponent(page.dataset.incidentId)}/${command}`,
-        { note: note.value });
-      const answer = await response.json();
-      if (!response.ok) throw new Error(typeof answer.detail === 'string' ? answer.detail : 'the input was refused');
+        { note: note.value }, AbortSignal.timeout(COMMAND_WAIT_MS));
+      const answer = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        throw new Error(typeof answer.detail === 'string' ? answer.detail : `the server answered ${response.status}`);
+      }
       note.value = '';
       status.textContent = `${PAST[command]} by ${answer.actor}.`;
       status.className = 'action-status is-ok';
       refreshTopic('incident:' + page.dataset.incidentId);
     } catch (error) {
-      status.textContent = `Not done: ${error.message}`;
+      const why = error.name === 'TimeoutError' ? `no answer within ${COMMAND_WAIT_MS / 1000} s`
+        : error.message.replace(/\.$/, '');
+      status.textContent = `Not done: ${why}.${note.value.trim() ? ' Your note is still in the box above.' : ''}`;
       status.className = 'action-status is-error';
       button.disabled = false;
     }

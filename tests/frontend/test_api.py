@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from events.bus import read_all
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentNoteAdded
+from tests.conftest import wait_for
 from tests.frontend.conftest import ALICE_TOKEN, BOB_PASSWORD
 from tests.frontend.world import LEAKY_CHANNEL_ERROR, RATE, SECRETS, World
 
@@ -24,11 +25,32 @@ def incident_events(world: World, incident_id: str) -> list[IncidentEvent]:
 # ------------------------------------------------------------------------------------------ authentication
 
 
-def test_health_needs_no_sign_in_and_reports_the_database(anonymous: TestClient) -> None:
-    response = anonymous.get("/api/health")
+def test_health_needs_no_sign_in_and_reports_broker_database_and_pipeline(world: World,
+                                                                          anonymous: TestClient) -> None:
+    response = anonymous.get("/api/health")  # ``world`` made the topics: an idle pipeline that never ran
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": True, "database_error": None, "projectors": {},
-                               "live_clients": 0}
+    health = response.json()
+    assert {key: health[key] for key in ("status", "reasons", "broker", "database", "database_error",
+                                         "pipeline_error", "projectors", "live_clients")} == {
+        "status": "ok", "reasons": [], "broker": {"reachable": True, "error": None}, "database": True,
+        "database_error": None, "pipeline_error": None, "projectors": {}, "live_clients": 0}
+    assert [(stage["stage"], stage["lag"], stage["state"]) for stage in health["pipeline"]] == [
+        *((name, 0, "idle") for name in ("features", "asr", "scorer", "incidents", "alerting")),
+        ("projections", 0, "ok")]  # no consumer group: its position is in the database
+
+
+def test_health_says_which_stage_is_not_running_while_its_input_waits(world: World, anonymous: TestClient) -> None:
+    world.incident(with_alerts=False)
+    world.project()
+    wait_for(lambda: anonymous.get("/api/health").status_code == 503, timeout_s=30, what="the next probe")
+    response = anonymous.get("/api/health")
+    stages = {stage["stage"]: stage for stage in response.json()["pipeline"]}
+    assert (stages["incidents"]["consumers"], stages["incidents"]["state"]) == (0, "stopped")
+    assert stages["incidents"]["lag"] > 0
+    assert "stage incidents not running, " in " ".join(response.json()["reasons"])
+    assert stages["projections"]["state"] == "ok"  # ``project`` applied everything
+    world.finish_pipeline()
+    wait_for(lambda: anonymous.get("/api/health").status_code == 200, timeout_s=30, what="the next probe")
 
 
 def test_every_endpoint_but_health_refuses_missing_or_wrong_credentials(anonymous: TestClient, world: World) -> None:

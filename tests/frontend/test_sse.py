@@ -74,9 +74,22 @@ def test_server_sent_events_announce_a_new_incident_to_an_open_connection(dashbo
                 announced = data["incidents"]
         assert [(item["incident_id"], item["event_type"]) for item in announced] == [
             (incident.incident_id, "IncidentOpened")]
-        health = http.client.HTTPConnection(host, port, timeout=30)
-        health.request("GET", "/api/health")
-        status = json.loads(health.getresponse().read())
+        # No stage runs here, so the incident waits for the incident stage: the open page is told, in words.
+        told = next(data for kind, data in stream if kind == "health" and data["status"] == "degraded")
+        assert any(reason.startswith("stage incidents not running") for reason in told["reasons"])
+        world.finish_pipeline()  # as a pipeline that did its work and stopped leaves its groups
+        assert next(data for kind, data in stream if kind == "health" and data["status"] == "ok")["reasons"] == []
+        status = health_of(host, port)
         assert status["live_clients"] == 1 and status["status"] == "ok"
         assert set(status["projectors"]) == {"incidents", "streams", "alerts", "transcripts"}
+        connection.close()
+
+
+def health_of(host: str, port: int) -> dict[str, Any]:
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        connection.request("GET", "/api/health")
+        found: dict[str, Any] = json.loads(connection.getresponse().read())
+        return found
+    finally:
         connection.close()

@@ -100,6 +100,22 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 _DUMMY_HASH = hash_password("no such operator")
 
 
+# -------------------------------------------------------------------------------------------- redirects
+
+
+def local_path(target: str) -> str:
+    """``target`` when it can only mean a path on this site, else ``/`` (where to go after signing in).
+
+    Browsers drop tabs and line breaks from a URL and read ``\\`` as ``/``, so ``/<TAB>/host`` or ``/\\host``
+    would leave the site as ``//host`` does. Only a single leading ``/`` (so no scheme and no host) and no control
+    character, white space or backslash anywhere is accepted; nothing is cleaned, since cleaning is what browsers
+    do differently.
+    """
+    unsafe = any(character.isspace() or ord(character) < 0x20 or ord(character) == 0x7F or character == "\\"
+                 for character in target)
+    return target if target.startswith("/") and not target.startswith("//") and not unsafe else "/"
+
+
 # ---------------------------------------------------------------------------------------------- tokens
 
 

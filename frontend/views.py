@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from frontend.api import IncidentId, incident_evidence, incident_filter
-from frontend.auth import Operator
+from frontend.auth import Operator, local_path
 from frontend.context import Dashboard, dashboard, identify, session_of
 from frontend.queries import IncidentFilter
 from frontend.schemas import Evidence, IncidentDetail, IncidentSummary
@@ -178,9 +178,8 @@ def incident_page(incident_id: IncidentId, request: Request, dash: DashboardDep)
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next_path: Annotated[str, Query(alias="next", max_length=2000)] = "/") -> Response:
-    """``next`` must be a path on this site: anything else (``//host``, ``https://...``) would be an open redirect."""
-    local = next_path.startswith("/") and not next_path.startswith("//") and "\\" not in next_path
-    target = next_path if local else "/"
+    """``next`` must be a path on this site (``auth.local_path``): anything else would be an open redirect."""
+    target = local_path(next_path)
     if identify(request) is not None:
         return RedirectResponse(target, status_code=303)
     return render("login.html", next=target)

@@ -306,6 +306,15 @@
 
   // -------------------------------------------------------------------------------------------- login
 
+  // Where to go after signing in: only a path on this origin. Browsers drop tabs and line breaks and read '\\' as
+  // '/', so '/<TAB>/host' would leave the site: such targets are refused, not cleaned (as the server does).
+  function localPath(target) {
+    if (typeof target !== 'string' || !target.startsWith('/') || target.startsWith('//')
+        || /[\u0000-\u001f\u007f\\\s]/.test(target)) return '/';
+    const url = new URL(target, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : '/';
+  }
+
   function setUpLogin() {
     const passwordForm = document.getElementById('password-form');
     if (!passwordForm) return;
@@ -317,7 +326,7 @@
         body: JSON.stringify(body),
       });
       if (response.ok) {
-        location.assign(next || '/');
+        location.assign(localPath(next));
         return;
       }
       const answer = await response.json().catch(() => ({}));

@@ -1,0 +1,1 @@
+"""Helpers that test packages share (no test module imports another test module)."""

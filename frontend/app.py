@@ -15,12 +15,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actors.clips import ClipStore
@@ -48,6 +49,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+SIGN_IN_MAX_BYTES = 16 * 1024
 
 
 def reader_engine(settings: Settings) -> Engine:
@@ -103,6 +105,45 @@ class _Headers:
                 self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
+class _BodyLimit:
+    """Pure ASGI middleware: a request body over its limit (``SIGN_IN_MAX_BYTES`` for sign-in, ``max_bytes`` for
+    the rest) is refused with 413 before it is read whole: at once when Content-Length says so, else as soon as the
+    bytes streamed in pass the limit, so no route ever buffers, parses or echoes an oversized body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = min(SIGN_IN_MAX_BYTES, self.max_bytes) if scope["path"] == "/api/session" else self.max_bytes
+        too_large = f"the request body is over {limit} bytes"
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, too_large)  # raised inside the route, answered by its exception handling
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _invalid_input(request: Request, error: Exception) -> JSONResponse:
+    """422 saying where and why, without FastAPI's echo of the input: a password or token must never come back."""
+    assert isinstance(error, RequestValidationError)
+    problems = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
 def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
     """The dashboard for ``settings``; ``auth`` holds the operator accounts (see ``frontend.server``)."""
     writer = open_database(settings)  # migrates the schema; the projectors write through it
@@ -155,7 +196,9 @@ def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
     app.add_api_route("/metrics", api.metrics, methods=["GET"], tags=["operations"], response_class=PlainTextResponse)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(_Headers, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _invalid_input)
+    app.add_middleware(_BodyLimit, max_bytes=settings.dashboard.max_body_kbytes * 1024)
+    app.add_middleware(_Headers, metrics=metrics)  # outermost: refusals carry the security headers too
     return app
 
 

@@ -348,6 +348,7 @@ class DashboardConfig(BaseModel):
     users: tuple[DashboardUser, ...] = ()
     tokens: tuple[DashboardToken, ...] = ()
     session_hours: float = Field(default=12.0, gt=0, le=720)
+    max_body_kbytes: int = Field(default=64, ge=1, le=65_536)  # any request body; sign-in takes at most 16 KB
     run_projectors: bool = True  # follow the topics into the read models in-process (idempotent next to others)
     poll_interval_s: float = Field(default=0.5, gt=0, le=10)  # how often live updates look for changes
     stale_after_s: float = Field(default=15.0, gt=0)  # a running stream silent this long is shown as silent

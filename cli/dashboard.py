@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from config import SettingsError, load_settings
 from config.settings import DashboardToken, DashboardUser
 from frontend.auth import ONE_TIME_OPERATOR, AuthError, hash_password, new_token, token_digest
-from frontend.server import DashboardServer
+from frontend.server import DashboardServer, rotate_session_key, session_key_path
 
 app = typer.Typer(help="The operator dashboard and HTTP API.", invoke_without_command=True)
 
@@ -97,3 +97,12 @@ def new_token_command(
         return
     typer.echo(f"token (shown once): {token}", err=True)
     typer.echo(f'[[dashboard.tokens]]\nname = "{entry.name}"\ntoken_sha256 = "{entry.token_sha256}"')
+
+
+@app.command("rotate-key")
+def rotate_key_command() -> None:
+    """Sign every browser out for good: all sessions end now, and a new key signs sessions from the next start."""
+    settings = load_settings()
+    ended = rotate_session_key(settings)
+    typer.echo(f"{ended} session(s) ended; new session key in {session_key_path(settings)}: restart the dashboard "
+               "so that it signs with it", err=True)

@@ -19,9 +19,13 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from itsdangerous import BadData, Signer, URLSafeTimedSerializer
+
 from config.settings import DashboardConfig, DashboardToken, DashboardUser
+from projections.sessions import SessionStore
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -30,6 +34,7 @@ _MAX_SCRYPT_N = 2**20
 _SECRET_BYTES = 32
 MAX_PASSWORD_CHARS = 1024
 MAX_TOKEN_CHARS = 512
+_MAX_COOKIE_CHARS = 1024
 ONE_TIME_OPERATOR = "operator"
 
 
@@ -151,43 +156,57 @@ def load_or_create_secret(path: Path) -> bytes:
     return secret
 
 
+def rotate_secret(path: Path) -> None:
+    """Replaces the session key at once (a private file renamed over the old one): cookies, CSRF tokens and device
+    cookies signed with the old key stop verifying when the dashboard next starts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(os.urandom(_SECRET_BYTES))
+    os.replace(fresh, path)
+
+
 # ----------------------------------------------------------------------------------------- authenticator
 
 
 @dataclass(frozen=True, kw_only=True)
 class Session:
-    """A signed session cookie's contents."""
+    """A session that still stands: its cookie verified and its server-side record is neither ended nor expired."""
 
     operator: str
     expires_at: float
-    nonce: str
+    session_id: str
 
 
 class Authenticator:
-    """Checks passwords and tokens, and issues, reads and revokes signed session cookies."""
+    """Checks passwords and tokens; issues, reads and ends sessions.
+
+    A session cookie is an ``itsdangerous``-signed random id (signature and age checked first, so a forged cookie
+    never reaches the database) whose record in ``store`` says whether it still stands.
+    """
 
     COOKIE = "distress_session"
 
     def __init__(self, users: Iterable[DashboardUser], tokens: Iterable[DashboardToken], *, secret: bytes,
-                 session_s: float) -> None:
+                 session_s: float, store: SessionStore) -> None:
         if len(secret) < _SECRET_BYTES:
             raise AuthError(f"the session secret must be at least {_SECRET_BYTES} bytes")
         self.users = {user.name: user.password_hash for user in users}
         for encoded in self.users.values():
             _parse_hash(encoded)  # refuse a malformed hash at start, not at the first sign-in
         self.tokens = tuple(tokens)
-        if not self.users and not self.tokens:
-            raise AuthError("no operator accounts: configure dashboard.users or dashboard.tokens")
         self.session_s = session_s
-        self._secret = secret
-        self._revoked: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self.store = store
+        self._sessions = URLSafeTimedSerializer(secret, salt="distress.session")
+        self._devices = URLSafeTimedSerializer(secret, salt="distress.device")
+        self._csrf = Signer(secret, salt="distress.csrf")
 
     @classmethod
-    def from_config(cls, config: DashboardConfig, secret: bytes, *,
+    def from_config(cls, config: DashboardConfig, secret: bytes, store: SessionStore, *,
                     extra_tokens: Iterable[DashboardToken] = ()) -> Authenticator:
-        return cls(config.users, (*config.tokens, *extra_tokens), secret=secret,
-                   session_s=config.session_hours * 3600)
+        return cls(config.users, (*config.tokens, *extra_tokens), secret=secret, session_s=config.session_hours * 3600,
+                   store=store)
 
     def check_password(self, name: str, password: str) -> Operator | None:
         encoded = self.users.get(name)
@@ -205,59 +224,37 @@ class Authenticator:
 
     # ---------------------------------------------------------------------------------------- sessions
 
-    def issue_session(self, operator: Operator, now: float | None = None) -> tuple[str, Session]:
-        expires_at = float(int((now or time.time()) + self.session_s))  # whole seconds, as the cookie says
-        session = Session(operator=operator.name, expires_at=expires_at, nonce=secrets.token_hex(16))
-        body = f"v1.{_b64url(session.operator.encode())}.{int(session.expires_at)}.{session.nonce}"
-        return f"{body}.{self._sign(body)}", session
+    def issue_session(self, operator: Operator) -> tuple[str, Session]:
+        session_id = secrets.token_urlsafe(32)
+        issued_at = datetime.now(UTC)
+        expires_at = issued_at + timedelta(seconds=self.session_s)
+        self.store.start(session_id, operator.name, issued_at=issued_at, expires_at=expires_at)
+        session = Session(operator=operator.name, expires_at=expires_at.timestamp(), session_id=session_id)
+        return self._sessions.dumps(session_id), session
 
-    def read_session(self, cookie: str, now: float | None = None) -> Session | None:
-        """The session a cookie carries, or None when it is forged, expired, revoked or malformed."""
-        parts = cookie.split(".")
-        if len(parts) != 5 or parts[0] != "v1":
-            return None
-        body, signature = ".".join(parts[:4]), parts[4]
-        if not hmac.compare_digest(self._sign(body), signature):
-            return None
+    def read_session(self, cookie: str) -> Session | None:
+        """The session a cookie carries, or None when it is forged, expired, ended or malformed."""
         try:
-            name = _unb64url(parts[1]).decode("utf-8")
-            expires_at = float(int(parts[2]))
-        except (AuthError, UnicodeDecodeError, ValueError):
+            session_id = self._sessions.loads(cookie[:_MAX_COOKIE_CHARS], max_age=round(self.session_s))
+        except BadData:
             return None
-        if expires_at <= (now or time.time()):
+        if not isinstance(session_id, str):
             return None
-        with self._lock:
-            if parts[3] in self._revoked:
-                return None
-        return Session(operator=name, expires_at=expires_at, nonce=parts[3])
+        stored = self.store.active(session_id, datetime.now(UTC))
+        if stored is None:
+            return None
+        return Session(operator=stored.operator, expires_at=stored.expires_at.timestamp(), session_id=session_id)
 
     def revoke(self, session: Session) -> None:
-        """Sign-out: the cookie stops working here even if a copy of it survives in a browser."""
-        now = time.time()
-        with self._lock:
-            self._revoked = {nonce: until for nonce, until in self._revoked.items() if until > now}
-            self._revoked[session.nonce] = session.expires_at
+        """Sign-out: the session ends on the server, for every copy of its cookie and across restarts."""
+        self.store.end(session.session_id, datetime.now(UTC))
 
     def csrf_token(self, session: Session) -> str:
         """Bound to the session: a page from this dashboard can send it, another site cannot know it."""
-        return self._sign(f"csrf.{session.nonce}")
+        return self._csrf.get_signature(session.session_id).decode("ascii")
 
     def check_csrf(self, session: Session, token: str) -> bool:
-        return hmac.compare_digest(self.csrf_token(session), token)
-
-    def _sign(self, body: str) -> str:
-        return _b64url(hmac.new(self._secret, body.encode("utf-8"), hashlib.sha256).digest())
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as error:
-        raise AuthError("malformed base64") from error
+        return self._csrf.verify_signature(session.session_id, token[:_MAX_COOKIE_CHARS])
 
 
 # -------------------------------------------------------------------------------------------- throttle

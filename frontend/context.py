@@ -25,6 +25,7 @@ from frontend.queries import ReadModels
 from frontend.sse import Broadcaster, ChangeFeed
 
 CSRF_HEADER = "X-CSRF-Token"
+_SESSION_KEY = "distress.session"  # where a request keeps its looked-up session
 
 
 @dataclass(kw_only=True)
@@ -51,8 +52,12 @@ def dashboard(request: Request) -> Dashboard:
 
 
 def session_of(request: Request) -> Session | None:
-    cookie = request.cookies.get(Authenticator.COOKIE)
-    return dashboard(request).auth.read_session(cookie) if cookie else None
+    """The request's session, looked up in the database once per request however many checks ask."""
+    if "session" not in request.scope:
+        cookie = request.cookies.get(Authenticator.COOKIE)
+        request.scope["session"] = dashboard(request).auth.read_session(cookie) if cookie else None
+    session: Session | None = request.scope["session"]
+    return session
 
 
 def identify(request: Request) -> Operator | None:

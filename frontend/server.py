@@ -10,13 +10,16 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
 
 from config import Settings
-from frontend.app import create_app
-from frontend.auth import Authenticator, load_or_create_secret, new_token, one_time_account
+from frontend.app import create_app, reader_engine
+from frontend.auth import Authenticator, load_or_create_secret, new_token, one_time_account, rotate_secret
+from projections.database import open_database
+from projections.sessions import SessionStore
 
 GRACEFUL_SHUTDOWN_S = 2
 
@@ -25,14 +28,32 @@ def session_key_path(settings: Settings) -> Path:
     return settings.data_dir / "dashboard" / "session.key"
 
 
+def session_store(settings: Settings) -> SessionStore:
+    """Where sessions are recorded: the projection database (migrated here when it is new)."""
+    return SessionStore(writer=open_database(settings), reader=reader_engine(settings))
+
+
+def rotate_session_key(settings: Settings) -> int:
+    """Ends every session in the database, then replaces the session key; returns how many sessions ended.
+    A running dashboard refuses the ended sessions at once, and signs with the new key from its next start."""
+    store = session_store(settings)
+    try:
+        ended = store.end_all(datetime.now(UTC))
+    finally:
+        store.dispose()
+    rotate_secret(session_key_path(settings))
+    return ended
+
+
 def build_authenticator(settings: Settings) -> tuple[Authenticator, str | None]:
     """The configured accounts, or a one-time token (returned) when there are none."""
     secret = load_or_create_secret(session_key_path(settings))
     config = settings.dashboard
+    store = session_store(settings)
     if config.users or config.tokens:
-        return Authenticator.from_config(config, secret), None
+        return Authenticator.from_config(config, secret, store), None
     token = new_token()
-    return Authenticator.from_config(config, secret, extra_tokens=[one_time_account(token)]), token
+    return Authenticator.from_config(config, secret, store, extra_tokens=[one_time_account(token)]), token
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -95,6 +116,7 @@ class DashboardServer:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        self.auth.store.dispose()
 
     def __enter__(self) -> DashboardServer:
         self.start()

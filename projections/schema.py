@@ -1,4 +1,4 @@
-"""SQL read models: every table here is a projection of Kafka topics and can be dropped and rebuilt.
+"""SQL read models: every table here but the dashboard's sessions is a projection of Kafka topics and can be rebuilt.
 
 Timestamps are stored as UTC and always read back timezone-aware (SQLite keeps no zone); structured values are
 canonical JSON text, so a table's contents hash identically after any rebuild, on SQLite and on PostgreSQL.
@@ -160,3 +160,19 @@ class CheckpointRow(Base):
     topic: Mapped[str] = mapped_column(String(249), primary_key=True)
     kafka_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+# ------------------------------------------------------------------------- dashboard state, not projections
+
+
+class DashboardSessionRow(Base):
+    """A browser session of the dashboard: the dashboard's own state, which no rebuild touches. Kept here, not
+    only in the signed cookie, so that signing out (or ``distress dashboard rotate-key``) outlives a restart."""
+
+    __tablename__ = "dashboard_sessions"
+
+    session_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # the cookie's id is not stored
+    operator: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

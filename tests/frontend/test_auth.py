@@ -1,9 +1,12 @@
-"""Password hashes, tokens, signed sessions, CSRF tokens, throttling and the session key file."""
+"""Password hashes, tokens, signed sessions (recorded in a real SQLite database), CSRF tokens, throttling and the
+session key file."""
 
 from __future__ import annotations
 
 import os
 import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +22,28 @@ from frontend.auth import (
     hash_password,
     load_or_create_secret,
     new_token,
+    rotate_secret,
     token_digest,
     verify_password,
 )
+from frontend.server import session_store
+from projections.sessions import SessionStore
 
 SECRET = bytes(range(32))
 
 
-def authenticator(session_s: float = 3600.0) -> Authenticator:
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SessionStore]:
+    opened = session_store(load_settings(data_dir=tmp_path))
+    yield opened
+    opened.dispose()
+
+
+def authenticator(store: SessionStore, session_s: float = 3600.0, secret: bytes = SECRET) -> Authenticator:
     return Authenticator([DashboardUser(name="bob", password_hash=hash_password("s3cret pass", n=2**10))],
                          [DashboardToken(name="alice", token_sha256=token_digest("alice-token")),
                           DashboardToken(name="cron", token_sha256=token_digest("cron-token"))],
-                         secret=SECRET, session_s=session_s)
+                         secret=secret, session_s=session_s, store=store)
 
 
 def test_password_hashes_are_salted_scrypt_and_verify() -> None:
@@ -58,8 +71,8 @@ def test_empty_and_huge_passwords_are_refused() -> None:
         hash_password("x" * 1025)
 
 
-def test_passwords_and_tokens_identify_their_operator() -> None:
-    auth = authenticator()
+def test_passwords_and_tokens_identify_their_operator(store: SessionStore) -> None:
+    auth = authenticator(store)
     assert auth.check_password("bob", "s3cret pass") == Operator(name="bob", via="password")
     assert auth.check_password("bob", "wrong") is None
     assert auth.check_password("mallory", "s3cret pass") is None
@@ -69,26 +82,26 @@ def test_passwords_and_tokens_identify_their_operator() -> None:
     assert len(new_token()) >= 40 and new_token() != new_token()
 
 
-def test_sessions_are_signed_expire_and_can_be_revoked() -> None:
-    auth = authenticator(session_s=60)
-    cookie, session = auth.issue_session(Operator(name="bob", via="password"), now=1_000_000.0)
-    assert auth.read_session(cookie, now=1_000_030.0) == session
-    assert auth.read_session(cookie, now=1_000_061.0) is None  # expired
-    version, name, expiry, nonce, signature = cookie.split(".")
-    forged_name = cookie.replace(name, "YWxpY2U")  # "alice"
-    forged_expiry = f"{version}.{name}.{int(expiry) + 3600}.{nonce}.{signature}"
-    for forged in (forged_name, forged_expiry, cookie[:-2], "v1.a.b.c", "", "garbage"):
-        assert auth.read_session(forged, now=1_000_030.0) is None, forged
-    other_key = Authenticator([], [DashboardToken(name="x", token_sha256="0" * 64)], secret=b"k" * 32, session_s=60)
-    assert other_key.read_session(cookie, now=1_000_030.0) is None
-    live_cookie, live = auth.issue_session(Operator(name="bob", via="password"))
-    assert auth.read_session(live_cookie) == live
-    auth.revoke(live)
-    assert auth.read_session(live_cookie) is None
+def test_sessions_are_signed_recorded_expire_and_can_be_revoked(store: SessionStore) -> None:
+    auth = authenticator(store)
+    cookie, session = auth.issue_session(Operator(name="bob", via="password"))
+    assert auth.read_session(cookie) == session and session.operator == "bob"
+    payload, timestamp, signature = cookie.split(".")
+    for forged in (f"{payload}.{timestamp}.{signature[:-2]}", f"{payload[:-1]}A.{timestamp}.{signature}",
+                   f"{payload}.AAAA.{signature}", "", "garbage"):
+        assert auth.read_session(forged) is None, forged
+    assert authenticator(store, secret=b"k" * 32).read_session(cookie) is None  # another key
+    auth.revoke(session)
+    assert auth.read_session(cookie) is None
+    assert authenticator(store).read_session(cookie) is None  # a new process reads the same record
+    short = authenticator(store, session_s=1)
+    brief_cookie, _ = short.issue_session(Operator(name="bob", via="password"))
+    time.sleep(1.5)
+    assert short.read_session(brief_cookie) is None  # expired
 
 
-def test_csrf_tokens_are_bound_to_their_session() -> None:
-    auth = authenticator()
+def test_csrf_tokens_are_bound_to_their_session(store: SessionStore) -> None:
+    auth = authenticator(store)
     _, first = auth.issue_session(Operator(name="bob", via="password"))
     _, second = auth.issue_session(Operator(name="bob", via="password"))
     assert auth.check_csrf(first, auth.csrf_token(first))
@@ -96,11 +109,9 @@ def test_csrf_tokens_are_bound_to_their_session() -> None:
     assert not auth.check_csrf(first, "")
 
 
-def test_an_authenticator_needs_accounts_and_a_real_secret() -> None:
-    with pytest.raises(AuthError, match="no operator accounts"):
-        Authenticator([], [], secret=SECRET, session_s=60)
+def test_an_authenticator_needs_a_real_secret(store: SessionStore) -> None:
     with pytest.raises(AuthError, match="at least 32 bytes"):
-        Authenticator([], [DashboardToken(name="x", token_sha256="0" * 64)], secret=b"short", session_s=60)
+        authenticator(store, secret=b"short")
 
 
 def test_throttle_blocks_after_repeated_failures_until_the_window_passes() -> None:
@@ -116,11 +127,14 @@ def test_throttle_blocks_after_repeated_failures_until_the_window_passes() -> No
     assert throttle.retry_after("10.0.0.1", now=62.5) is None
 
 
-def test_the_session_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
+def test_the_session_key_is_made_once_kept_private_and_rotated(tmp_path: Path) -> None:
     path = tmp_path / "dashboard" / "session.key"
     key = load_or_create_secret(path)
     assert len(key) == 32 and load_or_create_secret(path) == key
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    rotate_secret(path)
+    assert load_or_create_secret(path) != key and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [entry.name for entry in path.parent.iterdir()] == ["session.key"]
     path.write_bytes(b"short")
     with pytest.raises(AuthError, match="delete it"):
         load_or_create_secret(path)

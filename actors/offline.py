@@ -7,13 +7,13 @@ order, so an offline verdict is the verdict the live pipeline would reach on the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from actors.asr import AsrStage, build_recognizer
-from actors.capture.actor import CaptureActor
+from actors.capture.actor import CaptureActor, CaptureReport
 from actors.capture.normalise import TARGET_SAMPLE_RATE as SAMPLE_RATE
 from actors.capture.sources import open_source
 from actors.features import FeatureStage
@@ -91,6 +91,14 @@ class Detection:
     onset_s: float | None
     reason: str
     incidents: int
+    heard_s: float  # the recording's own audio that was analysed
+    declared_s: float | None  # its length as its container declares it, when it does
+    warnings: tuple[str, ...]  # what of it was never heard: the verdict covers only ``heard_s``
+
+    @property
+    def complete(self) -> bool:
+        """The whole recording was read, so the verdict covers all of it."""
+        return not self.warnings
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -103,11 +111,22 @@ class Detection:
             "onset_s": None if self.onset_s is None else round(self.onset_s, 2),
             "reason": self.reason,
             "incidents": self.incidents,
+            "heard_s": round(self.heard_s, 3),
+            "declared_s": None if self.declared_s is None else round(self.declared_s, 3),
+            "warnings": list(self.warnings),
         }
 
 
 class DetectionError(Exception):
     """A recording could not be analysed; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the chain produced for one recording, and how its capture went."""
+
+    events: list[Event]
+    capture: CaptureReport
 
 
 class Detector:
@@ -119,10 +138,14 @@ class Detector:
         self.recognizer = build_recognizer(settings) if with_asr and settings.asr.enabled else None
 
     def detect(self, path: Path) -> Detection:
-        return summarise(str(path), self.events(path))
+        return summarise(str(path), self.analyse(path))
 
     def events(self, path: Path) -> list[Event]:
         """Every event the chain produces for the recording at ``path``, chunked as live capture would."""
+        return self.analyse(path).events
+
+    def analyse(self, path: Path) -> Analysis:
+        """The recording at ``path`` through the chain, chunked as live capture would."""
         stream_id = f"detect-{path.stem}"[:64] or "detect"
         scorer = ScorerStage(self.scorer.catalogue, self.scorer.classifier, self.scorer.fusion_config)
         asr = AsrStage(self.settings.topics(), self.recognizer) if self.recognizer else None
@@ -134,11 +157,12 @@ class Detector:
         report = actor.run()
         if report.failed:
             raise DetectionError(report.reason)
-        return pipeline.events
+        return Analysis(pipeline.events, report)
 
 
-def summarise(path: str, events: Sequence[Event]) -> Detection:
+def summarise(path: str, analysis: Analysis) -> Detection:
     """One verdict from a recording's events: distress when the incident rules opened an incident."""
+    events, capture = analysis.events, analysis.capture
     scores = [event for event in events if isinstance(event, DistressScored)]
     opened = [event for event in events if isinstance(event, IncidentOpened)]
     transcripts = [event for event in events if isinstance(event, TranscriptProduced)]
@@ -164,4 +188,7 @@ def summarise(path: str, events: Sequence[Event]) -> Detection:
         onset_s=opened[0].onset_sample / SAMPLE_RATE if opened else None,
         reason=reason,
         incidents=len(opened),
+        heard_s=capture.audio_seconds,
+        declared_s=capture.declared_seconds,
+        warnings=capture.warnings,
     )

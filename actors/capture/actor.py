@@ -5,6 +5,9 @@ PCM16 payload, clipping and non-finite counts), then StreamEnded — or StreamFa
 opened or breaks. Chunks and the closing event are caused by StreamStarted (its event id is their correlation
 id), so consumers can tell two runs of the same stream id apart. Whatever was captured before a failure is
 still published, ending with an ``is_last`` chunk, so downstream per-stream state is always released.
+
+Input the source could only partly read (a file cut off or undecodable part-way) still ends the stream, with the
+source's warnings in the StreamEnded reason and in the report.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class CaptureReport:
     clipped_samples: int
     reconnects: int
     wall_seconds: float
+    warnings: tuple[str, ...]  # the source's: what of the input was never heard
+    declared_seconds: float | None  # how long the input says it is, when it says
 
     @property
     def audio_seconds(self) -> float:
@@ -172,6 +177,8 @@ class _StreamRun:
             clipped_samples=self.clipped,
             reconnects=self.actor.source.reconnects,
             wall_seconds=wall_seconds,
+            warnings=tuple(self.actor.source.warnings),
+            declared_seconds=self.actor.source.declared_seconds,
         )
 
     def _start(self, first: AudioBlock) -> None:
@@ -194,6 +201,10 @@ class _StreamRun:
         if self.chunker.emitted_samples == 0:
             raise SourceError(self.actor.source.description,
                               "zero-length audio: too few source frames for a single 16 kHz sample")
+        if self.actor.source.warnings:
+            reason = f"{reason}; input only partly read: {'; '.join(self.actor.source.warnings)}"
+            log.warning("stream input only partly read", extra={"stream_id": self.actor.stream_id,
+                                                                 "warnings": self.actor.source.warnings})
         self.actor.publisher.publish(
             StreamEnded(**self._envelope(), reason=reason, chunks=self.chunker.emitted_chunks,
                         samples=self.chunker.emitted_samples)

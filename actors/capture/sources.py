@@ -7,6 +7,11 @@ capture actor can turn it into a StreamFailed event and the CLI into a readable 
 Network sources reconnect after errors (refused, reset, timed out, truncated) with exponential backoff and
 jitter, up to ``ReconnectPolicy.max_attempts`` consecutive failed attempts; a clean end of stream (the server
 closed a response whose end it had announced) finishes the stream. Files never reconnect.
+
+Input that was only partly read is not an error but must not pass for complete either: after ``blocks`` returns,
+a source's ``warnings`` say what of it was never heard. A file is checked against what its container declares
+(the WAV header's data size, FLAC's sample count, an MP3's Xing frame count, the M4A duration; an Ogg stream
+must end with its end-of-stream page), and a decoder error after some audio keeps the audio heard before it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import queue
 import random
 import re
 import select
+import struct
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
@@ -49,6 +55,11 @@ RAW_PCM_READ_BYTES: Final = 16384
 # How often a raw PCM read waiting on an idle pipe looks at the stop flag: a stop is seen this soon even when the
 # writer keeps the pipe open without writing (a supervisor that signals only us).
 RAW_PCM_STOP_POLL_S: Final = 0.1
+# A file is reported as partly read when more than this is missing from what its container declares: at least
+# 0.1 s and 1 % (complete files differ from their declared length by encoder padding and, for MP3 without a Xing
+# header, by libsndfile's estimate from the file size: up to 0.5 % measured on 30 s of CBR MP3).
+MISSING_TOLERANCE_S: Final = 0.1
+MISSING_TOLERANCE_FRACTION: Final = 0.01
 
 
 class SourceError(Exception):
@@ -96,6 +107,8 @@ class AudioSource(Protocol):
     description: str  # redacted: safe for events and logs
     live: bool  # audio arrives in real time (capture timestamps come from arrival, not from the publish time)
     reconnects: int  # reconnections so far (always 0 for sources that never reconnect)
+    warnings: list[str]  # what of the input was never heard (cut off, undecodable); empty when all of it was
+    declared_seconds: float | None  # how long the input says it is (a file's container), when it says
 
     def blocks(self, stop: threading.Event) -> Generator[AudioBlock, None, None]:
         """The audio, block by block, until its end or until ``stop`` is set; closing it releases the source."""
@@ -144,9 +157,105 @@ def _decode_audio(container: av.container.InputContainer, description: str, stop
 
 # ------------------------------------------------------------------------------------------------- files
 
+# WAV format tags whose frames are ``block_align`` bytes each: PCM, IEEE float, A-law, mu-law, extensible.
+_WAV_FRAME_FORMATS: Final = frozenset({0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE})
+# A data size of 0 or 0xFFFFFFFF is what writers put before they know the length (a stream being recorded).
+_WAV_UNKNOWN_SIZES: Final = frozenset({0, 0xFFFFFFFF})
+# libsndfile reports about 2**63 frames when a file does not say its length.
+_UNKNOWN_FRAMES: Final = 2**62
+# The largest Ogg page: 27-byte header, 255 lacing values of up to 255 bytes each.
+_OGG_PAGE_MAX_BYTES: Final = 27 + 255 + 255 * 255
+_OGG_END_OF_STREAM: Final = 0x04
+# An MP3's frame count is in a Xing/Info (LAME) or VBRI header in its first frame, right after any ID3v2 tag.
+_MP3_FRAME_COUNT_TAGS: Final = (b"Xing", b"Info", b"VBRI")
+_MP3_FIRST_FRAME_BYTES: Final = 4096
+# FFmpeg containers whose duration is a header field; elsewhere (ADTS AAC, raw MP3, ...) it is estimated from the
+# bit rate, off by over 1 % on complete files.
+_DECLARING_CONTAINERS: Final = frozenset({"mov", "mp4", "m4a", "matroska", "webm", "asf", "flac", "ogg", "wav", "w64",
+                                          "aiff", "caf"})
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """The frames a WAV file's header declares (its data chunk's size), or None when it does not say.
+
+    libsndfile and FFmpeg both shrink a truncated file's length to what is present, so only the header itself
+    still tells how much audio the file was meant to hold.
+    """
+    with path.open("rb") as stream:
+        riff = stream.read(12)
+        if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:] != b"WAVE":
+            return None
+        block_align = 0
+        while len(header := stream.read(8)) == 8:
+            chunk_id, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk_id == b"data":
+                return size // block_align if block_align and size not in _WAV_UNKNOWN_SIZES else None
+            if chunk_id == b"fmt ":
+                fmt = stream.read(size)
+                if len(fmt) < 14 or struct.unpack("<H", fmt[:2])[0] not in _WAV_FRAME_FORMATS:
+                    return None
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+                stream.seek(size % 2, os.SEEK_CUR)
+            else:
+                stream.seek(size + size % 2, os.SEEK_CUR)
+    return None
+
+
+def mp3_declares_frames(path: Path) -> bool:
+    """Whether an MP3 file states its frame count; without it libsndfile estimates the length from the file
+    size, tags included, and a long tag would look like missing audio."""
+    with path.open("rb") as stream:
+        id3 = stream.read(10)
+        if len(id3) == 10 and id3[:3] == b"ID3":
+            size = (id3[6] & 0x7F) << 21 | (id3[7] & 0x7F) << 14 | (id3[8] & 0x7F) << 7 | (id3[9] & 0x7F)
+            stream.seek(10 + size + (10 if id3[5] & 0x10 else 0))  # the footer flag adds 10 bytes
+        else:
+            stream.seek(0)
+        first_frame = stream.read(_MP3_FIRST_FRAME_BYTES)
+    return any(tag in first_frame for tag in _MP3_FRAME_COUNT_TAGS)
+
+
+def ogg_cut_off(path: Path) -> bool:
+    """True when an Ogg file does not end with a whole end-of-stream page: its writer never finished it.
+
+    Ogg declares no length, so a file cut at any byte decodes to a shorter, valid-looking stream; the end-of-stream
+    flag on a last page that ends exactly at the end of the file is what only a finished file has.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        stream.seek(max(0, size - _OGG_PAGE_MAX_BYTES))
+        tail = stream.read()
+    start = tail.rfind(b"OggS")
+    while start >= 0:  # from the last capture pattern back, in case page data happens to contain "OggS"
+        header = tail[start : start + 27]
+        if len(header) == 27 and header[4] == 0:
+            lacing = tail[start + 27 : start + 27 + header[26]]
+            page_end = start + 27 + header[26] + sum(lacing)
+            if len(lacing) == header[26] and page_end == len(tail) and header[5] & _OGG_END_OF_STREAM:
+                return False
+        start = tail.rfind(b"OggS", 0, start)
+    return True
+
+
+def missing_audio(heard_s: float, declared_s: float | None) -> str | None:
+    """A warning when clearly less was decoded than the container declares (see ``MISSING_TOLERANCE_S``)."""
+    if declared_s is None or declared_s - heard_s <= max(MISSING_TOLERANCE_S, MISSING_TOLERANCE_FRACTION * declared_s):
+        return None
+    return (f"only {heard_s:.1f} s of the {declared_s:.1f} s the file declares could be decoded "
+            f"({declared_s - heard_s:.1f} s never heard): the file is cut off or damaged")
+
+
+def _decoding_stopped(heard_s: float, declared_s: float | None, reason: str) -> str:
+    of_declared = "" if declared_s is None else f" of the {declared_s:.1f} s the file declares"
+    return f"decoding stopped after {heard_s:.1f} s{of_declared}, the rest was never heard: {reason}"
+
 
 class FileSource:
-    """An audio file: libsndfile for the formats it reads (WAV, FLAC, OGG, MP3), FFmpeg (PyAV) for the rest."""
+    """An audio file: libsndfile for the formats it reads (WAV, FLAC, OGG, MP3), FFmpeg (PyAV) for the rest.
+
+    A decoder error after the first samples ends the stream with what was heard and a warning instead of failing
+    it; so does a file that decodes to clearly less than its container declares.
+    """
 
     kind = "file"
     live = False
@@ -155,9 +264,12 @@ class FileSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = str(path)
+        self.warnings: list[str] = []
+        self.declared_seconds: float | None = None
 
     def blocks(self, stop: threading.Event) -> Generator[AudioBlock, None, None]:
         self._check_path()
+        self.warnings, self.declared_seconds = [], None
         try:
             sound_file = soundfile.SoundFile(self.path)
         except soundfile.LibsndfileError:  # not a libsndfile format (M4A, AAC, ...) or corrupt: let FFmpeg try
@@ -166,15 +278,23 @@ class FileSource:
         with sound_file:
             if sound_file.frames == 0:
                 raise SourceError(self.description, "zero-length audio: the file holds no samples")
-            block_frames = max(1, round(sound_file.samplerate * FILE_BLOCK_SECONDS))
+            rate = int(sound_file.samplerate)
+            declared = _libsndfile_declared_frames(self.path, sound_file)
+            self.declared_seconds = None if declared is None else declared / rate
+            block_frames = max(1, round(rate * FILE_BLOCK_SECONDS))
+            heard = 0
             try:
-                for samples in sound_file.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-                    if samples.shape[0]:
-                        yield AudioBlock(np.ascontiguousarray(samples), int(sound_file.samplerate))
+                # read() until it comes back empty: blocks() counts on the declared length and, for an MP3 cut
+                # short, keeps yielding stale buffers up to it.
+                while (samples := sound_file.read(block_frames, dtype="float32", always_2d=True)).shape[0]:
+                    heard += samples.shape[0]
+                    yield AudioBlock(np.ascontiguousarray(samples), rate)
                     if stop.is_set():
                         return
             except (soundfile.LibsndfileError, RuntimeError) as error:
-                raise SourceError(self.description, f"corrupt audio data: {error}") from error
+                self._decoder_failed(heard / rate, f"corrupt audio data: {error}", error)
+                return
+        self._check_complete(heard / rate, is_ogg=sound_file.format == "OGG")
 
     def _check_path(self) -> None:
         if not self.path.exists():
@@ -186,6 +306,21 @@ class FileSource:
         if self.path.stat().st_size == 0:
             raise SourceError(self.description, "zero-length audio: the file is empty")
 
+    def _decoder_failed(self, heard_s: float, reason: str, error: Exception) -> None:
+        """Nothing heard yet: the file is unreadable. Otherwise keep what was heard and say where it stopped."""
+        if heard_s == 0:
+            raise SourceError(self.description, reason) from error
+        self.warnings.append(_decoding_stopped(heard_s, self.declared_seconds, reason))
+
+    def _check_complete(self, heard_s: float, *, is_ogg: bool) -> None:
+        """After a clean end of decoding: warn when the file holds less than it declares."""
+        missing = missing_audio(heard_s, self.declared_seconds)
+        if missing is not None:
+            self.warnings.append(missing)
+        elif is_ogg and ogg_cut_off(self.path):
+            self.warnings.append(f"the Ogg stream ends after {heard_s:.1f} s without its end-of-stream page: "
+                                 "the recording was cut off, what followed was never heard")
+
     def _blocks_with_pyav(self, stop: threading.Event) -> Iterator[AudioBlock]:
         try:
             container = av.open(str(self.path), mode="r")
@@ -193,16 +328,41 @@ class FileSource:
             raise SourceError(self.description, "unreadable or corrupt audio: not a recognised audio format") from error
         except av.error.FFmpegError as error:
             raise SourceError(self.description, f"cannot open: {error.strerror}") from error
-        produced = False
+        heard_s = 0.0
         with container:
+            self.declared_seconds = _declared_seconds(container)
             try:
                 for block in _decode_audio(container, self.description, stop):
-                    produced = True
+                    heard_s += block.frames / block.sample_rate
                     yield block
             except av.error.FFmpegError as error:
-                raise SourceError(self.description, f"corrupt audio data: {error.strerror}") from error
-        if not produced and not stop.is_set():
-            raise SourceError(self.description, "zero-length audio: the file decodes to no samples")
+                self._decoder_failed(heard_s, f"corrupt audio data: {error.strerror}", error)
+                return
+            if stop.is_set():
+                return
+            if heard_s == 0:
+                raise SourceError(self.description, "zero-length audio: the file decodes to no samples")
+            self._check_complete(heard_s, is_ogg=container.format.name == "ogg")
+
+
+def _libsndfile_declared_frames(path: Path, sound_file: soundfile.SoundFile) -> int | None:
+    """The frames the file's header declares, where it declares them (libsndfile fixes up or estimates others)."""
+    if sound_file.format in ("WAV", "WAVEX"):
+        return wav_declared_frames(path)
+    if sound_file.format == "MP3" and not mp3_declares_frames(path):
+        return None
+    return int(sound_file.frames) if sound_file.frames < _UNKNOWN_FRAMES else None
+
+
+def _declared_seconds(container: av.container.InputContainer) -> float | None:
+    """The audio stream's duration from the container's header, when the container has one (see
+    ``_DECLARING_CONTAINERS``): the stream's own, else the container's."""
+    if _DECLARING_CONTAINERS.isdisjoint(container.format.name.split(",")):
+        return None
+    streams = container.streams.audio
+    if streams and streams[0].duration is not None and streams[0].time_base is not None:
+        return float(streams[0].duration * streams[0].time_base)
+    return container.duration / av.time_base if container.duration is not None else None
 
 
 # ----------------------------------------------------------------------------------------- network streams
@@ -254,6 +414,7 @@ class UrlSource:
 
     kind = "url"
     live = True
+    declared_seconds: float | None = None
 
     def __init__(
         self,
@@ -270,6 +431,7 @@ class UrlSource:
         self.read_timeout_s = read_timeout_s
         self.reconnect = reconnect
         self.reconnects = 0
+        self.warnings: list[str] = []
         self._rng = rng or random.Random()
 
     def blocks(self, stop: threading.Event) -> Generator[AudioBlock, None, None]:
@@ -316,10 +478,12 @@ class MicrophoneSource:
     kind = "microphone"
     live = True
     reconnects = 0
+    declared_seconds: float | None = None
 
     def __init__(self, device: str | None = None) -> None:
         self.device: int | str | None = int(device) if device is not None and device.isdigit() else device
         self.description = MICROPHONE if device is None else f"{MICROPHONE}:{device}"
+        self.warnings: list[str] = []
 
     def blocks(self, stop: threading.Event) -> Generator[AudioBlock, None, None]:
         try:
@@ -364,6 +528,8 @@ class MicrophoneSource:
                 yield AudioBlock(samples, rate)
         if overflows:
             log.warning("microphone blocks dropped", extra={"source": self.description, "dropped_blocks": overflows})
+            self.warnings.append(f"{overflows * MICROPHONE_BLOCK_SECONDS:.2f} s of microphone audio dropped: "
+                                 "the capture fell more than ten seconds behind")
 
 
 # --------------------------------------------------------------------------------------------- raw PCM
@@ -409,6 +575,8 @@ class RawPcmSource:
     kind: str = "stdin"
     live: bool = True
     reconnects: int = 0
+    warnings: list[str] = field(default_factory=list)
+    declared_seconds: float | None = None
 
     def blocks(self, stop: threading.Event) -> Generator[AudioBlock, None, None]:
         frame_bytes = self.pcm_format.frame_bytes
@@ -428,6 +596,7 @@ class RawPcmSource:
         if leftover:
             log.warning("raw PCM ended inside a frame; partial frame dropped",
                         extra={"source": self.description, "dropped_bytes": len(leftover)})
+            self.warnings.append(f"the input ended inside a PCM frame: its last {len(leftover)} byte(s) were dropped")
         if total_frames == 0 and not stop.is_set():
             raise SourceError(self.description, "zero-length audio: no complete PCM frame was read")
 

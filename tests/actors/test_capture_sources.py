@@ -130,6 +130,91 @@ def test_stop_ends_a_file_early(tmp_path: Path) -> None:
     assert len(blocks) == 1
 
 
+# ---------------------------------------------------------------------------------------- partly read files
+
+
+def cut_at(path: Path, fraction: float) -> Path:
+    """A copy of ``path`` holding only its first ``fraction`` of bytes: a recording cut off mid-stream."""
+    data = path.read_bytes()
+    cut = path.with_name(f"cut-{path.name}")
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut
+
+
+def garbled_middle(path: Path, fraction: float = 0.1) -> Path:
+    """A copy of ``path`` with ``fraction`` of its bytes from the middle on replaced by (seeded) noise."""
+    data = bytearray(path.read_bytes())
+    start, length = len(data) // 2, int(len(data) * fraction)
+    data[start : start + length] = np.random.default_rng(3).integers(0, 256, length, dtype=np.uint8).tobytes()
+    garbled = path.with_name(f"garbled-{path.name}")
+    garbled.write_bytes(bytes(data))
+    return garbled
+
+
+def heard_seconds(blocks: list[AudioBlock]) -> float:
+    return sum(block.frames / block.sample_rate for block in blocks)
+
+
+def test_a_wav_cut_short_of_its_header_is_read_to_its_end_and_says_how_much_is_missing(tmp_path: Path) -> None:
+    rate = 16000
+    path = write_audio(tmp_path / "long.wav", tone(120.0, rate, amplitude=0.1), rate, subtype="PCM_16")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.wav"  # the header still says 120 s; 31 s of samples follow it
+    cut.write_bytes(data[: data.index(b"data") + 8 + 31 * rate * 2])
+    source = FileSource(cut)
+    blocks = read_all(source)
+    assert sum(block.frames for block in blocks) == 31 * rate
+    assert source.declared_seconds == 120.0
+    assert len(source.warnings) == 1 and "only 31.0 s of the 120.0 s the file declares" in source.warnings[0]
+
+
+@pytest.mark.parametrize(("suffix", "says"), [(".mp3", "of the 20.0 s the file declares"),
+                                              (".ogg", "without its end-of-stream page")])
+def test_a_lossy_file_cut_off_mid_stream_keeps_what_was_heard_and_warns(tmp_path: Path, suffix: str,
+                                                                         says: str) -> None:
+    original = write_audio(tmp_path / "long.wav", tone(20.0, 44100), 44100)
+    path = encode_with_ffmpeg(original, tmp_path / f"long{suffix}")
+    source = FileSource(cut_at(path, 0.25))
+    heard = heard_seconds(read_all(source))
+    assert 2.0 < heard < 8.0  # about a quarter (Vorbis spends its bits unevenly on a tone)
+    assert len(source.warnings) == 1 and says in source.warnings[0], source.warnings
+
+
+@pytest.mark.parametrize(("suffix", "damage"), [(".flac", "cut"), (".flac", "garbled"), (".m4a", "garbled")])
+def test_a_decoder_error_part_way_keeps_the_audio_before_it_and_warns(tmp_path: Path, suffix: str,
+                                                                      damage: str) -> None:
+    original = write_audio(tmp_path / "long.wav", tone(20.0, 44100), 44100)
+    path = encode_with_ffmpeg(original, tmp_path / f"long{suffix}")
+    source = FileSource(cut_at(path, 0.25) if damage == "cut" else garbled_middle(path))
+    heard = heard_seconds(read_all(source))
+    assert 4.0 < heard < 12.0  # up to the damage (a quarter in, or the middle)
+    assert source.declared_seconds == pytest.approx(20.0, abs=0.1)
+    assert len(source.warnings) == 1
+    assert f"decoding stopped after {heard:.1f} s of the 20.0 s the file declares" in source.warnings[0]
+
+
+def mp3_without_frame_count(path: Path, target: Path) -> Path:
+    """An MP3 without a Xing header but with 30 kB of ID3 tag: libsndfile's length estimate counts the tag."""
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(path), "-write_xing", "0",
+                    "-metadata", f"comment={'x' * 30000}", str(target)], check=True, timeout=60)
+    return target
+
+
+@pytest.mark.parametrize("seconds", [0.3, 3.0])
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", "-noxing.mp3"])
+def test_complete_files_carry_no_warning(tmp_path: Path, suffix: str, seconds: float) -> None:
+    original = write_audio(tmp_path / "source.wav", tone(seconds, 44100), 44100)
+    path = (mp3_without_frame_count(original, tmp_path / "a.mp3") if suffix == "-noxing.mp3"
+            else encode_with_ffmpeg(original, tmp_path / f"a{suffix}"))
+    source = FileSource(path)
+    heard = heard_seconds(read_all(source))
+    assert source.warnings == []
+    if suffix in (".aac", "-noxing.mp3"):  # lengths only estimated from the bit rate: not trusted
+        assert source.declared_seconds is None
+    else:
+        assert source.declared_seconds == pytest.approx(heard, abs=0.05)
+
+
 # ----------------------------------------------------------------------------------------------- network
 
 
@@ -249,6 +334,7 @@ def test_raw_stereo_float_pcm_with_a_partial_trailing_frame() -> None:
     blocks = read_all(source)
     np.testing.assert_array_equal(joined(blocks), frames)
     assert blocks[0].sample_rate == 8000
+    assert source.warnings == ["the input ended inside a PCM frame: its last 3 byte(s) were dropped"]
 
 
 def test_raw_pcm_blocks_arrive_as_the_writer_writes() -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -13,7 +14,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 
-EXPECTED_KEYS = {"path", "distress", "score", "labels", "transcript", "phrases", "onset_s", "reason", "incidents"}
+EXPECTED_KEYS = {"path", "distress", "score", "labels", "transcript", "phrases", "onset_s", "reason", "incidents",
+                 "heard_s", "declared_s", "warnings"}
 
 
 def spoken(path: Path, text: str, lead_in_s: float) -> Path:
@@ -55,3 +57,38 @@ def test_detect_reports_each_file_as_one_json_line(tmp_path: Path) -> None:
     for benign in ("calm.wav", "room.flac"):
         assert by_name[benign]["distress"] is False, by_name[benign]
         assert by_name[benign]["onset_s"] is None and by_name[benign]["phrases"] == []
+
+
+def quiet_noise(seconds: float) -> np.ndarray:
+    return (0.01 * np.random.default_rng(11).standard_normal(int(seconds * 16_000))).astype(np.float32)
+
+
+def detect_json(*arguments: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Exit code and each file's JSON line, by file name (acoustics only: these tests are about the audio read)."""
+    result = CliRunner().invoke(app, ["detect", *arguments, "--json", "--no-asr"])
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.exit_code, {Path(line["path"]).name: line for line in lines}
+
+
+def test_a_cut_off_recording_is_answered_for_what_was_heard_with_exit_code_3(tmp_path: Path) -> None:
+    full = tmp_path / "full.wav"
+    soundfile.write(full, quiet_noise(120.0), 16_000, subtype="PCM_16")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.wav"  # the header says 120 s, 31 s of samples follow it
+    cut.write_bytes(data[: data.index(b"data") + 8 + 31 * 16_000 * 2])
+    whole = tmp_path / "whole.flac"
+    soundfile.write(whole, quiet_noise(6.0), 16_000)
+
+    code, by_name = detect_json(str(cut), str(whole))
+
+    assert code == 3  # only partly read: the verdict covers 31 s, not the 120 s
+    assert set(by_name["cut.wav"]) == EXPECTED_KEYS
+    assert (by_name["cut.wav"]["heard_s"], by_name["cut.wav"]["declared_s"]) == (31.0, 120.0)
+    assert len(by_name["cut.wav"]["warnings"]) == 1 and "89.0 s never heard" in by_name["cut.wav"]["warnings"][0]
+    assert by_name["cut.wav"]["distress"] is False
+    assert (by_name["whole.flac"]["heard_s"], by_name["whole.flac"]["declared_s"]) == (6.0, 6.0)
+    assert by_name["whole.flac"]["warnings"] == []
+
+    code, _ = detect_json(str(cut), str(tmp_path / "missing.wav"))
+    assert code == 2  # a failed file outranks a partly read one
+

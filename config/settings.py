@@ -6,6 +6,7 @@ found through ``DISTRESS_CONFIG`` or as ``distress.toml`` / ``distress.yaml`` in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import time
@@ -349,9 +350,26 @@ class DashboardConfig(BaseModel):
     tokens: tuple[DashboardToken, ...] = ()
     session_hours: float = Field(default=12.0, gt=0, le=720)
     max_body_kbytes: int = Field(default=64, ge=1, le=65_536)  # any request body; sign-in takes at most 16 KB
+    # Proxies (IP addresses or networks, "*" for any) whose X-Forwarded-For / -Proto are believed; none by default,
+    # so a client cannot pick its own address and escape the sign-in throttle.
+    trusted_proxies: tuple[str, ...] = ()
+    # Wrong passwords allowed per account and client (and per client over all accounts, x5) within the window.
+    sign_in_max_failures: int = Field(default=10, ge=1, le=1000)
+    sign_in_window_s: int = Field(default=300, ge=1, le=86_400)
     run_projectors: bool = True  # follow the topics into the read models in-process (idempotent next to others)
     poll_interval_s: float = Field(default=0.5, gt=0, le=10)  # how often live updates look for changes
     stale_after_s: float = Field(default=15.0, gt=0)  # a running stream silent this long is shown as silent
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as error:
+                    raise ValueError(f"trusted proxy {entry!r} is not an IP address, a network or '*'") from error
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> DashboardConfig:

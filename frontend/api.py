@@ -21,7 +21,7 @@ from actors.commands import InvalidCommand, InvalidTransition, UnknownIncident
 from config.redaction import redact_text
 from events.bus import BusError
 from events.catalogue import IncidentEvent
-from frontend.auth import Operator
+from frontend.auth import Attempt, Operator
 from frontend.context import (
     Dashboard,
     client_address,
@@ -91,30 +91,46 @@ def incident_filter(
 @router.post("/session", response_model=SessionOut, tags=["session"],
              responses={401: {"description": "wrong credentials"}, 429: {"description": "too many failures"}})
 def sign_in(body: LoginBody, request: Request, response: Response, dash: DashboardDep) -> SessionOut:
-    """Sign in with a user name and password, or with a token; sets the session cookie."""
-    client = client_address(request)
-    wait_s = dash.throttle.retry_after(client)
-    if wait_s is not None:
-        dash.metrics.logins.labels("throttled").inc()
-        raise HTTPException(429, f"too many failed sign-ins; try again in {wait_s:.0f} s",
-                            headers={"Retry-After": str(max(1, round(wait_s)))})
+    """Sign in with a user name and password, or with a token; sets the session cookie.
+
+    Wrong passwords are throttled per account and client (``auth.LoginThrottle``): a throttled attempt is answered
+    429 without its password being checked, so guessing on gains nothing. A token is always checked, and a valid
+    one never refused: nobody's failures can lock its holder out.
+    """
     if body.token is not None:
         operator = dash.auth.check_token(body.token)
+        if operator is None:
+            dash.metrics.logins.labels("rejected").inc()
+            raise HTTPException(401, "wrong user name, password or token")
     else:
         assert body.username is not None and body.password is not None
+        device = dash.auth.device_of(request.cookies.get(dash.auth.DEVICE_COOKIE), body.username)
+        attempt = Attempt(account=body.username, client=client_address(request), device=device)
+        wait_s = dash.throttle.retry_after(attempt)
+        if wait_s is not None:
+            dash.metrics.logins.labels("throttled").inc()
+            raise HTTPException(429, f"too many failed sign-ins; try again in {wait_s:.0f} s",
+                                headers={"Retry-After": str(round(wait_s))})
         operator = dash.auth.check_password(body.username, body.password)
-    if operator is None:
-        dash.throttle.failed(client)
-        dash.metrics.logins.labels("rejected").inc()
-        raise HTTPException(401, "wrong user name, password or token")
-    dash.throttle.succeeded(client)
+        if operator is None:
+            dash.throttle.failed(attempt)
+            dash.metrics.logins.labels("rejected").inc()
+            raise HTTPException(401, "wrong user name, password or token")
+        dash.throttle.succeeded(attempt)
+        _set_cookie(request, response, dash.auth.DEVICE_COOKIE, dash.auth.device_cookie(operator),
+                    max_age=dash.auth.DEVICE_S, path="/api/session")
     dash.metrics.logins.labels("accepted").inc()
     cookie, session = dash.auth.issue_session(operator)
-    response.set_cookie(dash.auth.COOKIE, cookie, max_age=int(dash.auth.session_s), httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/")
+    _set_cookie(request, response, dash.auth.COOKIE, cookie, max_age=int(dash.auth.session_s), path="/")
     return SessionOut(operator=operator.name, via=operator.via,
                       expires_at=datetime.fromtimestamp(session.expires_at, UTC),
                       csrf_token=dash.auth.csrf_token(session))
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, *, max_age: int, path: str) -> None:
+    """Script cannot read it, other sites' requests do not carry it, and over HTTPS it is never sent in clear."""
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path=path)
 
 
 @router.get("/session", response_model=SessionOut, tags=["session"])

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from actors.clips import ClipStore
 from actors.commands import IncidentCommands
@@ -160,7 +161,9 @@ def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
     state = Dashboard(
         settings=settings, engine=engine, bus=bus, read=read, auth=auth, commands=IncidentCommands(bus),
         clips=ClipStore(settings.clips_dir), broadcaster=broadcaster, feed=ChangeFeed(engine),
-        projectors=projectors, evidence_cache=EvidenceCache(), throttle=LoginThrottle(), metrics=metrics,
+        projectors=projectors, evidence_cache=EvidenceCache(),
+        throttle=LoginThrottle(settings.dashboard.sign_in_max_failures, settings.dashboard.sign_in_window_s),
+        metrics=metrics,
         health=HealthMonitor(settings, read.ping, projectors, lambda: broadcaster.clients),
     )
 
@@ -198,7 +201,9 @@ def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(RequestValidationError, _invalid_input)
     app.add_middleware(_BodyLimit, max_bytes=settings.dashboard.max_body_kbytes * 1024)
-    app.add_middleware(_Headers, metrics=metrics)  # outermost: refusals carry the security headers too
+    app.add_middleware(_Headers, metrics=metrics)  # refusals carry the security headers too
+    if settings.dashboard.trusted_proxies:  # outermost: every layer sees the client the proxy names
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.dashboard.trusted_proxies))
     return app
 
 

@@ -14,15 +14,16 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from itsdangerous import BadData, Signer, URLSafeTimedSerializer
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from config.settings import DashboardConfig, DashboardToken, DashboardUser
 from projections.sessions import SessionStore
@@ -187,6 +188,8 @@ class Authenticator:
     """
 
     COOKIE = "distress_session"
+    DEVICE_COOKIE = "distress_device"
+    DEVICE_S = 90 * 24 * 3600
 
     def __init__(self, users: Iterable[DashboardUser], tokens: Iterable[DashboardToken], *, secret: bytes,
                  session_s: float, store: SessionStore) -> None:
@@ -256,39 +259,66 @@ class Authenticator:
     def check_csrf(self, session: Session, token: str) -> bool:
         return self._csrf.verify_signature(session.session_id, token[:_MAX_COOKIE_CHARS])
 
+    # ----------------------------------------------------------------------------------------- devices
+
+    def device_cookie(self, operator: Operator) -> str:
+        """Marks a browser that signed in as ``operator``: the throttle counts its failures apart from everyone's."""
+        return self._devices.dumps([operator.name, secrets.token_urlsafe(16)])
+
+    def device_of(self, cookie: str | None, name: str) -> str | None:
+        """The device id in ``cookie`` when it is genuine, recent and was given to ``name``, else None."""
+        if not cookie:
+            return None
+        try:
+            owner, device = self._devices.loads(cookie[:_MAX_COOKIE_CHARS], max_age=self.DEVICE_S)
+        except (BadData, TypeError, ValueError):
+            return None
+        return device if owner == name and isinstance(device, str) else None
+
 
 # -------------------------------------------------------------------------------------------- throttle
 
 
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """Whose password a sign-in tries, from which client address, and the browser's device id if it has one."""
+
+    account: str
+    client: str
+    device: str | None = None
+
+
 class LoginThrottle:
-    """At most ``max_failures`` failed sign-ins per client within ``window_s``; then it must wait."""
+    """Wrong passwords counted in a moving window (the ``limits`` library, in memory): ``max_failures`` per account
+    and client, and five times as many per client over all accounts (one password sprayed over many names).
 
-    def __init__(self, max_failures: int = 10, window_s: float = 300.0) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    A browser that signed in as the account before carries a device cookie and is counted on its own, so nobody
+    else's failures lock it out (OWASP's "device cookies"). Tokens are never throttled: 256 random bits cannot be
+    guessed, and refusing a valid one would only turn the throttle into a lock-out weapon.
+    """
 
-    def retry_after(self, client: str, now: float | None = None) -> float | None:
-        """Seconds the client must wait before trying again, or None when it may try now."""
-        moment = now or time.monotonic()
-        with self._lock:
-            failures = self._recent(client, moment)
-            if len(failures) < self.max_failures:
-                return None
-            return failures[0] + self.window_s - moment
+    def __init__(self, max_failures: int = 10, window_s: int = 300) -> None:
+        self.per_account = RateLimitItemPerSecond(max_failures, window_s)
+        self.per_client = RateLimitItemPerSecond(max_failures * 5, window_s)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def failed(self, client: str, now: float | None = None) -> None:
-        moment = now or time.monotonic()
-        with self._lock:
-            self._recent(client, moment).append(moment)
+    def _counters(self, attempt: Attempt) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
+        if attempt.device is not None:
+            return [(self.per_account, ("device", attempt.device))]
+        account = hashlib.sha256(attempt.account.encode("utf-8")).hexdigest()  # any text, one key part
+        return [(self.per_account, ("account", account, attempt.client)), (self.per_client, ("client", attempt.client))]
 
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
+    def retry_after(self, attempt: Attempt) -> float | None:
+        """Seconds to wait before this attempt may be checked, or None when it may be checked now."""
+        waits = [self._limiter.get_window_stats(item, *key).reset_time - time.time()
+                 for item, key in self._counters(attempt) if not self._limiter.test(item, *key)]
+        return max(1.0, *waits) if waits else None
 
-    def _recent(self, client: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(client, deque())
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        return failures
+    def failed(self, attempt: Attempt) -> None:
+        for item, key in self._counters(attempt):
+            self._limiter.hit(item, *key)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """Forgets the account's failures from this client; the client's count over all accounts stays."""
+        item, key = self._counters(attempt)[0]
+        self._limiter.clear(item, *key)

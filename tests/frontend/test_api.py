@@ -100,17 +100,14 @@ def test_password_sign_in_gives_a_session_whose_commands_need_the_csrf_token(ano
     assert anonymous.get("/api/incidents").status_code == 401  # revoked
 
 
-def test_sign_in_validates_input_and_throttles_guessing(anonymous: TestClient) -> None:
+def test_sign_in_validates_input(anonymous: TestClient) -> None:
+    """(Throttling, oversized bodies and what refusals may say: tests/security.)"""
     for body in ({}, {"username": "bob"}, {"username": "bob", "password": "x", "token": "y"},
                  {"token": ""}, {"username": "b" * 65, "password": "x"}, {"token": "t", "role": "admin"}):
         assert anonymous.post("/api/session", json=body).status_code == 422, body
     assert anonymous.post("/api/session", json={"token": ALICE_TOKEN}).json()["operator"] == "alice"
-    for _ in range(10):
-        assert anonymous.post("/api/session", json={"username": "bob", "password": "guess"}).status_code == 401
-    assert anonymous.post("/api/session", json={"username": "nobody", "password": "guess"}).status_code == 429
-    throttled = anonymous.post("/api/session", json={"username": "bob", "password": BOB_PASSWORD})
-    assert throttled.status_code == 429
-    assert int(throttled.headers["retry-after"]) > 0
+    assert anonymous.post("/api/session", json={"username": "bob", "password": "guess"}).status_code == 401
+    assert anonymous.post("/api/session", json={"username": "bob", "password": BOB_PASSWORD}).status_code == 200
 
 
 # ---------------------------------------------------------------------------------------------- reading

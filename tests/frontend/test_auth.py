@@ -1,5 +1,5 @@
-"""Password hashes, tokens, signed sessions (recorded in a real SQLite database), CSRF tokens, throttling and the
-session key file."""
+"""Password hashes, tokens, signed sessions (recorded in a real SQLite database), CSRF tokens, device cookies,
+throttling and the session key file."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from config import load_settings
 from config.settings import DashboardConfig, DashboardToken, DashboardUser
 from frontend.auth import (
+    Attempt,
     Authenticator,
     AuthError,
     LoginThrottle,
@@ -109,22 +110,47 @@ def test_csrf_tokens_are_bound_to_their_session(store: SessionStore) -> None:
     assert not auth.check_csrf(first, "")
 
 
+def test_device_cookies_name_their_operator(store: SessionStore) -> None:
+    auth = authenticator(store)
+    cookie = auth.device_cookie(Operator(name="bob", via="password"))
+    device = auth.device_of(cookie, "bob")
+    another = auth.device_cookie(Operator(name="bob", via="password"))
+    assert device is not None and auth.device_of(another, "bob") not in (None, device)
+    assert auth.device_of(cookie, "alice") is None
+    assert auth.device_of(cookie[:-2], "bob") is None and auth.device_of(None, "bob") is None
+    assert authenticator(store, secret=b"k" * 32).device_of(cookie, "bob") is None
+
+
 def test_an_authenticator_needs_a_real_secret(store: SessionStore) -> None:
     with pytest.raises(AuthError, match="at least 32 bytes"):
         authenticator(store, secret=b"short")
 
 
-def test_throttle_blocks_after_repeated_failures_until_the_window_passes() -> None:
-    throttle = LoginThrottle(max_failures=3, window_s=60)
-    for moment in (1.0, 2.0, 3.0):
-        assert throttle.retry_after("10.0.0.1", now=moment) is None
-        throttle.failed("10.0.0.1", now=moment)
-    assert throttle.retry_after("10.0.0.1", now=4.0) == pytest.approx(57.0)
-    assert throttle.retry_after("10.0.0.2", now=4.0) is None  # other clients are unaffected
-    assert throttle.retry_after("10.0.0.1", now=61.5) is None  # the first failure left the window
-    throttle.failed("10.0.0.1", now=62.0)
-    throttle.succeeded("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1", now=62.5) is None
+def test_throttle_counts_per_account_and_client_until_the_window_passes() -> None:
+    throttle = LoginThrottle(max_failures=3, window_s=2)
+    guess = Attempt(account="bob", client="10.0.0.1")
+    for _ in range(3):
+        assert throttle.retry_after(guess) is None
+        throttle.failed(guess)
+    assert 0 < (throttle.retry_after(guess) or 0) <= 2
+    assert throttle.retry_after(Attempt(account="bob", client="10.0.0.2")) is None  # other clients
+    assert throttle.retry_after(Attempt(account="carol", client="10.0.0.1")) is None  # other accounts
+    assert throttle.retry_after(Attempt(account="bob", client="10.0.0.1", device="d1")) is None  # a known browser
+    time.sleep(2.1)
+    assert throttle.retry_after(guess) is None  # the failures left the window
+    throttle.failed(guess)
+    throttle.succeeded(guess)
+    for _ in range(2):
+        throttle.failed(guess)
+    assert throttle.retry_after(guess) is None  # success started the count again
+
+
+def test_throttle_counts_one_client_over_all_accounts() -> None:
+    throttle = LoginThrottle(max_failures=2, window_s=60)
+    for number in range(10):  # one password sprayed over ten names
+        throttle.failed(Attempt(account=f"user{number}", client="10.0.0.1"))
+    assert throttle.retry_after(Attempt(account="bob", client="10.0.0.1")) is not None
+    assert throttle.retry_after(Attempt(account="bob", client="10.0.0.2")) is None
 
 
 def test_the_session_key_is_made_once_kept_private_and_rotated(tmp_path: Path) -> None:

@@ -69,8 +69,8 @@ def test_signing_in_never_leaves_the_dashboard_origin(control: str, source: str,
 
 
 HOSTILE_TARGETS = ["//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example",
-                   "/\n/evil.example", "/\r/evil.example", "\t//evil.example", " /evil", "/ /evil", "javascript:alert(1)",
-                   "evil.example", "/\x00/evil.example", "/\x7f/evil.example"]
+                   "/\n/evil.example", "/\r/evil.example", "\t//evil.example", " /evil", "/ /evil",
+                   "javascript:alert(1)", "evil.example", "/\x00/evil.example", "/\x7f/evil.example"]
 
 
 def test_the_server_hands_out_only_local_targets(dashboard_settings: Settings) -> None:

@@ -145,7 +145,7 @@ class Detector:
         return self.analyse(path).events
 
     def analyse(self, path: Path) -> Analysis:
-        """The recording at ``path`` through the chain, chunked as live capture would."""
+        """The recording at ``path`` through the chain, chunked (and padded when short) as live capture would."""
         stream_id = f"detect-{path.stem}"[:64] or "detect"
         scorer = ScorerStage(self.scorer.catalogue, self.scorer.classifier, self.scorer.fusion_config)
         asr = AsrStage(self.settings.topics(), self.recognizer) if self.recognizer else None
@@ -161,7 +161,11 @@ class Detector:
 
 
 def summarise(path: str, analysis: Analysis) -> Detection:
-    """One verdict from a recording's events: distress when the incident rules opened an incident."""
+    """One verdict from a recording's events: distress when the incident rules opened an incident.
+
+    Capture pads every stream it ends to at least one scoring window, so a recording without a score is a broken
+    chain, reported as an error rather than as a quiet "no".
+    """
     events, capture = analysis.events, analysis.capture
     scores = [event for event in events if isinstance(event, DistressScored)]
     opened = [event for event in events if isinstance(event, IncidentOpened)]
@@ -171,16 +175,13 @@ def summarise(path: str, analysis: Analysis) -> Detection:
         for label in scored.labels:
             best_labels[label.label] = max(label.score, best_labels.get(label.label, 0.0))
     strongest = max(scores, key=lambda scored: scored.score, default=None)
-    if opened:
-        reason = opened[0].reason
-    elif strongest is not None:
-        reason = f"below threshold {strongest.threshold:.2f}: {strongest.reason}"
-    else:
-        reason = "no audio long enough to score"
+    if strongest is None:
+        raise DetectionError(f"{path}: none of its {capture.heard_seconds:.2f} s of audio was scored")
+    reason = opened[0].reason if opened else f"below threshold {strongest.threshold:.2f}: {strongest.reason}"
     return Detection(
         path=path,
         distress=bool(opened),
-        score=strongest.score if strongest else 0.0,
+        score=strongest.score,
         labels=tuple(LabelScore(label=label, score=score)
                      for label, score in sorted(best_labels.items(), key=lambda item: -item[1])[:5]),
         transcript=" ".join(transcript.text for transcript in transcripts).strip(),
@@ -188,7 +189,7 @@ def summarise(path: str, analysis: Analysis) -> Detection:
         onset_s=opened[0].onset_sample / SAMPLE_RATE if opened else None,
         reason=reason,
         incidents=len(opened),
-        heard_s=capture.audio_seconds,
+        heard_s=capture.heard_seconds,
         declared_s=capture.declared_seconds,
         warnings=capture.warnings,
     )

@@ -1,8 +1,8 @@
 """`distress detect PATH...`: the full offline chain on recordings, for triage and evaluation (no Kafka needed).
 
 Exit codes: 0 when every recording was read whole and answered; 2 when any could not be analysed (missing,
-unreadable or empty: an error line names why); otherwise 3 when any was only partly read (cut off or undecodable
-part-way): its verdict covers only the ``heard_s`` seconds, and ``warnings`` say what is missing.
+unreadable, empty or shorter than 0.1 s: an error line names why); otherwise 3 when any was only partly read (cut
+off or undecodable part-way): its verdict covers only the ``heard_s`` seconds, and ``warnings`` say what is missing.
 """
 
 from __future__ import annotations

@@ -6,8 +6,12 @@ opened or breaks. Chunks and the closing event are caused by StreamStarted (its 
 id), so consumers can tell two runs of the same stream id apart. Whatever was captured before a failure is
 still published, ending with an ``is_last`` chunk, so downstream per-stream state is always released.
 
-Input the source could only partly read (a file cut off or undecodable part-way) still ends the stream, with the
-source's warnings in the StreamEnded reason and in the report.
+Every recording gets an answer: the classifier scores windows of about one second, so a stream that ends on its
+own with less audio than that (but at least ``MIN_SCORED_SAMPLES``) is padded with digital silence, after the
+sound so its times stay true, up to ``SCORING_WINDOW_SAMPLES``: the window then holds the sound as a silent stream
+would carry it. Shorter input fails the stream with a reason that names its length. Input the source could only
+partly read (a file cut off or undecodable part-way) still ends the stream, with the source's warnings in the
+StreamEnded reason and in the report.
 """
 
 from __future__ import annotations
@@ -18,16 +22,24 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
+
+import numpy as np
 
 from actors.capture.chunker import Chunk, Chunker, encode_pcm16
-from actors.capture.normalise import TARGET_SAMPLE_RATE, Normaliser
+from actors.capture.normalise import TARGET_SAMPLE_RATE, NormalisedAudio, Normaliser
 from actors.capture.pacing import ChunkClock, ClockMode
 from actors.capture.sources import AudioBlock, AudioSource, SourceError
 from events import Event
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
 
 log = logging.getLogger(__name__)
+
+# The audio one classifier window needs: a patch of 96 log-mel frames (10 ms hop, 25 ms window) spans 0.975 s, so a
+# stream of one second always holds one (tests/actors/test_capture_short_and_partial.py checks it against the model).
+SCORING_WINDOW_SAMPLES: Final = TARGET_SAMPLE_RATE
+# Less than this is not a sound to judge but a click or an empty file: such a stream fails instead of being padded.
+MIN_SCORED_SAMPLES: Final = TARGET_SAMPLE_RATE // 10
 
 
 class EventPublisher(Protocol):
@@ -48,7 +60,8 @@ class CaptureReport:
     outcome: Literal["ended", "failed"]
     reason: str
     chunks: int
-    samples: int
+    samples: int  # published, padding included
+    padded_samples: int  # silence appended to a short stream so that it can be scored
     source_frames: int
     nonfinite_samples: int
     clipped_samples: int
@@ -60,6 +73,11 @@ class CaptureReport:
     @property
     def audio_seconds(self) -> float:
         return self.samples / TARGET_SAMPLE_RATE
+
+    @property
+    def heard_seconds(self) -> float:
+        """The source's own audio that was published (padding excluded)."""
+        return (self.samples - self.padded_samples) / TARGET_SAMPLE_RATE
 
     @property
     def chunks_per_second(self) -> float:
@@ -115,7 +133,8 @@ class CaptureActor:
         report = run.report(outcome, reason, time.monotonic() - began)
         log.info("stream finished", extra={"stream_id": self.stream_id, "source": self.source.description,
                                            "outcome": outcome, "reason": reason, "chunks": report.chunks,
-                                           "samples": report.samples, "reconnects": report.reconnects})
+                                           "samples": report.samples, "padded_samples": report.padded_samples,
+                                           "reconnects": report.reconnects})
         return report
 
     def clock_mode(self) -> ClockMode:
@@ -137,6 +156,8 @@ class _StreamRun:
         self.started: StreamStarted | None = None
         self.nonfinite = 0
         self.clipped = 0
+        self.padded = 0
+        self.tail_published = False
 
     def capture(self, blocks: Iterator[AudioBlock]) -> tuple[Literal["ended"], str]:
         first = next(blocks, None)
@@ -172,6 +193,7 @@ class _StreamRun:
             reason=reason,
             chunks=self.chunker.emitted_chunks,
             samples=self.chunker.emitted_samples,
+            padded_samples=self.padded,
             source_frames=self.normaliser.source_frames,
             nonfinite_samples=self.nonfinite,
             clipped_samples=self.clipped,
@@ -197,10 +219,16 @@ class _StreamRun:
                                           "source_rate": first.sample_rate, "source_channels": first.channels})
 
     def _finish(self, reason: str) -> tuple[Literal["ended"], str]:
-        self._publish_tail(wait=reason != "stopped")
-        if self.chunker.emitted_samples == 0:
+        ended_by_source = reason == "eof"
+        self._publish_tail(wait=reason != "stopped", pad=ended_by_source)
+        heard = self.chunker.emitted_samples - self.padded
+        if heard == 0:
             raise SourceError(self.actor.source.description,
                               "zero-length audio: too few source frames for a single 16 kHz sample")
+        if ended_by_source and heard < MIN_SCORED_SAMPLES:
+            raise SourceError(self.actor.source.description,
+                              f"too short to score: {heard / TARGET_SAMPLE_RATE:.3f} s of audio, at least "
+                              f"{MIN_SCORED_SAMPLES / TARGET_SAMPLE_RATE:.1f} s is needed")
         if self.actor.source.warnings:
             reason = f"{reason}; input only partly read: {'; '.join(self.actor.source.warnings)}"
             log.warning("stream input only partly read", extra={"stream_id": self.actor.stream_id,
@@ -211,11 +239,26 @@ class _StreamRun:
         )
         return "ended", reason
 
-    def _publish_tail(self, *, wait: bool) -> None:
-        """The resampler's delayed output and the final (``is_last``) chunk."""
+    def _publish_tail(self, *, wait: bool, pad: bool = False) -> None:
+        """The resampler's delayed output, the padding of a short stream when ``pad``, and the final (``is_last``)
+        chunk; only once, so a failure after the end was published publishes nothing more."""
+        if self.tail_published:
+            return
+        self.tail_published = True
         tail = self.chunker.push(self.normaliser.finish())
+        if pad:
+            tail += self.chunker.push(self._padding())
         last = self.chunker.finish()
         self._publish([*tail, *([last] if last is not None else [])], wait=wait)
+
+    def _padding(self) -> NormalisedAudio:
+        """Silence that fills a stream of at least ``MIN_SCORED_SAMPLES`` up to ``SCORING_WINDOW_SAMPLES``."""
+        heard = self.chunker.received
+        if MIN_SCORED_SAMPLES <= heard < SCORING_WINDOW_SAMPLES:
+            self.padded = SCORING_WINDOW_SAMPLES - heard
+            log.info("short stream padded with silence to one scoring window",
+                     extra={"stream_id": self.actor.stream_id, "samples": heard, "padded_samples": self.padded})
+        return NormalisedAudio(heard, np.zeros(self.padded, dtype=np.float32), np.zeros(0, dtype=np.int64))
 
     def _publish(self, chunks: Iterable[Chunk], *, wait: bool = True) -> bool:
         """Publish chunks in order, each when due; once stopped, the rest at once (no sample may be lost).

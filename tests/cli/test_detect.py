@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile
 from typer.testing import CliRunner
 
 from cli.main import app
+from models import synth
 
 EXPECTED_KEYS = {"path", "distress", "score", "labels", "transcript", "phrases", "onset_s", "reason", "incidents",
                  "heard_s", "declared_s", "warnings"}
@@ -92,3 +94,40 @@ def test_a_cut_off_recording_is_answered_for_what_was_heard_with_exit_code_3(tmp
     code, _ = detect_json(str(cut), str(tmp_path / "missing.wav"))
     assert code == 2  # a failed file outranks a partly read one
 
+
+def loudest(audio: np.ndarray, seconds: float) -> np.ndarray:
+    """The loudest ``seconds`` of ``audio``."""
+    length = int(seconds * 16_000)
+    energy = np.convolve(np.square(audio, dtype=np.float64), np.ones(length), "valid")
+    start = int(np.argmax(energy))
+    return audio[start : start + length]
+
+
+def test_a_short_scream_is_scored_as_a_stream_carries_it_and_shorter_input_is_an_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    scream = loudest(synth.scream(rng, synth.random_voice(rng, "adult_female")), 0.3)
+    alone = tmp_path / "alone.wav"
+    soundfile.write(alone, scream, 16_000)
+    stream = np.zeros(10 * 16_000, dtype=np.float32)  # a quiet 10 s stream, the scream 5 s in
+    stream[5 * 16_000 : 5 * 16_000 + scream.size] = scream
+    in_stream = tmp_path / "in_stream.wav"
+    soundfile.write(in_stream, stream, 16_000)
+    click = tmp_path / "click.wav"
+    soundfile.write(click, scream[:800], 16_000)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 16_000)
+
+    code, by_name = detect_json(str(alone), str(in_stream), str(click), str(empty))
+
+    assert code == 2
+    assert "too short to score: 0.050 s of audio, at least 0.1 s is needed" in by_name["click.wav"]["error"]
+    assert "zero-length audio" in by_name["empty.wav"]["error"]
+    answer, carried = by_name["alone.wav"], by_name["in_stream.wav"]
+    assert answer["heard_s"] == 0.3 and answer["warnings"] == []
+    assert answer["reason"].startswith("below threshold") or answer["distress"]  # a real score, never "no audio"
+    assert answer["labels"][0]["label"] == "scream"
+    # padded with the silence a stream would carry, the clip gets the verdict the stream gets
+    assert answer["distress"] == carried["distress"]
+    assert answer["score"] == pytest.approx(carried["score"], abs=0.02)
+    scream_in_stream = next(label["score"] for label in carried["labels"] if label["label"] == "scream")
+    assert answer["labels"][0]["score"] == pytest.approx(scream_in_stream, abs=0.02)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from selenium.webdriver.common.by import By
 from cli.broker import LocalBroker
 from config import Settings
 from frontend.app import create_app
+from frontend.health import BEHIND_AFTER_EVENTS
 from frontend.server import DashboardServer, build_authenticator
 from tests.conftest import broker_settings, wait_for
 from tests.frontend.browser import click, full_page_screenshot, headless_chromium, wait_until
@@ -40,8 +41,7 @@ def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBr
 
 @pytest.fixture
 def outage_settings(private_broker: LocalBroker, tmp_path: Path) -> Settings:
-    """A dashboard on the private broker (started here: an earlier test may have stopped it), with an idle
-    pipeline that has processed one incident, so that health is ok until the broker stops."""
+    """A dashboard on the private broker (started here: an earlier test may have stopped it)."""
     private_broker.up()
     settings = private_broker.settings.model_copy(update={
         "topic_prefix": f"t{uuid.uuid4().hex[:8]}.", "data_dir": tmp_path / "state", "database_url": None,
@@ -50,11 +50,23 @@ def outage_settings(private_broker: LocalBroker, tmp_path: Path) -> Settings:
 
 
 def published_incident(settings: Settings) -> PublishedIncident:
+    """One incident, projected, and a pipeline that has processed it: health is ok until the broker stops."""
     world = World(settings)
     incident = world.incident(with_alerts=False)
     world.project()
     world.finish_pipeline()
     return incident
+
+
+def test_a_stage_whose_input_piles_up_is_behind(world: World, anonymous: TestClient) -> None:
+    world.finish_pipeline()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    world.publish(*(world.score("hall-1", window, start) for window in range(BEHIND_AFTER_EVENTS + 1)))
+    world.project()  # the read models keep up; the incident stage (not running here) does not
+    wait_for(lambda: anonymous.get("/api/health").status_code == 503, timeout_s=30, what="the next probe")
+    health = anonymous.get("/api/health").json()
+    assert health["reasons"] == [f"stage incidents behind, {BEHIND_AFTER_EVENTS + 1} events waiting"]
+    assert {stage["stage"]: stage["state"] for stage in health["pipeline"]}["incidents"] == "behind"
 
 
 def test_with_the_broker_stopped_health_answers_503_with_the_reason_and_commands_fail_fast(

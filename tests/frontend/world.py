@@ -123,7 +123,7 @@ class World:
         secret URL."""
         onset = onset_at or datetime.now(UTC) - timedelta(seconds=2)
         start = onset - timedelta(seconds=ONSET_WINDOW)
-        scores = [self._score(stream_id, window, start) for window in range(ONSET_WINDOW + 4)]
+        scores = [self.score(stream_id, window, start) for window in range(ONSET_WINDOW + 4)]
         help_at = ONSET_WINDOW + 0.5
         phrase = PhraseHit(phrase="help me", matched_text="help me", score=0.93, start_s=help_at,
                            end_s=help_at + 0.7)
@@ -167,7 +167,8 @@ class World:
                                  clip_bytes=self.clips.read(stored.sha256) if stored else None)
 
     @staticmethod
-    def _score(stream_id: str, window: int, start: datetime) -> DistressScored:
+    def score(stream_id: str, window: int, start: datetime) -> DistressScored:
+        """The scorer's verdict on one one-second window from ``start``: distress from window ``ONSET_WINDOW``."""
         positive = window >= ONSET_WINDOW
         score = 0.3 + 0.6 * positive + 0.01 * window
         return DistressScored(

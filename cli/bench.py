@@ -16,6 +16,7 @@ BENCHMARKS = {
     "features": "Feature extraction vs librosa and torchaudio.",
     "asr": "Speech-to-text real-time factor and WER.",
     "replay": "Projection rebuild throughput into SQLite and PostgreSQL.",
+    "yamnet": "YAMNet's CPU cost per patch (float and as shipped) vs the CNN, and streams per core.",
 }
 
 

@@ -20,7 +20,6 @@ from actors.alerting.dispatcher import DeliveryResult, Dispatcher
 from actors.alerting.messages import MessageRenderer
 from actors.alerting.routing import (
     TAG_PREFIX,
-    AlertingSetupError,
     Channel,
     ChannelRegistry,
     Router,
@@ -28,17 +27,18 @@ from actors.alerting.routing import (
     load_apprise_config_channels,
     load_url_channel,
 )
+from cli.broker import reachable_bus
+from cli.database import database
+from cli.errors import CliError
 from config import Settings, load_settings
 from events.base import utc_now
-from projections.database import open_database
 from projections.queries import ALERTS
 
 app = typer.Typer(help="Notification channels and alert history.", no_args_is_help=True)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+def _fail(message: str) -> NoReturn:
+    raise CliError(message)
 
 
 @app.command("test")
@@ -52,10 +52,7 @@ def test_command(
         _fail("give --url or --tag, not both")
     settings = load_settings()
     config = settings.alerting
-    try:
-        channels = _channels_to_test(settings, url, tag)
-    except AlertingSetupError as error:
-        _fail(str(error))
+    channels = _channels_to_test(settings, url, tag)
     if not channels:
         _fail("no channels configured: add alerting.channels or alerting.routes, or pass --url")
     router = Router(config, ChannelRegistry(channels))
@@ -101,7 +98,7 @@ def list_command(
     query = select(ALERTS).order_by(ALERTS.c.updated_at.desc(), ALERTS.c.alert_key).limit(limit)
     if incident is not None:
         query = query.where(ALERTS.c.incident_id == incident)
-    with open_database(load_settings()).connect() as connection:
+    with database(load_settings()).connect() as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
     if json_output:
         typer.echo(json.dumps([{name: value.isoformat() if isinstance(value, datetime) else value
@@ -118,7 +115,6 @@ def list_command(
 @app.command("run")
 def run_command() -> None:
     """Run the alerting actor until interrupted (SIGINT or SIGTERM): rebuild the ledger, then notify."""
-    try:
-        run_until_signalled(load_settings())
-    except AlertingSetupError as error:
-        _fail(str(error))
+    settings = load_settings()
+    reachable_bus(settings)  # a broker that is down is reported in seconds
+    run_until_signalled(settings)

@@ -21,13 +21,21 @@ from pathlib import Path
 import typer
 from confluent_kafka.admin import AdminClient
 
+from cli.errors import CliError, Kind, describe_os_error
 from config import Settings, load_settings
+from events.bus import Bus
 
 MIN_JAVA = 17
+# How long a command waits for Kafka to answer before it says it cannot reach it: a broker that is up answers in
+# milliseconds, and librdkafka's own retries would keep an operator waiting 30 s for the same answer.
+PROBE_TIMEOUT_S = 3.0
 
 
-class BrokerError(Exception):
+class BrokerError(CliError):
     """The broker could not be installed, started, reached or stopped; the message says what to do."""
+
+    def __init__(self, message: str, kind: Kind = "broker") -> None:
+        super().__init__(message, kind=kind, exit_code=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +83,7 @@ class LocalBroker:
             log_file=str(self.log_file.resolve()),
         )
 
-    def reachable(self, timeout_s: float = 5.0) -> bool:
+    def reachable(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         """True when the cluster answers a metadata request (not just an open port)."""
         admin = AdminClient(self.settings.kafka_connection().client_config())
         try:
@@ -99,8 +107,12 @@ class LocalBroker:
         java = require_java()
         classpath = self._classpath()
         self._refuse_busy_ports()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._write_config()
+        except OSError as error:  # a full disk names no file: say which directory it was
+            kind, reason = describe_os_error(error)
+            raise BrokerError(f"cannot write the broker's configuration into {self.root}: {reason}", kind) from error
         if not (self.log_dir / "meta.properties").exists():
             self._format(java, classpath)
         with self.log_file.open("ab") as log:
@@ -117,11 +129,11 @@ class LocalBroker:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(f"Kafka exited with code {process.returncode}; log:\n{self._log_tail()}")
+                raise BrokerError(f"Kafka exited with code {process.returncode}; {self._log_hint()}")
             if self._port_open(self.settings.kafka_port) and self.reachable(timeout_s=2.0):
                 return self.status()
             time.sleep(0.5)
-        raise BrokerError(f"Kafka did not become reachable within {timeout_s:.0f} s; log:\n{self._log_tail()}")
+        raise BrokerError(f"Kafka did not become reachable within {timeout_s:.0f} s; {self._log_hint()}")
 
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker gracefully (SIGTERM, then SIGKILL after the timeout). False if it was not running."""
@@ -221,7 +233,7 @@ class LocalBroker:
         deadline = time.monotonic() + timeout_s
         while not self.reachable(timeout_s=2.0):
             if time.monotonic() > deadline:
-                raise BrokerError(f"broker process is running but not reachable; log:\n{self._log_tail()}")
+                raise BrokerError(f"broker process is running but not reachable; {self._log_hint()}")
             time.sleep(0.5)
 
     @staticmethod
@@ -230,11 +242,22 @@ class LocalBroker:
             probe.settimeout(0.5)
             return probe.connect_ex(("127.0.0.1", port)) == 0
 
-    def _log_tail(self, lines: int = 30) -> str:
+    def _log_hint(self) -> str:
+        """Where the broker's log is and its last error line: one line, for the one-line error message."""
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            lines = self.log_file.read_text(errors="replace").splitlines()
         except OSError:
-            return "(no log)"
+            return f"no log at {self.log_file}"
+        errors = [line.strip() for line in lines if " ERROR " in line or "Exception" in line]
+        return f"see {self.log_file.resolve()}" + (f" (last error: {errors[-1][:300]})" if errors else "")
+
+
+def reachable_bus(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> Bus:
+    """The event bus of ``settings`` once its cluster has answered, or a ``BrokerError`` within ``timeout_s``."""
+    if not LocalBroker(settings).reachable(timeout_s=timeout_s):
+        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap_servers}; start it with `distress broker up` "
+                          "(or set DISTRESS_KAFKA_BOOTSTRAP)")
+    return settings.bus()
 
 
 def require_java() -> str:
@@ -257,7 +280,8 @@ def require_java() -> str:
 def _run(command: list[str]) -> str:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise BrokerError(f"{' '.join(command[-4:])} failed ({result.returncode}): {result.stderr or result.stdout}")
+        output = (result.stderr or result.stdout).strip().splitlines()
+        raise BrokerError(f"{' '.join(command[-4:])} failed ({result.returncode}): {output[-1] if output else ''}")
     return result.stdout
 
 

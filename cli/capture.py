@@ -1,7 +1,8 @@
 """`distress capture SOURCE...`: publish audio sources onto Kafka, one capture actor (thread) per stream.
 
 Exit codes: 0 when every stream ended, 2 for bad arguments or when any stream failed (the others still run to
-their end), 1 when Kafka is unreachable or a capture broke for a reason other than its source.
+their end), 1 when Kafka is unreachable or a capture broke for a reason other than its source (cli/errors.py
+reports those in one line).
 """
 
 from __future__ import annotations
@@ -26,22 +27,21 @@ from actors.capture import (
     CaptureActor,
     CaptureReport,
     RawPcmFormat,
-    SourceError,
     SourceOptions,
     open_source,
 )
 from actors.capture.sources import MICROPHONE, STDIN, AudioSource
-from cli.broker import LocalBroker
-from config import SettingsError, load_settings
+from cli.broker import reachable_bus
+from cli.errors import CliError
+from config import load_settings
 from config.redaction import redact_url
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _NOT_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
-BROKER_TIMEOUT_S = 5.0
 
 
-class CaptureUsageError(Exception):
-    """The command line is wrong; the message says which argument and why."""
+class CaptureUsageError(CliError):
+    """The command line is wrong; the message says which argument and why (exit code 2)."""
 
 
 def default_stream_id(spec: str) -> str:
@@ -162,8 +162,8 @@ def capture_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the reports and summary as JSON.")] = False,
 ) -> None:
     """Publish audio sources onto Kafka (StreamStarted, AudioChunkCaptured..., StreamEnded/StreamFailed)."""
+    settings = load_settings()
     try:
-        settings = load_settings()
         if chunk_seconds is not None:
             if not 0 < chunk_seconds <= 10:
                 raise CaptureUsageError(f"--chunk-seconds must be in (0, 10], got {chunk_seconds}")
@@ -176,28 +176,20 @@ def capture_command(
         options = SourceOptions.from_config(settings.capture, raw_pcm)
         stdin = sys.stdin.buffer if STDIN in sources else None
         opened: list[AudioSource] = [open_source(spec, options, stdin=stdin) for spec in sources]
-    except (CaptureUsageError, SettingsError, SourceError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+    except ValueError as error:  # a --stdin-* value out of range; SourceError and usage errors go as they are
+        raise CaptureUsageError(str(error)) from error
 
-    if not LocalBroker(settings).reachable(timeout_s=BROKER_TIMEOUT_S):
-        typer.echo(f"error: cannot reach the Kafka broker at {settings.bootstrap_servers}; start it with "
-                   "`distress broker up` (or set DISTRESS_KAFKA_BOOTSTRAP)", err=True)
-        raise typer.Exit(1)
-    settings.ensure_topics()
+    bus = reachable_bus(settings)
+    bus.ensure_topics(replication_factor=settings.replication_factor)
     chunk_samples = settings.capture.chunk_samples(TARGET_SAMPLE_RATE)
     stop = threading.Event()
-    with settings.bus().producer() as producer, _stop_on_signals(stop):
+    with bus.producer() as producer, _stop_on_signals(stop):
         actors = [
             CaptureActor(stream_id=sid, source=source, publisher=producer, chunk_samples=chunk_samples,
                          realtime=realtime, resample_quality=settings.capture.resample_quality)
             for sid, source in zip(ids, opened, strict=True)
         ]
-        try:
-            reports = run_captures(actors, stop)
-        except Exception as error:
-            typer.echo(f"error: capture broke: {type(error).__name__}: {error}", err=True)
-            raise typer.Exit(1) from error
+        reports = run_captures(actors, stop)
     _print_reports(reports, json_output)
     if any(report.failed for report in reports):
         raise typer.Exit(2)

@@ -11,7 +11,8 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
-from config import SettingsError, load_settings
+from cli.errors import CliError, describe_os_error
+from config import load_settings
 from config.settings import DashboardToken, DashboardUser
 from frontend.auth import ONE_TIME_OPERATOR, AuthError, hash_password, new_token, token_digest
 from frontend.server import DashboardServer, rotate_session_key, session_key_path
@@ -19,9 +20,8 @@ from frontend.server import DashboardServer, rotate_session_key, session_key_pat
 app = typer.Typer(help="The operator dashboard and HTTP API.", invoke_without_command=True)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+def _fail(message: str) -> NoReturn:
+    raise CliError(message)
 
 
 @app.callback()
@@ -34,21 +34,18 @@ def dashboard_command(
     """Serve the operator dashboard and HTTP API until Ctrl-C."""
     if context.invoked_subcommand is not None:
         return
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        _fail(str(error))
+    settings = load_settings()
     try:
         server = DashboardServer(settings, host=host, port=port)
-    except AuthError as error:
-        _fail(str(error))
     except OSError as error:
         address = f"{host or settings.dashboard.host}:{settings.dashboard.port if port is None else port}"
-        _fail(f"cannot listen on {address}: {error.strerror or error}", 1)
+        kind, reason = describe_os_error(error)
+        raise CliError(f"cannot listen on {address}: {reason}", kind=kind, exit_code=1) from error
     typer.echo(f"dashboard: {server.url}", err=True)
     if server.one_time_token:
         typer.echo("no operator accounts configured (dashboard.users / dashboard.tokens); this link signs you in "
-                   f"as '{ONE_TIME_OPERATOR}' until the dashboard stops:\n  {server.sign_in_url}", err=True)
+                   f"as '{ONE_TIME_OPERATOR}', once, within {settings.dashboard.sign_in_link_minutes:g} minutes:"
+                   f"\n  {server.sign_in_url}", err=True)
     try:
         server.serve()
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it already handled by shutting down cleanly

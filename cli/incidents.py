@@ -1,7 +1,8 @@
 """`distress incidents list|show|ack|resolve|false-alarm|note`: review incidents and record operator decisions.
 
 Queries read the SQL projections; decisions are validated against the incident's event history and appended to
-the incidents topic (the audit trail) - they never write SQL. Bad input exits with code 2 and says why.
+the incidents topic (the audit trail) - they never write SQL. Bad input exits with code 2 and says why; an
+unreachable database or broker exits with code 1 (see cli/errors.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from actors.commands import CommandRejected, IncidentCommands
+from actors.commands import IncidentCommands
+from cli.broker import reachable_bus
+from cli.database import database
+from cli.errors import CliError
 from config import load_settings
 from events.catalogue import IncidentEvent
-from projections.database import open_database
 from projections.queries import incident_detail, list_incidents
 
 app = typer.Typer(help="Review incidents and record operator decisions.", no_args_is_help=True)
@@ -29,8 +32,8 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    """A usage error: reported by cli.errors (one line, JSON under --json), exit code 2."""
+    raise CliError(message)
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -67,7 +70,7 @@ def list_command(
     """Incidents, newest first."""
     try:
         since_at = parse_since(since) if since else None
-        with open_database(load_settings()).connect() as connection:
+        with database(load_settings()).connect() as connection:
             incidents = list_incidents(connection, status=status, stream_id=stream, since=since_at, limit=limit)
     except ValueError as error:
         fail(str(error))
@@ -91,7 +94,7 @@ def list_command(
 def show_command(incident_id: str, json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """One incident: state, evidence, clip, every event of its timeline with reasons, and its alerts."""
     settings = load_settings()
-    with open_database(settings).connect() as connection:
+    with database(settings).connect() as connection:
         incident = incident_detail(connection, incident_id)
     if incident is None:
         fail(f"unknown incident {incident_id!r} (or the incidents projection has not caught up yet)")
@@ -126,10 +129,8 @@ def show_command(incident_id: str, json_output: bool = typer.Option(False, "--js
 
 
 def _decide(action: Callable[[IncidentCommands], IncidentEvent], json_output: bool) -> None:
-    try:
-        event = action(IncidentCommands(load_settings().bus()))
-    except CommandRejected as error:
-        fail(str(error))
+    """A refused decision (CommandRejected) is reported by cli.errors with exit code 2, like bad input."""
+    event = action(IncidentCommands(reachable_bus(load_settings())))
     if json_output:
         print_json({"event_id": event.event_id, "event_type": event.event_type, **event.payload()})
     else:

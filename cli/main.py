@@ -2,18 +2,28 @@
 
 Subcommands are imported only when they are invoked: the detector pulls in torch, the runtime Ray and the
 dashboard FastAPI, and a script calling `distress incidents list --json` every few seconds should not pay for them.
+
+Every command loaded here runs through ``cli.errors.guarded``: an expected failure (bad configuration, a missing
+file, Kafka or the database unreachable, a busy port, permission denied, a full disk) ends it with one ``error:``
+line on stderr, a non-zero exit code and, under ``--json``, a JSON error object on stdout - never a traceback
+(``DISTRESS_DEBUG=1`` shows one).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import typer
 from typer._click import Command, Context  # typer vendors click: its groups take these types
+from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
-from config import SettingsError, load_settings
+from cli.errors import guarded
+from config import load_settings
 from config.logging import configure_logging
 
 
@@ -27,12 +37,37 @@ class Subcommand:
     def load(self, name: str) -> Command:
         target = getattr(importlib.import_module(self.module), self.attribute)
         if isinstance(target, typer.Typer):
-            group = typer.main.get_group(target)  # without the completion options a top-level app gets
-            group.name = name
-            return group
-        single = typer.Typer(add_completion=False)
-        single.command(name)(target)
-        return typer.main.get_command(single)
+            command: Command = typer.main.get_group(target)  # without the completion options a top-level app gets
+            command.name = name
+        else:
+            single = typer.Typer(add_completion=False)
+            single.command(name)(target)
+            command = typer.main.get_command(single)
+        _guard(command)
+        return command
+
+
+def _guard(command: Command) -> None:
+    """Configure logging before, and report failures of, ``command`` and every command under it."""
+    if command.callback is not None:
+        command.callback = guarded(_configured(command.callback))
+    if isinstance(command, TyperGroup):
+        for subcommand in command.commands.values():
+            _guard(subcommand)
+
+
+def _configured(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Logging set up from the settings before the command runs; a group on its way to a subcommand leaves it to
+    that one, whose ``--json`` decides how invalid settings are reported."""
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if get_current_context().invoked_subcommand is None:
+            settings = load_settings()
+            configure_logging(settings.log_level, json_lines=settings.log_json)
+        return callback(*args, **kwargs)
+
+    return run
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -76,10 +111,4 @@ app = typer.Typer(
 
 @app.callback()
 def main() -> None:
-    """Configure logging from the settings before any command runs."""
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+    """Real-time audio distress detection: capture, detect, alert, review."""

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from cli.errors import CliError
 from models.classifier import (
     ClassifierError,
     DistressClassifier,
@@ -115,8 +116,7 @@ def train_command(
         with _progress(console) as progress:
             result = train(config, target, data_dir, _ProgressBars(progress))
     except (DatasetError, ClassifierError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from error
+        raise CliError(str(error), kind="model", exit_code=1) from error
     summary = {
         "checkpoint": str(result.checkpoint),
         "sha256": result.sha256,
@@ -187,7 +187,6 @@ def evaluate_command(
         write_model_card,
     )
 
-    console = Console(stderr=True)
     path = checkpoint or default_checkpoint_path()
     try:
         classifier = DistressClassifier.load(path)
@@ -202,8 +201,7 @@ def evaluate_command(
             events_per_label=events_per_label,
         )
     except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from error
+        raise CliError(str(error), kind="model", exit_code=1) from error
     card = write_model_card(
         report, classifier, path, card_dir or path.parent, second_stage_note(classifier, report)
     )
@@ -258,8 +256,7 @@ def compare_command(
     console = Console(stderr=True)
     held_out = HELD_OUT_SPLITS.get(split)
     if held_out is None:
-        console.print(f"[red]error:[/red] --split must be one of {', '.join(HELD_OUT_SPLITS)}, got {split!r}")
-        raise typer.Exit(1)
+        raise CliError(f"--split must be one of {', '.join(HELD_OUT_SPLITS)}, got {split!r}", exit_code=1)
     try:
         with tempfile.TemporaryDirectory(prefix="distress-compare-") as work, _progress(console) as progress:
             reference = DistressClassifier.load(points_of) if points_of is not None else None
@@ -276,8 +273,7 @@ def compare_command(
                 candidates, datasets[0], held_out, benign_hours, events_per_label, data_dir, _ProgressBars(progress)
             )
     except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from error
+        raise CliError(str(error), kind="model", exit_code=1) from error
     if json_output:
         for comparison in comparisons:
             typer.echo(json.dumps(comparison.as_json()))
@@ -295,8 +291,7 @@ def info_command(
     try:
         classifier = DistressClassifier.load(path)
     except ClassifierError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        raise CliError(str(error), kind="model", exit_code=1) from error
     info = {
         "model_id": classifier.model_id,
         "model_version": classifier.model_version,

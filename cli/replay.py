@@ -1,4 +1,7 @@
-"""`distress replay` (rebuild, verify, what-if rescore) and `distress project` (keep the projections up to date)."""
+"""`distress replay` (rebuild, verify, what-if rescore) and `distress project` (keep the projections up to date).
+
+An unreachable database or broker ends either with one line and exit code 1 (cli/errors.py), within seconds.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +17,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
 from actors.incidents import IncidentRecord
+from cli.broker import reachable_bus
+from cli.database import database
 from cli.incidents import fail, parse_since, print_json
 from config import load_settings
-from events.bus import BusError
-from projections.database import DatabaseError, open_database
 from projections.projector import Projector
 from projections.read_models import projections_named
-from projections.replay import ReplayError, ReplayResult, ReplayRun, replay_all
+from projections.replay import ReplayResult, ReplayRun, replay_all
 
 if TYPE_CHECKING:
     from projections.whatif import WhatIfReport
@@ -49,18 +51,6 @@ def _progress(console: Console) -> Progress:
         console=console,
         disable=not console.is_terminal,
     )
-
-
-def _infrastructure_errors(run: Callable[[], None]) -> None:
-    """Database and Kafka failures end the command with a clear message (exit 1), not a traceback."""
-    try:
-        run()
-    except (DatabaseError, BusError, ReplayError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
-    except SQLAlchemyError as error:
-        typer.echo(f"error: database: {error.__class__.__name__}: {error}", err=True)
-        raise typer.Exit(1) from error
 
 
 def replay_command(
@@ -96,7 +86,7 @@ def replay_command(
             "since": since_at,
             "stream_id": stream,
         }
-        _infrastructure_errors(lambda: _rescore(knobs, json_output))
+        _rescore(knobs, json_output)
         return
     if model or threshold is not None or operating_point is not None or since or stream:
         fail("--model, --threshold, --operating-point, --since and --stream only apply with --rescore")
@@ -105,20 +95,17 @@ def replay_command(
     except KeyError as error:
         fail(str(error.args[0]))
 
-    def run() -> None:
-        settings = load_settings()
-        engine, bus = open_database(settings), settings.bus()
-        console = Console(stderr=True)
-        with _progress(console) as progress:
+    settings = load_settings()
+    bus, engine = reachable_bus(settings), database(settings)
+    console = Console(stderr=True)
+    with _progress(console) as progress:
 
-            def tracker(name: str, total: int) -> Callable[[int], None]:
-                task = progress.add_task(name, total=total)
-                return lambda advance: progress.advance(task, advance)
+        def tracker(name: str, total: int) -> Callable[[int], None]:
+            task = progress.add_task(name, total=total)
+            return lambda advance: progress.advance(task, advance)
 
-            rebuilt = replay_all(engine, bus, chosen, verify=verify, progress=tracker, batch_size=batch_size)
-        _report_replay(rebuilt, verify, json_output)
-
-    _infrastructure_errors(run)
+        rebuilt = replay_all(engine, bus, chosen, verify=verify, progress=tracker, batch_size=batch_size)
+    _report_replay(rebuilt, verify, json_output)
 
 
 def _report_replay(run: ReplayRun, verify: bool, json_output: bool) -> None:
@@ -202,6 +189,7 @@ def _rescore(knobs: dict[str, Any], json_output: bool) -> None:
     from projections.whatif import rescore  # loads the classifier (torch): only when rescoring
 
     settings = load_settings()
+    reachable_bus(settings)  # a broker that is down is reported in seconds, before the classifier loads
     console = Console(stderr=True)
     with _progress(console) as progress:
         task = progress.add_task("rescoring audio chunks", total=None)
@@ -276,33 +264,30 @@ def project_command(
     except KeyError as error:
         fail(str(error.args[0]))
 
-    def run() -> None:
-        settings = load_settings()
-        engine, bus = open_database(settings), settings.bus()
-        projectors = [Projector(engine, bus, item, batch_size=batch_size) for item in chosen]
-        stop = threading.Event()
+    settings = load_settings()
+    bus, engine = reachable_bus(settings), database(settings)
+    projectors = [Projector(engine, bus, item, batch_size=batch_size) for item in chosen]
+    stop = threading.Event()
 
-        def request_stop(_signal: int, _frame: FrameType | None) -> None:
-            stop.set()
+    def request_stop(_signal: int, _frame: FrameType | None) -> None:
+        stop.set()
 
-        previous = {number: signal.signal(number, request_stop) for number in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            if until_caught_up:
-                for projector in projectors:
-                    projector.catch_up()
-            else:
-                while not stop.is_set():
-                    if not sum(projector.step(timeout_s=0.1) for projector in projectors):
-                        stop.wait(0.2)
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if until_caught_up:
             for projector in projectors:
-                projector.close()
-        applied = {projector.projection.name: projector.stats.messages for projector in projectors}
-        if json_output:
-            typer.echo(json.dumps({"events": applied}))
+                projector.catch_up()
         else:
-            typer.echo(", ".join(f"{name}: {count:,} events" for name, count in applied.items()))
-
-    _infrastructure_errors(run)
+            while not stop.is_set():
+                if not sum(projector.step(timeout_s=0.1) for projector in projectors):
+                    stop.wait(0.2)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for projector in projectors:
+            projector.close()
+    applied = {projector.projection.name: projector.stats.messages for projector in projectors}
+    if json_output:
+        typer.echo(json.dumps({"events": applied}))
+    else:
+        typer.echo(", ".join(f"{name}: {count:,} events" for name, count in applied.items()))

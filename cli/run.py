@@ -125,13 +125,13 @@ def run_pipeline(
 # ------------------------------------------------------------------------------------------------ output
 
 
-def _print_summary(summary: RunSummary, json_output: bool, streams: Sequence[StreamConfig]) -> None:
+def _print_summary(summary: RunSummary, json_output: bool, given: Sequence[StreamConfig]) -> None:
     if json_output:
         report = summary.as_json()
         # A stream that failed before it started (a missing file) has no StreamStarted to take its source from.
-        given = {stream.id: redact_url(stream.source) for stream in streams}
+        sources = {stream.id: redact_url(stream.source) for stream in given}
         for stream in report["streams"]:
-            stream["source"] = stream["source"] or given.get(stream["id"], "")
+            stream["source"] = stream["source"] or sources.get(stream["id"], "")
         typer.echo(json.dumps(report, indent=2))
         return
     console = Console()
@@ -293,7 +293,8 @@ def ensure_demo_recording(settings: Settings) -> Path:
         typer.echo(f"generating the demo recording into {recording} ...", err=True)
         made = subprocess.run([sys.executable, str(DEMO_SCRIPT), str(recording)], capture_output=True, text=True)
         if made.returncode != 0:
-            raise DemoRecordingError(f"could not generate the demo recording: {made.stderr.strip()[-2000:]}")
+            last = made.stderr.strip().splitlines()[-1:] or [f"exit code {made.returncode}"]  # the cause, not a trace
+            raise DemoRecordingError(f"could not generate the demo recording into {recording}: {last[0]}")
     return recording
 
 

@@ -6,15 +6,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.database import database
 from cli.incidents import print_json
 from config import load_settings
-from projections.database import open_database
 from projections.queries import list_streams
 
 
 def streams_command(json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Streams with status, last activity, level (dBFS) and the labels of their latest score."""
-    with open_database(load_settings()).connect() as connection:
+    with database(load_settings()).connect() as connection:
         streams = list_streams(connection)
     if json_output:
         print_json(streams)

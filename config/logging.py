@@ -52,6 +52,11 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """The base class assigns a stream at construction; the current stderr is always used instead."""
 
 
+# Libraries whose INFO lines narrate routine steps ("Context impl SQLiteImpl", "Notifying 1 service(s)", every
+# migration of a fresh database): shown at DEBUG only, so a command's stderr carries what concerns its user.
+_CHATTY_LIBRARIES = ("alembic", "apprise")
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     """Route all logging to stderr in the chosen format (idempotent)."""
     handler = _CurrentStderrHandler()
@@ -59,3 +64,5 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)

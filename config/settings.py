@@ -356,6 +356,8 @@ class DashboardConfig(BaseModel):
     # Wrong passwords allowed per account and client (and per client over all accounts, x5) within the window.
     sign_in_max_failures: int = Field(default=10, ge=1, le=1000)
     sign_in_window_s: int = Field(default=300, ge=1, le=86_400)
+    # Without accounts, the start prints a sign-in link that works once, within this many minutes.
+    sign_in_link_minutes: float = Field(default=15.0, gt=0, le=1440)
     run_projectors: bool = True  # follow the topics into the read models in-process (idempotent next to others)
     poll_interval_s: float = Field(default=0.5, gt=0, le=10)  # how often live updates look for changes
     stale_after_s: float = Field(default=15.0, gt=0)  # a running stream silent this long is shown as silent

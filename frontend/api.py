@@ -98,7 +98,7 @@ def sign_in(body: LoginBody, request: Request, response: Response, dash: Dashboa
     one never refused: nobody's failures can lock its holder out.
     """
     if body.token is not None:
-        operator = dash.auth.check_token(body.token)
+        operator = dash.auth.check_token(body.token) or dash.auth.redeem_link(body.token)
         if operator is None:
             dash.metrics.logins.labels("rejected").inc()
             raise HTTPException(401, "wrong user name, password or token")

@@ -134,11 +134,6 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def one_time_account(token: str) -> DashboardToken:
-    """The account behind a token made at start when no operator accounts are configured."""
-    return DashboardToken(name=ONE_TIME_OPERATOR, token_sha256=token_digest(token))
-
-
 def load_or_create_secret(path: Path) -> bytes:
     """The key that signs session cookies, kept in a private file so sessions survive a restart."""
     try:
@@ -206,10 +201,8 @@ class Authenticator:
         self._csrf = Signer(secret, salt="distress.csrf")
 
     @classmethod
-    def from_config(cls, config: DashboardConfig, secret: bytes, store: SessionStore, *,
-                    extra_tokens: Iterable[DashboardToken] = ()) -> Authenticator:
-        return cls(config.users, (*config.tokens, *extra_tokens), secret=secret, session_s=config.session_hours * 3600,
-                   store=store)
+    def from_config(cls, config: DashboardConfig, secret: bytes, store: SessionStore) -> Authenticator:
+        return cls(config.users, config.tokens, secret=secret, session_s=config.session_hours * 3600, store=store)
 
     def check_password(self, name: str, password: str) -> Operator | None:
         encoded = self.users.get(name)
@@ -224,6 +217,17 @@ class Authenticator:
             if hmac.compare_digest(digest, account.token_sha256):
                 found = account.name
         return Operator(name=found, via="token") if found is not None else None
+
+    def add_link(self, minutes: float) -> str:
+        """A one-time sign-in token for ``ONE_TIME_OPERATOR``, valid for ``minutes`` (for when no accounts exist)."""
+        token = new_token()
+        self.store.add_link(token, ONE_TIME_OPERATOR, expires_at=datetime.now(UTC) + timedelta(minutes=minutes))
+        return token
+
+    def redeem_link(self, token: str) -> Operator | None:
+        """Signs in with a one-time link's token: the first use consumes it, in the database, for good."""
+        name = self.store.redeem_link(token[:MAX_TOKEN_CHARS], datetime.now(UTC))
+        return Operator(name=name, via="link") if name is not None else None
 
     # ---------------------------------------------------------------------------------------- sessions
 

@@ -1,8 +1,8 @@
 """Serving the dashboard: in the foreground (`distress dashboard`) or on a background thread (`distress run`).
 
-When no operator accounts are configured, a one-time token is made at start and only its digest is kept; the
-sign-in link carries it in the URL *fragment* (``/login#token=...``), which browsers never send to a server, so
-it cannot end up in an access log or a proxy.
+When no operator accounts are configured, a one-time token is made at start and only its digest is kept (in the
+database, where its first use marks it used); the sign-in link carries it in the URL *fragment*
+(``/login#token=...``), which browsers never send to a server, so it cannot end up in an access log or a proxy.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import uvicorn
 
 from config import Settings
 from frontend.app import create_app, reader_engine
-from frontend.auth import Authenticator, load_or_create_secret, new_token, one_time_account, rotate_secret
+from frontend.auth import Authenticator, load_or_create_secret, rotate_secret
 from projections.database import open_database
 from projections.sessions import SessionStore
 
@@ -46,14 +46,10 @@ def rotate_session_key(settings: Settings) -> int:
 
 
 def build_authenticator(settings: Settings) -> tuple[Authenticator, str | None]:
-    """The configured accounts, or a one-time token (returned) when there are none."""
-    secret = load_or_create_secret(session_key_path(settings))
+    """The configured accounts, or a one-time sign-in token (returned) when there are none."""
     config = settings.dashboard
-    store = session_store(settings)
-    if config.users or config.tokens:
-        return Authenticator.from_config(config, secret, store), None
-    token = new_token()
-    return Authenticator.from_config(config, secret, store, extra_tokens=[one_time_account(token)]), token
+    auth = Authenticator.from_config(config, load_or_create_secret(session_key_path(settings)), session_store(settings))
+    return auth, None if config.users or config.tokens else auth.add_link(config.sign_in_link_minutes)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -176,3 +176,15 @@ class DashboardSessionRow(Base):
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SignInLinkRow(Base):
+    """A one-time sign-in link made at start when no accounts are configured: used once, or expired, it is dead,
+    whatever restarts follow. Only the SHA-256 of the link's token is stored."""
+
+    __tablename__ = "dashboard_sign_in_links"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,21 +1,23 @@
-"""The dashboard's server-side session records, in the projection database (SQLite or PostgreSQL).
+"""The dashboard's server-side session records and one-time sign-in links, in the projection database.
 
 A session cookie is only a signed reference to a row here: the row says whether the session still stands, so a
 sign-out, or ``distress dashboard rotate-key`` ending every session, holds across restarts and for every copy of
-the cookie. Only SHA-256 digests of the random session ids are stored, so the table gives nothing to replay.
+the cookie. A sign-in link's row is marked used by the first sign-in with it. Only SHA-256 digests of session ids
+and link tokens are stored, so the tables give nothing to replay.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, Table, delete, insert, select, update
 
 from projections.schema import Base
 
 SESSIONS: Table = Base.metadata.tables["dashboard_sessions"]
+LINKS: Table = Base.metadata.tables["dashboard_sign_in_links"]
 
 
 def digest(secret: str) -> str:
@@ -64,6 +66,22 @@ class SessionStore:
             ended = connection.execute(update(SESSIONS).where(SESSIONS.c.revoked_at.is_(None),
                                                               SESSIONS.c.expires_at > now).values(revoked_at=now))
         return ended.rowcount
+
+    def add_link(self, token: str, operator: str, *, expires_at: datetime) -> None:
+        with self.writer.begin() as connection:
+            connection.execute(delete(LINKS).where(LINKS.c.expires_at <= datetime.now(UTC)))
+            connection.execute(insert(LINKS).values(token_sha256=digest(token), operator=operator,
+                                                    expires_at=expires_at))
+
+    def redeem_link(self, token: str, now: datetime) -> str | None:
+        """The link's operator if it is unused and unexpired, marking it used in the same statement (so two
+        concurrent sign-ins with one link cannot both succeed); None otherwise."""
+        with self.writer.begin() as connection:
+            used = connection.execute(
+                update(LINKS).where(LINKS.c.token_sha256 == digest(token), LINKS.c.used_at.is_(None),
+                                    LINKS.c.expires_at > now).values(used_at=now).returning(LINKS.c.operator)
+            ).first()
+        return None if used is None else str(used.operator)
 
     def dispose(self) -> None:
         self.writer.dispose()

@@ -315,6 +315,14 @@
     return url.origin === location.origin ? url.pathname + url.search + url.hash : '/';
   }
 
+  // A one-time sign-in link (/login#token=...) leaves the address bar and history as soon as this script runs, on
+  // whatever page: someone signed in already is sent on from /login, and the fragment travels along.
+  const linkToken = (() => {
+    const token = new URLSearchParams(location.hash.slice(1)).get('token');
+    if (token) history.replaceState(null, '', location.pathname + location.search);
+    return token;
+  })();
+
   function setUpLogin() {
     const passwordForm = document.getElementById('password-form');
     if (!passwordForm) return;
@@ -342,11 +350,7 @@
       event.preventDefault();
       signIn({ token: new FormData(tokenForm).get('token') }, tokenForm.dataset.next);
     });
-    const fromLink = new URLSearchParams(location.hash.slice(1)).get('token');
-    if (fromLink) {
-      history.replaceState(null, '', location.pathname + location.search); // keep the token out of history
-      signIn({ token: fromLink }, passwordForm.dataset.next);
-    }
+    if (linkToken) signIn({ token: linkToken }, passwordForm.dataset.next);
   }
 
   document.addEventListener('refreshed', (event) => setUpPlayer(event.target));

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
 
-from cli.alerts import app
+from cli.main import app
 from config import Settings
 from events.catalogue import AlertDeferred, AlertDispatched, AlertFailed, AlertRequested
 from projections.database import open_database
@@ -19,7 +20,13 @@ from tests.conftest import free_port
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env=env)
+    """``distress alerts ARGS`` in-process, through the entry point that reports failures."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = CliRunner().invoke(app, ["alerts", *args], env=env)
+    finally:  # the command configures logging for its own run
+        root.handlers[:], root.level = handlers, level
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,12 +11,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
+from typer.testing import CliRunner
 
-from cli.capture import CaptureUsageError, capture_command, default_stream_id, stream_ids_for
+from cli.capture import CaptureUsageError, default_stream_id, stream_ids_for
+from cli.main import app
 from config import Settings
 from config.redaction import redact_url
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
@@ -144,47 +145,41 @@ def test_interrupt_ends_a_live_capture_cleanly(kafka_settings: Settings, tmp_pat
     assert [(event.reason, event.samples) for event in ended] == [("stopped", 16000)]
 
 
-def run_in_process(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], sources: list[str],
-                   **options: Any) -> int:
-    """The command function itself, as typer calls it (no subprocess: these cases never reach the capture)."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    try:
-        capture_command(sources, **options)
-    except typer.Exit as exit_:
-        return exit_.exit_code
-    return 0
-
-
-def test_an_unreachable_broker_tells_the_user_to_start_it(monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = write_audio(tmp_path / "a.wav", tone(0.2, 16000), 16000)
+def run_in_process(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """`distress capture ARGS` in-process through the entry point (these cases never reach the capture)."""
     env = {"DISTRESS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "DISTRESS_DATA_DIR": str(tmp_path)}
-    assert run_in_process(monkeypatch, env, [str(path)]) == 1
-    stderr = capsys.readouterr().err
-    assert "cannot reach the Kafka broker" in stderr and "distress broker up" in stderr
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = CliRunner().invoke(app, ["capture", *args], env=env)
+    finally:  # the command configures logging for its own run
+        root.handlers[:], root.level = handlers, level
+    return result.exit_code, result.stderr
+
+
+def test_an_unreachable_broker_tells_the_user_to_start_it(tmp_path: Path) -> None:
+    path = write_audio(tmp_path / "a.wav", tone(0.2, 16000), 16000)
+    code, stderr = run_in_process(tmp_path, str(path))
+    assert code == 1
+    assert "cannot reach Kafka" in stderr and "distress broker up" in stderr
 
 
 @pytest.mark.parametrize(
-    ("sources", "options", "message"),
+    ("args", "message"),
     [
-        (["a.wav", "b.wav"], {"stream_id": ["one"]}, "--stream-id given 1 time(s) for 2 source(s)"),
-        (["a.wav"], {"stream_id": ["bad id!"]}, "--stream-id 'bad id!' is invalid"),
-        (["a.wav"], {"chunk_seconds": 0.0}, "--chunk-seconds must be in (0, 10]"),
-        (["a.wav"], {"chunk_seconds": 11.0}, "--chunk-seconds must be in (0, 10]"),
-        (["ftp://host/a.wav"], {}, "unsupported URL scheme 'ftp'"),
-        (["-", "-"], {}, "'-' (stdin) can be captured only once"),
-        (["-"], {"stdin_format": "u8"}, "unknown raw PCM sample format 'u8'"),
-        (["-"], {"stdin_channels": 0}, "raw PCM channels must be between 1 and 32"),
+        (["a.wav", "b.wav", "--stream-id", "one"], "--stream-id given 1 time(s) for 2 source(s)"),
+        (["a.wav", "--stream-id", "bad id!"], "--stream-id 'bad id!' is invalid"),
+        (["a.wav", "--chunk-seconds", "0"], "--chunk-seconds must be in (0, 10]"),
+        (["a.wav", "--chunk-seconds", "11"], "--chunk-seconds must be in (0, 10]"),
+        (["ftp://host/a.wav"], "unsupported URL scheme 'ftp'"),
+        (["-", "-"], "'-' (stdin) can be captured only once"),
+        (["-", "--stdin-format", "u8"], "unknown raw PCM sample format 'u8'"),
+        (["-", "--stdin-channels", "0"], "raw PCM channels must be between 1 and 32"),
     ],
 )
-def test_bad_arguments_exit_with_code_2_before_touching_kafka(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, sources: list[str],
-    options: dict[str, Any], message: str,
-) -> None:
-    env = {"DISTRESS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "DISTRESS_DATA_DIR": str(tmp_path)}
-    assert run_in_process(monkeypatch, env, sources, **options) == 2
-    stderr = capsys.readouterr().err
+def test_bad_arguments_exit_with_code_2_before_touching_kafka(tmp_path: Path, args: list[str], message: str) -> None:
+    code, stderr = run_in_process(tmp_path, *args)
+    assert code == 2
     assert message in stderr and "broker" not in stderr
 
 

@@ -74,6 +74,7 @@ def test_until_eof_processes_recordings_through_every_stage_and_reports(env: dic
     assert (streams["lobby"]["state"], streams["lobby"]["chunks"]) == ("ended", 3)
     assert (streams["yard"]["state"], streams["yard"]["chunks"]) == ("ended", 2)
     assert streams["corrupt"]["state"] == "failed" and "corrupt.wav" in streams["corrupt"]["reason"]
+    assert streams["corrupt"]["source"] == str(corrupt)  # it failed before it started: the source it was given
     assert summary["chunks"] == 5
     assert summary["incidents"] == [] and summary["alerts_sent"] == 0  # quiet noise: nothing to report
     assert summary["stages"] == {spec.name: 1 for spec in default_stages(load_settings())}

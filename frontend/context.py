@@ -53,10 +53,10 @@ def dashboard(request: Request) -> Dashboard:
 
 def session_of(request: Request) -> Session | None:
     """The request's session, looked up in the database once per request however many checks ask."""
-    if "session" not in request.scope:
+    if _SESSION_KEY not in request.scope:
         cookie = request.cookies.get(Authenticator.COOKIE)
-        request.scope["session"] = dashboard(request).auth.read_session(cookie) if cookie else None
-    session: Session | None = request.scope["session"]
+        request.scope[_SESSION_KEY] = dashboard(request).auth.read_session(cookie) if cookie else None
+    session: Session | None = request.scope[_SESSION_KEY]
     return session
 
 

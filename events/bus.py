@@ -39,6 +39,28 @@ class DeliveryFailed(BusError):
     """At least one produced message was not acknowledged by the broker."""
 
 
+class _LibrdkafkaLog:
+    """librdkafka's own log lines, routed into our logging (logger ``librdkafka``) instead of raw ``%3|...`` lines
+    on stderr.
+
+    Its errors are mostly connection attempts it retries by itself (a broker restarting, a refused connect), so
+    they are logged as warnings; a failure the caller must act on reaches it as an exception or error event.
+    """
+
+    _logger = logging.getLogger("librdkafka")
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        """confluent-kafka calls ``log(level, "%s [%s] %s", facility, client, text)`` from the client's poll."""
+        if len(args) == 3:
+            facility, client, text = args
+            self._logger.log(min(level, logging.WARNING), "%s", text, extra={"facility": facility, "client": client})
+        else:
+            self._logger.log(min(level, logging.WARNING), message, *args)
+
+
+LIBRDKAFKA_LOG = _LibrdkafkaLog()
+
+
 @dataclass(frozen=True, kw_only=True)
 class KafkaConnection:
     """Where the cluster is and how to talk to it; ``client_options`` passes SASL/SSL settings through verbatim."""
@@ -47,7 +69,14 @@ class KafkaConnection:
     client_options: Mapping[str, str] = field(default_factory=dict)
 
     def client_config(self, **overrides: Any) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers, **self.client_options, **overrides}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": LIBRDKAFKA_LOG,
+            # Brokers close idle connections routinely; librdkafka reconnects when needed, nothing to report.
+            "log.connection.close": False,
+            **self.client_options,
+            **overrides,
+        }
 
 
 # ------------------------------------------------------------------------------------------------- topics

@@ -11,6 +11,7 @@ function drops a tail-energy term and reads up to 2.7 % sharp on 25 ms frames, w
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -19,11 +20,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import soundfile
-import typer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from benchmarks.features import speech_signal
-from cli.features import features_command
+from cli.main import app
 from models.features import (
     FeatureConfig,
     FrameFeatures,
@@ -349,10 +349,14 @@ def test_impossible_configs_are_rejected(overrides: dict[str, float], message: s
 # ------------------------------------------------------------------------ the `distress features` command
 
 
-def features_cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command()(features_command)
-    return app
+def features(*args: str) -> Result:
+    """`distress features ARGS` in-process, through the entry point that reports failures."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return CliRunner().invoke(app, ["features", *args])
+    finally:  # the command configures logging for its own run
+        root.handlers[:], root.level = handlers, level
 
 
 def test_features_command_prints_one_json_line_per_second(tmp_path: Path) -> None:
@@ -361,7 +365,7 @@ def test_features_command_prints_one_json_line_per_second(tmp_path: Path) -> Non
     left = 0.4 * np.sin(2 * np.pi * 300 * t)
     path = tmp_path / "tone.wav"
     soundfile.write(path, np.stack([left, left], axis=1), 22050)
-    result = CliRunner().invoke(features_cli(), [str(path), "--json"])
+    result = features(str(path), "--json")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert [line["second"] for line in lines] == [0, 1, 2]
@@ -374,10 +378,10 @@ def test_features_command_prints_one_json_line_per_second(tmp_path: Path) -> Non
 def test_features_command_table_and_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "tone.wav"
     soundfile.write(path, tone(440.0, 1.0), RATE)
-    table = CliRunner().invoke(features_cli(), [str(path)])
+    table = features(str(path))
     assert table.exit_code == 0 and "440" in table.output
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio")
-    result = CliRunner().invoke(features_cli(), [str(broken)])
+    result = features(str(broken))
     assert result.exit_code == 2
     assert "cannot read" in result.output

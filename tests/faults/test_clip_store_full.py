@@ -25,12 +25,19 @@ from events.catalogue import (
     IncidentOpened,
     IncidentUpdated,
 )
+from projections.database import create_database_engine, migrate
+from projections.projector import Projector
+from projections.queries import incident_detail
+from projections.read_models import PROJECTIONS
 from tests.actors.alerting.servers import JsonReceiver
 from tests.actors.scenario import Scenario
 from tests.conftest import wait_for
 from tests.faults.conftest import events_on, fill, tiny_filesystem
 
-WINDOWS = 12  # one-second windows; 4 and 5 are positive, so the clip needs audio up to window 8
+# One-second windows; 4 and 5 are positive, so the clip needs audio up to window 25. The long post-roll keeps the
+# wall-clock stall timeout (post-roll + 2 s) far from the gap between the two rounds of input on a busy machine.
+POST_ROLL_S = 20
+WINDOWS = 30
 
 
 def test_a_full_clip_store_still_opens_and_alerts_once_and_marks_the_evidence_missing(
@@ -40,7 +47,7 @@ def test_a_full_clip_store_still_opens_and_alerts_once_and_marks_the_evidence_mi
         fill(clips)
         settings = kafka_settings.model_copy(update={
             "data_dir": tmp_path,
-            "incidents": IncidentConfig(clip_pre_s=2, clip_post_s=3),
+            "incidents": IncidentConfig(clip_pre_s=2, clip_post_s=POST_ROLL_S),
             "alerting": AlertingConfig.model_validate({"channels": {"ops": receiver.url()},
                                                        "routes": [{"name": "all", "notify": ["ops"]}]}),
         })
@@ -87,3 +94,17 @@ def test_a_full_clip_store_still_opens_and_alerts_once_and_marks_the_evidence_mi
     assert len([event for event in alerting_events if isinstance(event, AlertDispatched)]) == 2
     assert len(receiver.received) == len(receiver.delivered) == 2  # one message per incident, none repeated
     assert leftovers == []  # no partial clip left behind on the full disk
+
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'projections.db'}")
+    migrate(engine)
+    projector = Projector(engine, bus, PROJECTIONS["incidents"])
+    projector.catch_up()
+    projector.close()
+    with engine.connect() as connection:  # what an operator sees: no clip, and a note saying why
+        for incident in opened:
+            detail = incident_detail(connection, incident.incident_id)
+            assert detail is not None and detail["clip_sha256"] is None
+            notes = [entry for entry in detail["timeline"] if entry["event_type"] == "IncidentNoteAdded"]
+            assert [entry["actor"] for entry in notes] == [SYSTEM_ACTOR]
+            assert "evidence clip missing" in notes[0]["summary"]
+    engine.dispose()

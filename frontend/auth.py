@@ -1,9 +1,12 @@
 """Operator authentication: hashed passwords and tokens, signed session cookies, CSRF tokens, login throttling.
 
-Nothing secret is stored or compared in the clear: passwords as salted scrypt hashes, tokens as SHA-256 digests
-(they are random and long, so a fast hash is enough), and every comparison is constant-time
-(``hmac.compare_digest``). An unknown user name is checked against a dummy hash, so response times do not tell
-which operator names exist. The authenticated name is what every command records as its actor.
+Nothing secret is stored or compared in the clear: passwords as salted scrypt hashes (``hashlib.scrypt``), tokens,
+session ids and sign-in links as SHA-256 digests (they are random and long, so a fast hash is enough), and every
+comparison is constant-time (``hmac.compare_digest``, and ``itsdangerous`` for what it signs). An unknown user
+name is checked against a dummy hash, so response times do not tell which operator names exist. The authenticated
+name is what every command records as its actor. Libraries do the delicate parts: ``itsdangerous`` signs cookies
+and CSRF tokens, ``limits`` keeps the throttle's moving window, and uvicorn's ``ProxyHeadersMiddleware`` (set up in
+``frontend.app``) decides which proxies' ``X-Forwarded-For`` to believe.
 """
 
 from __future__ import annotations

@@ -171,8 +171,11 @@ def test_dashboard_settings_validate_accounts() -> None:
     for bad in ({"tokens": [token, token]}, {"tokens": [{**token, "name": "system"}]},
                 {"tokens": [{**token, "token_sha256": "plain-text-token"}]},
                 {"users": [{"name": "bob", "password_hash": "hunter2"}]},
-                {"users": [{"name": "bob\n", "password_hash": hash_password("x", n=2**10)}]}, {"port": 70000}):
+                {"users": [{"name": "bob\n", "password_hash": hash_password("x", n=2**10)}]}, {"port": 70000},
+                {"trusted_proxies": ["proxy.example"]}, {"max_body_kbytes": 0}):
         with pytest.raises(ValidationError):
             DashboardConfig.model_validate(bad)
-    settings = load_settings(dashboard={"tokens": [token], "port": 9000})
+    proxies = ["10.0.0.1", "10.1.0.0/16"]
+    settings = load_settings(dashboard={"tokens": [token], "port": 9000, "trusted_proxies": proxies})
     assert settings.dashboard.port == 9000 and settings.dashboard.tokens[0].name == "alice"
+    assert settings.dashboard.trusted_proxies == tuple(proxies)

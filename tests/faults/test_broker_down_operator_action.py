@@ -29,11 +29,13 @@ from actors.commands import IncidentCommands, InvalidTransition
 from cli.broker import LocalBroker
 from config import Settings
 from events.base import utc_now
+from events.bus import BusError
 from events.catalogue import IncidentEvent, IncidentOpened
 from tests.conftest import REPO_ROOT, broker_settings, wait_for
 from tests.faults.conftest import events_on
 
 COMMAND_LIMIT_S = 120.0  # a failing command must give up by itself well within this
+REPEATS = 5  # how often an operator repeats a command that failed
 ACTIONS = {"ack": "IncidentAcknowledged", "resolve": "IncidentResolved", "false-alarm": "IncidentMarkedFalseAlarm"}
 
 
@@ -104,8 +106,15 @@ def test_commands_during_a_broker_outage_fail_and_apply_once_when_repeated_after
         private_broker.up()
     assert decisions(settings) == Counter(), "a command that failed left an event behind"
 
-    for action, repeated in distress(settings, commands).items():
-        assert repeated.returncode == 0, f"{action} failed once the broker was back: {repeated.stderr}"
+    # The operator repeats each command until it is applied (0) or refused as done already (2): on a busy machine
+    # a command can give up on a slow broker too, and one that gave up may have been appended all the same.
+    pending = commands
+    for _ in range(REPEATS):
+        pending = {action: commands[action] for action, repeated in distress(settings, pending).items()
+                   if repeated.returncode not in (0, 2)}
+        if not pending:
+            break
+    assert not pending, f"still failing after {REPEATS} tries with the broker back: {sorted(pending)}"
     repeat = {"ack": IncidentCommands.acknowledge, "resolve": IncidentCommands.resolve,
               "false-alarm": IncidentCommands.mark_false_alarm}
     for action, incident in incidents.items():  # once more, unsure: refused, as it is done already
@@ -163,9 +172,13 @@ def test_a_broker_that_hangs_while_commands_run_applies_each_decision_once(
     for incident in incidents:
         seen = after_thaw[(incident.incident_id, "IncidentAcknowledged")]
         assert seen == 1 if outcomes[incident.incident_id] == "applied" else seen <= 1, (incident, seen, outcomes)
-    for incident_id in failed:  # the operator repeats what failed
-        try:
-            commands.acknowledge(incident_id, actor="ana")
-        except InvalidTransition:
-            assert after_thaw[(incident_id, "IncidentAcknowledged")] == 1  # refused only because it is there
+    for incident_id in failed:  # the operator repeats what failed, until it is applied or refused as done
+        for attempt in range(1, REPEATS + 1):
+            try:
+                commands.acknowledge(incident_id, actor="ana")
+                break
+            except InvalidTransition:
+                break
+            except BusError:  # gave up on a slow broker again
+                assert attempt < REPEATS, f"{incident_id} still failing after {REPEATS} tries"
     assert decisions(settings) == Counter({(incident.incident_id, "IncidentAcknowledged"): 1 for incident in incidents})

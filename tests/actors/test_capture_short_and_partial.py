@@ -1,6 +1,6 @@
 """Short and partly read inputs through a capture actor against the real broker.
 
-Every stream that ends on its own with 0.1 s or more is padded with silence to one scoring window (so the live
+Every stream that ends on its own with 0.1 s or more is padded with a noise floor to one scoring window (so the live
 pipeline and `distress detect` score it); shorter input fails naming its length; a file cut off mid-way ends its
 stream normally, with what was never heard in the StreamEnded reason, which `distress run` shows per stream.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from actors.capture import CaptureActor, CaptureReport, FileSource, decode_pcm16
-from actors.capture.actor import MIN_SCORED_SAMPLES, SCORING_WINDOW_SAMPLES
+from actors.capture.actor import MIN_SCORED_SAMPLES, PADDING_NOISE_RMS, PADDING_SEED, SCORING_WINDOW_SAMPLES
 from config import Settings
 from events.bus import ConsumedEvent
 from events.catalogue import StreamEnded, StreamFailed
@@ -37,8 +38,8 @@ def test_the_scoring_window_holds_a_whole_classifier_patch() -> None:
     assert MIN_SCORED_SAMPLES == 1600  # 0.1 s at 16 kHz
 
 
-def test_a_short_recording_is_padded_with_silence_after_it_to_one_scoring_window(kafka_settings: Settings,
-                                                                                 tmp_path: Path) -> None:
+def test_a_short_recording_is_padded_with_a_noise_floor_after_it_to_one_scoring_window(kafka_settings: Settings,
+                                                                                      tmp_path: Path) -> None:
     path = write_audio(tmp_path / "clip.wav", tone(0.3, 44100), 44100)
     report, received = capture(kafka_settings, "clip", path)
     chunks = chunks_of(received, "clip")
@@ -49,7 +50,10 @@ def test_a_short_recording_is_padded_with_silence_after_it_to_one_scoring_window
     assert report.padded_samples == SCORING_WINDOW_SAMPLES - 4800 and report.heard_seconds == 0.3
     published = np.concatenate([decode_pcm16(chunk.pcm16) for chunk in chunks])
     assert np.abs(published[:4800]).max() > 0.4  # the tone first, at its own times
-    assert not published[4800:].any()  # then digital silence
+    floor = published[4800:]  # then the noise floor, the same every time
+    assert np.sqrt(np.mean(np.square(floor))) == pytest.approx(PADDING_NOISE_RMS, rel=0.1)
+    np.testing.assert_allclose(floor, np.random.default_rng(PADDING_SEED).standard_normal(floor.size)
+                               * PADDING_NOISE_RMS, atol=1 / 32767)  # PCM16 quantisation
 
 
 def test_input_shorter_than_a_tenth_of_a_second_fails_naming_its_length(kafka_settings: Settings,

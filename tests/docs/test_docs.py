@@ -406,6 +406,21 @@ def test_every_marker_parses_and_marks_an_sh_block() -> None:
     assert problems == []
 
 
+def test_no_marker_is_left_without_its_block() -> None:
+    """A marker followed by prose instead of a block would silently stop a block from running."""
+    for path in DOCUMENTS:
+        markdown = path.read_text(encoding="utf-8")
+        document = path.relative_to(REPO_ROOT).as_posix()
+        in_block, markers = False, 0
+        for line in markdown.splitlines():
+            if FENCE.match(line):
+                in_block = not in_block
+            elif not in_block and MARKER.match(line):
+                markers += 1
+        attached = [block for block in parse_blocks(markdown, document) if block.marker or block.marker_error]
+        assert markers == len(attached), f"{document}: {markers} markers, {len(attached)} on a block"
+
+
 def test_every_marked_block_is_valid_bash() -> None:
     for block in RUN_BLOCKS:
         checked = subprocess.run(["bash", "-n"], input=block.text, capture_output=True, text=True)

@@ -27,8 +27,9 @@ from events.bus import Bus
 
 MIN_JAVA = 17
 # How long a command waits for Kafka to answer before it says it cannot reach it: a broker that is up answers in
-# milliseconds, and librdkafka's own retries would keep an operator waiting 30 s for the same answer.
-PROBE_TIMEOUT_S = 3.0
+# milliseconds (seconds on a machine starved of CPU), and librdkafka's own retries would keep an operator waiting
+# 30 s for the same answer.
+PROBE_TIMEOUT_S = 5.0
 
 
 class BrokerError(CliError):

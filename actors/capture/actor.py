@@ -10,9 +10,10 @@ Every recording gets an answer: the classifier scores windows of about one secon
 own with less audio than that (but at least ``MIN_SCORED_SAMPLES``) is padded, after the sound so its times stay
 true, up to ``SCORING_WINDOW_SAMPLES`` with a quiet microphone's noise floor: the window then holds the sound as
 a live stream would carry it (never digital zero; the model was trained on sounds over background beds). Shorter
-input fails the stream with a reason that names its length. Input the source could only
-partly read (a file cut off or undecodable part-way) still ends the stream, with the source's warnings in the
-StreamEnded reason and in the report.
+input fails the stream with a reason that names its length.
+
+Input the source could only partly read (a file cut off or undecodable part-way) still ends the stream, with the
+source's warnings in the StreamEnded reason and in the report.
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ needs its own try/except for infrastructure failures. A failure is reported as
 - with ``--json``, additionally one JSON object ``{"error": "<message>", "kind": "<kind>"}`` as the last line of
   stdout, so a script reading stdout always gets JSON;
 
-and the process exits with the failure's code: 2 for bad arguments, input or configuration, 1 when something the
-command depends on (Kafka, the database, the disk, the network) failed. ``kind`` names the class of failure (see
-``Kind``). An unexpected exception (a bug) is reported the same way with kind ``internal``; with
-``DISTRESS_DEBUG=1`` every exception but a ``CliError`` propagates instead, with its traceback.
+and the process exits with the failure's code: 2 for bad arguments, configuration or input the command checks
+itself, 1 when something it depends on (Kafka, the database, the disk, the network) failed. ``kind`` names the
+class of failure (see ``Kind``). An unexpected exception (a bug) is reported the same way with kind ``internal``;
+with ``DISTRESS_DEBUG=1`` every exception but a ``CliError`` propagates instead, with its traceback. Options Typer
+cannot parse (an unknown option, a missing argument) keep Typer's own usage message and exit code 2.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from cli.errors import CliError, describe_os_error
 from config import load_settings
 from config.settings import DashboardToken, DashboardUser
 from frontend.auth import ONE_TIME_OPERATOR, AuthError, hash_password, new_token, token_digest
-from frontend.server import DashboardServer, rotate_session_key, session_key_path
+from frontend.server import DashboardServer, issue_sign_in_link, rotate_session_key, session_key_path
 
 app = typer.Typer(help="The operator dashboard and HTTP API.", invoke_without_command=True)
 
@@ -103,3 +103,21 @@ def rotate_key_command() -> None:
     ended = rotate_session_key(settings)
     typer.echo(f"{ended} session(s) ended; new session key in {session_key_path(settings)}: restart the dashboard "
                "so that it signs with it", err=True)
+
+
+@app.command("sign-in-link")
+def sign_in_link_command(
+    url: Annotated[str | None, typer.Option(
+        "--url", help="The dashboard's address (default: alerting.dashboard_url).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the link and its expiry as JSON.")] = False,
+) -> None:
+    """A new one-time sign-in link for a dashboard already running on this database (the one printed at its start
+    works once and expires)."""
+    settings = load_settings()
+    base = url or settings.alerting.dashboard_url
+    link = f"{base.rstrip('/')}/login#token={issue_sign_in_link(settings)}"
+    minutes = settings.dashboard.sign_in_link_minutes
+    if json_output:
+        typer.echo(json.dumps({"link": link, "operator": ONE_TIME_OPERATOR, "valid_minutes": minutes}))
+        return
+    typer.echo(f"this link signs you in as '{ONE_TIME_OPERATOR}', once, within {minutes:g} minutes:\n  {link}")

@@ -169,6 +169,14 @@ def rotate_secret(path: Path) -> None:
 # ----------------------------------------------------------------------------------------- authenticator
 
 
+def add_sign_in_link(store: SessionStore, minutes: float) -> str:
+    """A one-time sign-in token for ``ONE_TIME_OPERATOR`` in ``store``, valid for ``minutes``; the database holds
+    it, so a dashboard already running accepts a link made by another process (``distress dashboard sign-in-link``)."""
+    token = new_token()
+    store.add_link(token, ONE_TIME_OPERATOR, expires_at=datetime.now(UTC) + timedelta(minutes=minutes))
+    return token
+
+
 @dataclass(frozen=True, kw_only=True)
 class Session:
     """A session that still stands: its cookie verified and its server-side record is neither ended nor expired."""
@@ -223,9 +231,7 @@ class Authenticator:
 
     def add_link(self, minutes: float) -> str:
         """A one-time sign-in token for ``ONE_TIME_OPERATOR``, valid for ``minutes`` (for when no accounts exist)."""
-        token = new_token()
-        self.store.add_link(token, ONE_TIME_OPERATOR, expires_at=datetime.now(UTC) + timedelta(minutes=minutes))
-        return token
+        return add_sign_in_link(self.store, minutes)
 
     def redeem_link(self, token: str) -> Operator | None:
         """Signs in with a one-time link's token: the first use consumes it, in the database, for good."""

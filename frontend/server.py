@@ -17,7 +17,7 @@ import uvicorn
 
 from config import Settings
 from frontend.app import create_app, reader_engine
-from frontend.auth import Authenticator, load_or_create_secret, rotate_secret
+from frontend.auth import Authenticator, add_sign_in_link, load_or_create_secret, rotate_secret
 from projections.database import open_database
 from projections.sessions import SessionStore
 
@@ -43,6 +43,15 @@ def rotate_session_key(settings: Settings) -> int:
         store.dispose()
     rotate_secret(session_key_path(settings))
     return ended
+
+
+def issue_sign_in_link(settings: Settings) -> str:
+    """A fresh one-time sign-in token for the dashboards on this database, valid dashboard.sign_in_link_minutes."""
+    store = session_store(settings)
+    try:
+        return add_sign_in_link(store, settings.dashboard.sign_in_link_minutes)
+    finally:
+        store.dispose()
 
 
 def build_authenticator(settings: Settings) -> tuple[Authenticator, str | None]:

@@ -7,13 +7,16 @@ was sent on from ``/login`` to the dashboard with ``#token=...`` still in its ad
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import httpx2
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from typer.testing import CliRunner
 
+from cli.main import app
 from config import Settings
 from frontend.server import DashboardServer
 from tests.frontend.browser import headless_chromium, wait_until
@@ -48,6 +51,21 @@ def test_the_link_signs_in_once_and_stays_used_after_a_restart(dashboard_setting
     with serving(settings) as (server, _):
         assert sign_in_status(server, token) == 401
         assert link_token(server) != token and sign_in_status(server, link_token(server)) == 200
+
+
+def test_a_running_dashboard_takes_a_new_link_made_by_the_cli_once(dashboard_settings: Settings) -> None:
+    """The start's link expires; an operator on the host makes another without restarting the pipeline."""
+    settings = without_accounts(dashboard_settings)
+    with serving(settings) as (server, client):
+        made = CliRunner().invoke(app, ["dashboard", "sign-in-link", "--url", server.url, "--json"],
+                                  env={"DISTRESS_DATA_DIR": str(settings.data_dir)})
+        assert made.exit_code == 0, made.output
+        link = json.loads(made.stdout)["link"]
+        assert link.startswith(f"{server.url}login#token=")
+        token = link.split("#token=")[1]
+        assert token != link_token(server)
+        assert client.post("/api/session", json={"token": token}).json()["via"] == "link"
+        assert sign_in_status(server, token) == 401
 
 
 def test_an_unused_link_expires(dashboard_settings: Settings) -> None:

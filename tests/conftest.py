@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,8 +14,20 @@ import pytest
 
 from cli.broker import LocalBroker
 from config import Settings, load_settings
+from config.settings import CONFIG_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+KEPT_ENVIRONMENT = ("DISTRESS_TEST_POSTGRES_URL", "DISTRESS_DEBUG")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests never read a user's configuration: not their `DISTRESS_*` variables, nor the `distress.toml` the
+    README's tour writes into the working directory. Every test starts from an empty file unless it names its own."""
+    for name in [name for name in os.environ if name.startswith("DISTRESS_") and name not in KEPT_ENVIRONMENT]:
+        del os.environ[name]
+    empty = Path(tempfile.mkdtemp(prefix="distress-tests-")) / "distress.toml"
+    empty.write_text("")
+    os.environ[CONFIG_ENV] = str(empty)
 
 
 def free_port() -> int:

@@ -47,7 +47,6 @@ def env(kafka_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         "DISTRESS_DASHBOARD": json.dumps({"port": 0}),
     }
     monkeypatch.delenv("DISTRESS_KAFKA_BOOTSTRAP", raising=False)
-    monkeypatch.delenv("DISTRESS_CONFIG", raising=False)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values

@@ -1,27 +1,38 @@
-"""Strict JSON codec for events: bytes on Kafka <-> typed, frozen event objects.
+"""Strict codec for events: bytes on Kafka <-> typed, frozen event objects, built on msgspec.
 
-Decoding never trusts the wire: every field is checked against the event class's type hints, unknown or missing
-fields are errors, and older schema versions are upcast before validation. Every failure is a ``CodecError``
-subclass so a consumer can dead-letter the message instead of crashing.
+Events travel as canonical MessagePack (sorted keys): bytes fields such as PCM audio as raw binary, not as base64
+text a third larger; timestamps as RFC 3339 text, so their UTC offset survives. The document keeps the envelope
+of the earlier JSON format (type, version, envelope fields, payload). Messages already on the topics in that
+format (canonical JSON, bytes as base64) still decode: a JSON object starts with ``{``, which no MessagePack map
+does, so the format is told from the first byte (the ``content_type`` header names it for tools; the consumers
+only see the value).
+
+Decoding never trusts the wire: msgspec checks each field against the event class's type hints while it parses
+(strictly: no bool for an int, no string for a number, timestamps must carry a timezone); unknown or missing
+fields are errors, and older schema versions are upcast as dicts before validation. Events stay the frozen
+dataclasses of ``events.base``: each class gets a generated msgspec ``Struct`` mirroring its fields, used only to
+validate, and the event is filled from it. Every failure is a ``CodecError`` subclass so a consumer can
+dead-letter the message instead of crashing.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import inspect
-import json
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from events.base import ENVELOPE_FIELDS, Event
 from events.upcasting import UpcasterRegistry
 
-CONTENT_TYPE = "application/vnd.distress.event+json"
+CONTENT_TYPE = "application/vnd.distress.event+msgpack"
+LEGACY_CONTENT_TYPE = "application/vnd.distress.event+json"  # what the topics hold from before MessagePack
 
 
 class CodecError(Exception):
@@ -29,7 +40,7 @@ class CodecError(Exception):
 
 
 class MalformedMessage(CodecError):
-    """The bytes are not a JSON object with a valid event envelope."""
+    """The bytes are not a MessagePack (or legacy JSON) object with a valid event envelope."""
 
 
 class UnknownEventType(CodecError):
@@ -44,12 +55,71 @@ class InvalidPayload(CodecError):
     """A field is missing, unexpected or of the wrong type."""
 
 
-JsonValue = Any
-FieldDecoder = Callable[[JsonValue], Any]
+_Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]  # naive times are refused, as Event refuses them
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The document around every payload; its value fields are ``Event``'s envelope fields."""
+
+    type: str
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    event_id: str
+    occurred_at: _Timestamp
+    stream_id: str
+    correlation_id: str | None
+    causation_id: str | None
+    payload: msgspec.Raw  # decoded in a second step, once the type and version say into what
+
+
+_Assemble = Callable[[Any, dict[str, Any]], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Format:
+    """One wire format: its envelope decoder, its untyped decoder (for upcasting) and typed decoder factory."""
+
+    name: str
+    envelope: Callable[[bytes], _Envelope]
+    untyped: Callable[[bytes], Any]
+    typed: Callable[[type], Callable[[bytes], Any]]
+
+
+_MSGPACK = _Format(
+    "MessagePack",
+    msgspec.msgpack.Decoder(_Envelope).decode,
+    msgspec.msgpack.Decoder().decode,
+    lambda cls: msgspec.msgpack.Decoder(cls).decode,
+)
+_JSON = _Format(
+    "JSON",
+    msgspec.json.Decoder(_Envelope).decode,
+    msgspec.json.Decoder().decode,
+    lambda cls: msgspec.json.Decoder(cls).decode,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schema:
+    """What decoding one event class needs, built once per class."""
+
+    version: int
+    payload: type[msgspec.Struct]
+    decoders: dict[str, Callable[[bytes], Any]]  # format name -> typed payload decoder
+    assemble: _Assemble
+
+    @classmethod
+    def of(cls, event_class: type[Event]) -> _Schema:
+        payload = _mirror_struct(event_class, skip=ENVELOPE_FIELDS)
+        return cls(
+            version=event_class.schema_version,
+            payload=payload,
+            decoders={wire.name: wire.typed(payload) for wire in (_MSGPACK, _JSON)},
+            assemble=_assembler(event_class, skip=ENVELOPE_FIELDS),
+        )
 
 
 class EventCodec:
-    """Encodes events to canonical JSON bytes and decodes them back, upcasting old versions."""
+    """Encodes events to canonical MessagePack and decodes them (or legacy JSON) back, upcasting old versions."""
 
     def __init__(self, event_types: Iterable[type[Event]], upcasters: UpcasterRegistry | None = None) -> None:
         self._types: dict[str, type[Event]] = {}
@@ -58,7 +128,9 @@ class EventCodec:
             if name in self._types:
                 raise ValueError(f"event type {name!r} registered twice")
             self._types[name] = event_type
+        self._schemas = {name: _Schema.of(event_type) for name, event_type in self._types.items()}
         self._upcasters = upcasters or UpcasterRegistry()
+        self._encoder = msgspec.msgpack.Encoder(order="sorted")  # canonical: equal events give equal bytes
 
     @property
     def event_types(self) -> Mapping[str, type[Event]]:
@@ -69,20 +141,13 @@ class EventCodec:
     def encode(self, event: Event) -> bytes:
         if self._types.get(event.event_type) is not type(event):
             raise UnknownEventType(f"cannot encode unregistered event type {type(event).__name__}")
-        document = {
-            "type": event.event_type,
-            "version": event.schema_version,
-            "event_id": event.event_id,
-            "occurred_at": event.occurred_at.isoformat(),
-            "stream_id": event.stream_id,
-            "correlation_id": event.correlation_id,
-            "causation_id": event.causation_id,
-            "payload": {name: _to_json(value) for name, value in event.payload().items()},
-        }
-        try:
-            return json.dumps(document, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
-        except ValueError as error:  # NaN or infinity in a float field
-            raise InvalidPayload(f"{event.event_type}: {error}") from error
+        # Value objects become maps, timestamps RFC 3339 text, tuples arrays; bytes stay bytes (MessagePack bin).
+        payload = msgspec.to_builtins(event, builtin_types=(bytes,))
+        if not _finite(payload):
+            raise InvalidPayload(f"{event.event_type}: NaN or infinity in a float field")
+        document = {name: payload.pop(name) for name in ENVELOPE_FIELDS}
+        document.update(type=event.event_type, version=event.schema_version, payload=payload)
+        return self._encoder.encode(document)
 
     @staticmethod
     def headers(event: Event) -> list[tuple[str, bytes]]:
@@ -98,127 +163,192 @@ class EventCodec:
     def decode(self, data: bytes | None) -> Event:
         if data is None:
             raise MalformedMessage("message has no value (tombstone)")
+        wire = _JSON if data[:1] == b"{" else _MSGPACK
         try:
-            document = _JSON_DECODER.decode(data.decode())  # our encoder writes UTF-8: no encoding sniffing
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise MalformedMessage(f"not valid JSON: {error}") from error
-        if not isinstance(document, dict):
-            raise MalformedMessage(f"expected a JSON object, got {type(document).__name__}")
-        if document.keys() != _DOCUMENT_FIELDS:
-            missing, extra = sorted(_DOCUMENT_FIELDS - document.keys()), sorted(document.keys() - _DOCUMENT_FIELDS)
-            raise MalformedMessage(f"bad envelope: missing {missing}, unexpected {extra}")
-        name, version, payload = document.pop("type"), document.pop("version"), document.pop("payload")
-        if not isinstance(name, str):
-            raise MalformedMessage("envelope field 'type' must be a string")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise MalformedMessage("envelope field 'version' must be a positive integer")
-        if not isinstance(payload, dict):
-            raise MalformedMessage("envelope field 'payload' must be an object")
-        event_class = self._types.get(name)
-        if event_class is None:
+            envelope = wire.envelope(data)
+        except msgspec.ValidationError as error:  # a DecodeError too: caught first
+            message, path = _split(error)
+            if path.lstrip(".") not in ENVELOPE_FIELDS:
+                raise MalformedMessage(f"bad envelope: {error}") from error
+            raise InvalidPayload(f"{_type_named_in(data, wire)}{path}: {message}") from error
+        except msgspec.DecodeError as error:
+            raise MalformedMessage(f"not valid {wire.name}: {error}") from error
+        name, version = envelope.type, envelope.version
+        schema = self._schemas.get(name)
+        if schema is None:
             raise UnknownEventType(f"unknown event type {name!r}")
-        current = event_class.schema_version
-        if version > current:
-            raise UnsupportedSchemaVersion(f"{name} v{version} is newer than supported v{current}")
-        if version < current:
-            try:
-                payload = self._upcasters.upcast(name, version, current, payload)
-            except LookupError as error:
-                raise UnsupportedSchemaVersion(str(error)) from error
-        document.update(payload)  # what is left of the document is the envelope; payload fields join it
-        event: Event = _decode_with_path(_decoder_for(event_class), document, name)
+        if version > schema.version:
+            raise UnsupportedSchemaVersion(f"{name} v{version} is newer than supported v{schema.version}")
+        try:
+            if version == schema.version:
+                payload = schema.decoders[wire.name](envelope.payload)
+            else:
+                payload = msgspec.convert(self._upcast(wire, envelope, schema.version), schema.payload, strict=True)
+        except msgspec.ValidationError as error:
+            message, path = _split(error)
+            raise InvalidPayload(f"{name}{path}: {message}") from error
+        except msgspec.DecodeError as error:
+            raise MalformedMessage(f"not valid {wire.name}: {error}") from error
+        try:
+            event: Event = schema.assemble(
+                payload,
+                {  # in Event's field order
+                    "stream_id": envelope.stream_id,
+                    "event_id": envelope.event_id,
+                    "occurred_at": envelope.occurred_at,
+                    "correlation_id": envelope.correlation_id,
+                    "causation_id": envelope.causation_id,
+                },
+            )
+        except (TypeError, ValueError) as error:  # __post_init__ checks, such as an empty stream id
+            raise InvalidPayload(f"{name}: {error}") from error
         return event
 
-
-_JSON_DECODER = json.JSONDecoder()
-_DOCUMENT_FIELDS = frozenset({"type", "version", "payload", *ENVELOPE_FIELDS})
-
-
-def _to_json(value: Any) -> JsonValue:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return [_to_json(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
+    def _upcast(self, wire: _Format, envelope: _Envelope, target: int) -> dict[str, Any]:
+        """An old version's payload as a dict, lifted to ``target``. Upcasters see the payload as the wire holds
+        it: bytes are base64 text in legacy JSON and bytes in MessagePack; timestamps are RFC 3339 text in both."""
+        payload = wire.untyped(envelope.payload)
+        if not isinstance(payload, dict):
+            raise MalformedMessage(f"envelope field 'payload' must be an object, got {type(payload).__name__}")
+        try:
+            return self._upcasters.upcast(envelope.type, envelope.version, target, payload)
+        except LookupError as error:
+            raise UnsupportedSchemaVersion(str(error)) from error
 
 
-class _FieldError(Exception):
-    """A decoding problem and the field path leading to it, built up only while the error propagates."""
-
-    def __init__(self, message: str, *path: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = list(path)
-
-    def within(self, part: str) -> _FieldError:
-        self.path.insert(0, part)
-        return self
+def _type_named_in(data: bytes, wire: _Format) -> str:
+    """The event type a message with a bad envelope field names, to start the field path of the error with."""
+    document = wire.untyped(data)  # it parsed once already
+    name = document.get("type") if isinstance(document, dict) else None
+    return name if isinstance(name, str) else "envelope"
 
 
-_DECODERS: dict[type, FieldDecoder] = {}
+def _split(error: msgspec.ValidationError) -> tuple[str, str]:
+    """msgspec's "Expected `int`, got `str` - at `$.labels[0].score`" as (message, ".labels[0].score")."""
+    message, _, path = str(error).partition(" - at `$")
+    return message, path.removesuffix("`")
 
 
-def _decoder_for(cls: type) -> FieldDecoder:
-    """A validating decoder for a dataclass (an event or a value type), built once per class."""
-    decoder = _DECODERS.get(cls)
-    if decoder is None:
-        decoder = _DECODERS[cls] = _build_decoder(cls)
-    return decoder
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a ``to_builtins`` tree: JSON could not carry them, so no event holds one."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(_finite(item) for item in value.values())
+    if kind is list or kind is tuple:
+        return all(_finite(item) for item in value)
+    return True
 
 
-def _build_decoder(cls: type) -> FieldDecoder:
+# ---------------------------------------------------------------------------------- mirrors and assembly
+
+
+_MIRRORS: dict[tuple[type, tuple[str, ...]], type[msgspec.Struct]] = {}
+
+
+def _mirror_struct(cls: type, skip: tuple[str, ...] = ()) -> type[msgspec.Struct]:
+    """A msgspec Struct with the init fields of dataclass ``cls`` (less ``skip``), refusing unknown fields; built
+    once per class, so that a value type has one mirror wherever it is used."""
+    mirror = _MIRRORS.get((cls, skip))
+    if mirror is None:
+        mirror = _MIRRORS[cls, skip] = _build_mirror_struct(cls, skip)
+    return mirror
+
+
+def _build_mirror_struct(cls: type, skip: tuple[str, ...]) -> type[msgspec.Struct]:
     hints = typing.get_type_hints(cls)
-    init_fields = [f for f in dataclasses.fields(cls) if f.init]
-    fields = {f.name: _decoder_of(hints[f.name]) for f in init_fields}
-    kept_as_is = {f.name: _json_types_kept(hints[f.name]) for f in init_fields}
-    required = frozenset(
-        f.name for f in init_fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    )
-    names = frozenset(fields)
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for field in dataclasses.fields(cls):
+        if not field.init or field.name in skip:
+            continue
+        hint = _mirror(hints[field.name])
+        if field.default is not dataclasses.MISSING:
+            fields.append((field.name, hint, field.default))
+        elif field.default_factory is not dataclasses.MISSING:
+            fields.append((field.name, hint, msgspec.field(default_factory=field.default_factory)))
+        else:
+            fields.append((field.name, hint))
+    # gc=False: mirrors live only while an event is built and never form cycles, so the collector need not track
+    # them (a rebuild allocates millions; tracked, they trigger collections of the reader's whole heap)
+    return msgspec.defstruct(f"{cls.__name__}Wire", fields, kw_only=True, forbid_unknown_fields=True, gc=False)
+
+
+def _mirror(hint: Any) -> Any:
+    """The type msgspec validates a field against: value dataclasses become mirror Structs, times must be aware."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return _mirror(_optional_inner(hint)) | None
+    if origin is tuple:
+        return tuple[_mirror(_tuple_item(hint)), ...]  # type: ignore[misc]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _mirror_struct(hint)
+    if hint is datetime:
+        return _Timestamp
+    if hint in (str, int, bool, float, bytes):
+        return hint
+    raise TypeError(f"unsupported field type {hint!r}")
+
+
+def _optional_inner(hint: Any) -> Any:
+    options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if len(options) != 1:
+        raise TypeError(f"only 'X | None' unions are supported, not {hint}")
+    return options[0]
+
+
+def _tuple_item(hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if len(args) != 2 or args[1] is not Ellipsis:
+        raise TypeError(f"only homogeneous tuple[X, ...] is supported, not {hint}")
+    return args[0]
+
+
+def _assembler(cls: type, skip: tuple[str, ...] = ()) -> _Assemble:
+    """Builds a ``cls`` from its validated mirror Struct and a fresh dict of the fields given apart, which come
+    first in ``cls`` (an event's envelope: the base class's fields), in their field order."""
+    hints = typing.get_type_hints(cls)
     construct = _constructor(cls)
+    converters = [
+        (field.name, convert)
+        for field in dataclasses.fields(cls)
+        if field.init and field.name not in skip and (convert := _converter(hints[field.name])) is not None
+    ]
+    as_dict = msgspec.structs.asdict
 
-    def decode(value: JsonValue) -> Any:
-        if not isinstance(value, dict):
-            raise _FieldError(f"expected an object, got {type(value).__name__}")
-        keys = value.keys()
-        if not (required <= keys <= names):
-            unexpected, missing = sorted(keys - names), sorted(required - keys)
-            raise _FieldError(f"unexpected field(s) {unexpected}" if unexpected else f"missing field(s) {missing}")
-        arguments = dict(value)
-        try:
-            for name, item in value.items():
-                if type(item) not in kept_as_is[name]:
-                    arguments[name] = fields[name](item)
-        except _FieldError as error:
-            raise error.within(name) from None
-        try:
-            return construct(arguments)
-        except (TypeError, ValueError) as error:
-            raise _FieldError(str(error)) from error
+    def assemble(value: Any, arguments: dict[str, Any]) -> Any:
+        arguments.update(as_dict(value))
+        for name, convert in converters:
+            arguments[name] = convert(arguments[name])
+        return construct(arguments)
 
-    return decode
+    return assemble
 
 
-def _json_types_kept(hint: Any) -> frozenset[type]:
-    """JSON value types that already are a valid value of ``hint`` (a str for a str field, None for an optional
-    one): those are checked by their exact type alone, without a call to the field's decoder."""
-    if typing.get_origin(hint) in (types.UnionType, typing.Union):
-        return frozenset().union(*(_json_types_kept(arg) for arg in typing.get_args(hint)))
-    return frozenset({hint}) if hint in (str, int, bool, float, type(None)) else frozenset()
+def _converter(hint: Any) -> Callable[[Any], Any] | None:
+    """Turns a validated value of the mirror type back into one of ``hint`` (None: it already is one)."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = _converter(_optional_inner(hint))
+        return None if inner is None else lambda value: None if value is None else inner(value)
+    if origin is tuple:
+        item = _converter(_tuple_item(hint))
+        return None if item is None else lambda value: tuple([item(element) for element in value])
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        assemble, mirror = _assembler(hint), _mirror_struct(hint)
+        # a field default may already be a value object rather than its mirror
+        return lambda value: assemble(value, {}) if type(value) is mirror else value
+    return None
 
 
 def _constructor(cls: type) -> Callable[[dict[str, Any]], Any]:
-    """``cls(**arguments)`` for arguments already checked against the fields, without the generated ``__init__``.
+    """``cls(**arguments)`` for arguments already validated, complete and in field order, without ``__init__``.
 
-    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``, which costs more than all
-    of the field checks; filling the instance dict at once and running ``__post_init__`` gives the same object.
-    The dict is laid out in field order first (defaults in place), as ``__init__`` would: projections write
-    ``vars()`` of value objects as JSON, so the order is part of the stored text. Classes that do not fit that
-    pattern are constructed normally.
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``, which costs more than
+    msgspec's decoding; filling the instance dict at once and running ``__post_init__`` gives the same object.
+    The mirror Structs fill in defaults, so every field is among the arguments, and ``_assembler`` passes them in
+    field order, as ``__init__`` would set them: projections write ``vars()`` of value objects as JSON, so the
+    order is part of the stored text. Classes that do not fit that pattern are constructed normally.
     """
     post_init = getattr(cls, "__post_init__", None)
     params = getattr(cls, "__dataclass_params__", None)
@@ -226,119 +356,16 @@ def _constructor(cls: type) -> Callable[[dict[str, Any]], Any]:
         params is None
         or not params.init
         or hasattr(cls, "__slots__")
+        or not all(f.init for f in dataclasses.fields(cls))
         or (post_init is not None and len(inspect.signature(post_init).parameters) != 1)  # InitVars
     ):
         return lambda arguments: cls(**arguments)
-    every_field = dataclasses.fields(cls)
-    factories = [(f.name, f.default_factory) for f in every_field if f.default_factory is not dataclasses.MISSING]
-    layout = {
-        f.name: None if f.default is dataclasses.MISSING else f.default
-        for f in every_field
-        if f.init or f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-    }  # required fields are always among the arguments, fields with a factory get theirs below
 
     def construct(arguments: dict[str, Any]) -> Any:
         instance: Any = object.__new__(cls)
-        state = instance.__dict__
-        state.update(layout)
-        state.update(arguments)  # existing keys keep their place
-        for name, factory in factories:
-            if name not in arguments:
-                state[name] = factory()
+        instance.__dict__.update(arguments)
         if post_init is not None:
             post_init(instance)
         return instance
 
     return construct
-
-
-def _decode_with_path(decoder: FieldDecoder, value: JsonValue, root: str) -> Any:
-    """Run a decoder, turning a field error into an ``InvalidPayload`` that names the field's full path."""
-    try:
-        return decoder(value)
-    except _FieldError as error:
-        path = "".join(part if part.startswith("[") else f".{part}" for part in error.path)
-        raise InvalidPayload(f"{root}{path}: {error.message}") from error
-
-
-def _decoder_of(hint: Any) -> FieldDecoder:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        if len(options) != 1:
-            raise TypeError(f"only 'X | None' unions are supported, not {hint}")
-        inner = _decoder_of(options[0])
-        return lambda value: None if value is None else inner(value)
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) != 2 or args[1] is not Ellipsis:
-            raise TypeError(f"only homogeneous tuple[X, ...] is supported, not {hint}")
-        item = _decoder_of(args[0])
-
-        def decode_tuple(value: JsonValue) -> tuple[Any, ...]:
-            if not isinstance(value, list):
-                raise _FieldError(f"expected a list, got {type(value).__name__}")
-            decoded = []
-            for index, element in enumerate(value):
-                try:
-                    decoded.append(item(element))
-                except _FieldError as error:
-                    raise error.within(f"[{index}]") from None
-            return tuple(decoded)
-
-        return decode_tuple
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _decoder_for(hint)
-    scalar = _SCALAR_DECODERS.get(hint)
-    if scalar is None:
-        raise TypeError(f"unsupported field type {hint!r}")
-    return scalar
-
-
-def _expect(kind: type, label: str) -> FieldDecoder:
-    exact = kind is not int  # JSON integers arrive as int; bool is a subclass of int and must be refused
-
-    def decode(value: JsonValue) -> Any:
-        if type(value) is kind or (exact and isinstance(value, kind)):
-            return value
-        raise _FieldError(f"expected {label}, got {type(value).__name__}")
-
-    return decode
-
-
-def _decode_float(value: JsonValue) -> float:
-    kind = type(value)
-    if kind is float or kind is int:
-        return float(value)
-    raise _FieldError(f"expected a number, got {kind.__name__}")
-
-
-def _decode_bytes(value: JsonValue) -> bytes:
-    if type(value) is not str:
-        raise _FieldError(f"expected base64 text, got {type(value).__name__}")
-    try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error as error:
-        raise _FieldError(f"invalid base64: {error}") from error
-
-
-def _decode_datetime(value: JsonValue) -> datetime:
-    if type(value) is not str:
-        raise _FieldError(f"expected an ISO 8601 timestamp, got {type(value).__name__}")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise _FieldError(f"invalid timestamp {value!r}") from error
-    if moment.tzinfo is None:
-        raise _FieldError(f"timestamp {value!r} has no timezone")
-    return moment
-
-
-_SCALAR_DECODERS: dict[Any, FieldDecoder] = {
-    str: _expect(str, "a string"),
-    int: _expect(int, "an integer"),
-    bool: _expect(bool, "a boolean"),
-    float: _decode_float,
-    bytes: _decode_bytes,
-    datetime: _decode_datetime,
-}

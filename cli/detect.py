@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from actors.offline import Detection, DetectionError, Detector
+from cli.errors import EXIT_PARTLY_READ
 from config import load_settings
 
 EXIT_FAILED: Final = 2
-EXIT_PARTLY_READ: Final = 3
 
 
 def detect_command(

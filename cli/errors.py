@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import typer
 from typer._click import Context
@@ -33,6 +33,8 @@ from typer.exceptions import Abort, Exit, TyperException
 from config.redaction import redact_text
 
 DEBUG_ENV = "DISTRESS_DEBUG"
+# Not a failure: the command answered, but its input was only partly read (a cut-off or damaged recording).
+EXIT_PARTLY_READ: Final = 3
 
 Kind = Literal[
     "usage",  # the command line or the input it names is wrong

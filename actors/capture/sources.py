@@ -56,10 +56,15 @@ RAW_PCM_READ_BYTES: Final = 16384
 # writer keeps the pipe open without writing (a supervisor that signals only us).
 RAW_PCM_STOP_POLL_S: Final = 0.1
 # A file is reported as partly read when more than this is missing from what its container declares: at least
-# 0.1 s and 1 % (complete files differ from their declared length by encoder padding and, for MP3 without a Xing
-# header, by libsndfile's estimate from the file size: up to 0.5 % measured on 30 s of CBR MP3).
+# 0.1 s and 1 % (complete files differ from their declared length by encoder padding; lengths only estimated from
+# the bit rate, as for MP3 without a Xing header, are not taken as declared).
 MISSING_TOLERANCE_S: Final = 0.1
 MISSING_TOLERANCE_FRACTION: Final = 0.01
+
+
+# A file source's reasons that callers tell apart (a missing file and a permission are not bad input).
+NO_SUCH_FILE: Final = "no such file"
+PERMISSION_DENIED: Final = "permission denied"
 
 
 class SourceError(Exception):
@@ -139,20 +144,32 @@ def _frame_samples(frame: av.AudioFrame) -> Float32Array:
 
 
 def _decode_audio(container: av.container.InputContainer, description: str, stop: threading.Event,
-                  ) -> Iterator[AudioBlock]:
-    """Decoded blocks of a container's first audio stream; a missing stream or decoder is a ``SourceError``."""
+                  damaged: list[float] | None = None) -> Iterator[AudioBlock]:
+    """Decoded blocks of a container's first audio stream; a missing stream or decoder is a ``SourceError``.
+
+    With ``damaged``, a packet the decoder refuses is skipped, its seconds appended there, and decoding goes on
+    (a recording with a few damaged frames keeps the rest); without it, the first refusal ends decoding.
+    """
     if not container.streams.audio:
         kinds: list[str] = sorted({stream.type for stream in container.streams}) or ["none"]
         raise SourceError(description, f"no audio stream in the input (streams found: {', '.join(kinds)})")
     stream = container.streams.audio[0]
     if stream.codec_context is None:
         raise SourceError(description, "unsupported codec: FFmpeg has no decoder for the audio stream")
-    for frame in container.decode(stream):
-        if frame.samples == 0:
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            if damaged is None:
+                raise
+            damaged.append(float(packet.duration * packet.time_base) if packet.duration and packet.time_base else 0.0)
             continue
-        yield AudioBlock(_frame_samples(frame), int(frame.sample_rate))
-        if stop.is_set():
-            return
+        for frame in frames:
+            if not isinstance(frame, av.AudioFrame) or frame.samples == 0:
+                continue
+            yield AudioBlock(_frame_samples(frame), int(frame.sample_rate))
+            if stop.is_set():
+                return
 
 
 # ------------------------------------------------------------------------------------------------- files
@@ -202,8 +219,8 @@ def wav_declared_frames(path: Path) -> int | None:
 
 
 def mp3_declares_frames(path: Path) -> bool:
-    """Whether an MP3 file states its frame count; without it libsndfile estimates the length from the file
-    size, tags included, and a long tag would look like missing audio."""
+    """Whether an MP3 file states its frame count; without it the length is estimated from the file size, tags
+    included, and a long tag would look like missing audio."""
     with path.open("rb") as stream:
         id3 = stream.read(10)
         if len(id3) == 10 and id3[:3] == b"ID3":
@@ -251,7 +268,7 @@ def _decoding_stopped(heard_s: float, declared_s: float | None, reason: str) -> 
 
 
 class FileSource:
-    """An audio file: libsndfile for the formats it reads (WAV, FLAC, OGG, MP3), FFmpeg (PyAV) for the rest.
+    """An audio file: libsndfile for the formats it reads (WAV, FLAC, OGG), FFmpeg (PyAV) for MP3 and the rest.
 
     A decoder error after the first samples ends the stream with what was heard and a warning instead of failing
     it; so does a file that decodes to clearly less than its container declares.
@@ -273,6 +290,10 @@ class FileSource:
         try:
             sound_file = soundfile.SoundFile(self.path)
         except soundfile.LibsndfileError:  # not a libsndfile format (M4A, AAC, ...) or corrupt: let FFmpeg try
+            yield from self._blocks_with_pyav(stop)
+            return
+        if sound_file.format == "MP3":  # libmpg123 writes a line to stderr per damaged frame; FFmpeg counts them
+            sound_file.close()
             yield from self._blocks_with_pyav(stop)
             return
         with sound_file:
@@ -298,11 +319,11 @@ class FileSource:
 
     def _check_path(self) -> None:
         if not self.path.exists():
-            raise SourceError(self.description, "no such file")
+            raise SourceError(self.description, NO_SUCH_FILE)
         if self.path.is_dir():
             raise SourceError(self.description, "is a directory, not an audio file")
         if not os.access(self.path, os.R_OK):
-            raise SourceError(self.description, "permission denied")
+            raise SourceError(self.description, PERMISSION_DENIED)
         if self.path.stat().st_size == 0:
             raise SourceError(self.description, "zero-length audio: the file is empty")
 
@@ -329,10 +350,11 @@ class FileSource:
         except av.error.FFmpegError as error:
             raise SourceError(self.description, f"cannot open: {error.strerror}") from error
         heard_s = 0.0
+        damaged: list[float] = []
         with container:
-            self.declared_seconds = _declared_seconds(container)
+            self.declared_seconds = _declared_seconds(container, self.path)
             try:
-                for block in _decode_audio(container, self.description, stop):
+                for block in _decode_audio(container, self.description, stop, damaged):
                     heard_s += block.frames / block.sample_rate
                     yield block
             except av.error.FFmpegError as error:
@@ -341,23 +363,25 @@ class FileSource:
             if stop.is_set():
                 return
             if heard_s == 0:
-                raise SourceError(self.description, "zero-length audio: the file decodes to no samples")
-            self._check_complete(heard_s, is_ogg=container.format.name == "ogg")
+                raise SourceError(self.description, "unreadable or corrupt audio: no packet could be decoded" if damaged
+                                  else "zero-length audio: the file decodes to no samples")
+            if damaged:
+                self.warnings.append(f"{len(damaged)} damaged packet(s) skipped, {sum(damaged):.2f} s never heard")
+            self._check_complete(heard_s + sum(damaged), is_ogg=container.format.name == "ogg")
 
 
 def _libsndfile_declared_frames(path: Path, sound_file: soundfile.SoundFile) -> int | None:
     """The frames the file's header declares, where it declares them (libsndfile fixes up or estimates others)."""
     if sound_file.format in ("WAV", "WAVEX"):
         return wav_declared_frames(path)
-    if sound_file.format == "MP3" and not mp3_declares_frames(path):
-        return None
     return int(sound_file.frames) if sound_file.frames < _UNKNOWN_FRAMES else None
 
 
-def _declared_seconds(container: av.container.InputContainer) -> float | None:
+def _declared_seconds(container: av.container.InputContainer, path: Path) -> float | None:
     """The audio stream's duration from the container's header, when the container has one (see
-    ``_DECLARING_CONTAINERS``): the stream's own, else the container's."""
-    if _DECLARING_CONTAINERS.isdisjoint(container.format.name.split(",")):
+    ``_DECLARING_CONTAINERS``, and an MP3 that states its frame count): the stream's own, else the container's."""
+    names = set(container.format.name.split(","))
+    if _DECLARING_CONTAINERS.isdisjoint(names) and not ("mp3" in names and mp3_declares_frames(path)):
         return None
     streams = container.streams.audio
     if streams and streams[0].duration is not None and streams[0].time_base is not None:

@@ -33,6 +33,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from cli.broker import LocalBroker
+from cli.errors import EXIT_PARTLY_READ
 from cli.main import SUBCOMMANDS, app
 from tests.conftest import REPO_ROOT, free_port
 
@@ -155,10 +156,10 @@ def specific_cases(world: World) -> dict[str, Case]:
         "dashboard, database down": Case(args=("dashboard", "--port", "0"), says=("127.0.0.1", db_port),
                                          kind="database", env=no_db),
         # -- missing files, directories and other input that is not what was asked for
-        "features, missing file": Case(args=("features", str(missing), "--json"), says=(f"no such file: {missing}",),
-                                       kind="not_found", code=2),
-        "features, directory": Case(args=("features", str(world.root), "--json"),
-                                    says=(f"{world.root} is a directory, not an audio file",), kind="input", code=2),
+        "features, missing file": Case(args=("features", str(missing), "--json"),
+                                       says=(f"cannot read {missing}: no such file",), kind="not_found", code=2),
+        "features, directory": Case(args=("features", str(world.root), "--json"), kind="input", code=2,
+                                    says=(f"cannot read {world.root}: is a directory, not an audio file",)),
         # capture reports each stream (with --json, as its JSON report): a failed one is an error line of its own
         "capture, missing file": Case(args=("capture", str(missing)), says=(str(missing), "no such file"),
                                       kind="source", code=2, env=up),
@@ -175,8 +176,8 @@ def specific_cases(world: World) -> dict[str, Case]:
                                      says=("Apprise does not accept the URL nosuch://",), kind="alerting", code=2),
         # -- permission denied
         "features, unreadable file": Case(args=("features", str(world.unreadable), "--json"),
-                                          says=(f"permission denied: {world.unreadable}",), kind="permission", code=2,
-                                          needs="setpriv", unprivileged=True),
+                                          says=(f"cannot read {world.unreadable}: permission denied",),
+                                          kind="permission", code=2, needs="setpriv", unprivileged=True),
         "incidents list, read-only data directory": Case(
             args=("incidents", "list", "--json"), says=(str(world.read_only), "permission denied"), kind="permission",
             env={"DISTRESS_DATA_DIR": str(world.read_only)}, needs="setpriv", unprivileged=True),
@@ -381,7 +382,8 @@ def test_debug_shows_the_traceback_of_an_expected_failure(world: World) -> None:
 
 
 def test_a_damaged_mp3_is_summarised_without_the_decoder_s_noise(world: World) -> None:
-    """libmpg123 writes a note to stderr for every damaged frame it skips; `distress features` keeps it quiet."""
+    """libmpg123 wrote a note to stderr for every damaged frame it skipped; FFmpeg decodes MP3 now, and what the
+    damage cost is one warning line, with exit code 3 (partly read)."""
     import av
 
     mp3 = world.root / "damaged.mp3"
@@ -400,6 +402,7 @@ def test_a_damaged_mp3_is_summarised_without_the_decoder_s_noise(world: World) -
     data[len(data) // 3:len(data) // 3 + 400] = bytes(400)  # frames lost in the middle
     mp3.write_bytes(bytes(data))
     outcome = run_case(Case(args=("features", str(mp3), "--json"), says=(), kind=""), world)
-    assert outcome.returncode == 0, outcome.stderr
-    assert outcome.stderr == ""
+    assert outcome.returncode == EXIT_PARTLY_READ, outcome.stderr
+    (warning,) = outcome.stderr.splitlines()
+    assert warning.startswith(f"warning: {mp3}: ") and "never heard" in warning
     assert len(outcome.stdout.splitlines()) >= 2

@@ -165,8 +165,8 @@ class ProjectionsWorker:
         self.settings = settings
 
     def run(self, stop: threading.Event) -> None:
-        from frontend.projectors import ProjectorPool
         from projections.database import open_database
+        from projections.pool import ProjectorPool
 
         engine = open_database(self.settings)
         pool = ProjectorPool(engine, self.settings.bus())

@@ -28,7 +28,7 @@ from projections.read_models import projections_named
 from projections.replay import ReplayResult, ReplayRun, replay_all
 
 if TYPE_CHECKING:
-    from projections.whatif import WhatIfReport
+    from actors.whatif import WhatIfReport
 
 PROJECTION = typer.Option("all", "--projection", help="A projection (incidents, streams, alerts, transcripts) or all.")
 BATCH = typer.Option(2000, "--batch-size", min=1, help="Events per transaction.")
@@ -186,7 +186,7 @@ def _incident_json(record: IncidentRecord | None) -> dict[str, Any] | None:
 
 
 def _rescore(knobs: dict[str, Any], json_output: bool) -> None:
-    from projections.whatif import rescore  # loads the classifier (torch): only when rescoring
+    from actors.whatif import rescore  # loads the classifier (torch): only when rescoring
 
     settings = load_settings()
     reachable_bus(settings)  # a broker that is down is reported in seconds, before the classifier loads

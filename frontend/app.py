@@ -34,10 +34,10 @@ from frontend.context import Dashboard
 from frontend.evidence import EvidenceCache
 from frontend.health import WATCH_INTERVAL_S, HealthMonitor, watch_health
 from frontend.metrics import DashboardMetrics
-from frontend.projectors import ProjectorPool
 from frontend.queries import ReadModels
 from frontend.sse import Broadcaster, ChangeFeed, follow
 from projections.database import create_database_engine, open_database
+from projections.pool import ProjectorPool
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from frontend.auth import Authenticator, LoginThrottle, Operator, Session
 from frontend.evidence import EvidenceCache
 from frontend.health import HealthMonitor
 from frontend.metrics import DashboardMetrics
-from frontend.projectors import ProjectorPool
 from frontend.queries import ReadModels
 from frontend.sse import Broadcaster, ChangeFeed
+from projections.pool import ProjectorPool
 
 CSRF_HEADER = "X-CSRF-Token"
 _SESSION_KEY = "distress.session"  # where a request keeps its looked-up session

@@ -21,9 +21,9 @@ from actors.metrics import KafkaProbe, MetricsError
 from actors.pipeline import StageSpec, default_stages
 from config import Settings
 from config.redaction import redact_text
-from frontend.projectors import ProjectorPool
 from frontend.schemas import BrokerHealth, Health, ProjectorHealth, StageHealthOut, StageState
 from frontend.sse import Broadcaster, LiveUpdate
+from projections.pool import ProjectorPool
 
 log = logging.getLogger(__name__)
 

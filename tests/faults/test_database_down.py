@@ -34,8 +34,8 @@ from benchmarks.replay import synthetic_history
 from config import Settings
 from events import Event
 from events.catalogue import IncidentEvent
-from frontend.projectors import ProjectorPool
 from projections.database import create_database_engine, migrate, table_digest
+from projections.pool import ProjectorPool
 from projections.projector import Projector, load_checkpoint
 from projections.read_models import PROJECTIONS
 from projections.schema import IncidentRow, IncidentTimelineRow

@@ -1,8 +1,8 @@
-"""Keeping the read models fresh from inside the dashboard process.
+"""Keeping the read models fresh from inside any process that hosts them (the pipeline, the dashboard).
 
 Projectors apply each batch exactly once under a per-projection lock with the checkpoint in the same transaction
-(see ``projections.projector``), so running them here next to another projector (``distress run``) is safe: the
-second one finds the work done. A projector that fails (broker down, topics not created yet) is rebuilt with
+(see ``projections.projector``), so the dashboard and ``distress run`` may each host a pool on one database: the
+second finds the work done. A projector that fails (broker down, topics not created yet) is rebuilt with
 backoff; its last error is reported by ``/api/health``.
 """
 

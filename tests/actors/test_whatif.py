@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from actors.incidents import incident_id_for
+from actors.whatif import rescore
 from config import Settings
 from config.settings import IncidentConfig
 from events.bus import read_all
 from events.catalogue import AudioChunkCaptured, IncidentOpened, IncidentResolved
 from models.classifier import DISTRESS_LABELS, Calibration, DistressClassifier, DistressNet
-from projections.whatif import rescore
-from tests.actors.scenario import RATE, Scenario
-from tests.cli.test_incidents import Distress
+from tests.support.cli import Distress
+from tests.support.scenario import RATE, Scenario
 
 LOUD = (range(5, 9), range(25, 29))  # windows with a loud burst; the rest is near silence
 

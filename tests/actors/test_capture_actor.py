@@ -24,9 +24,18 @@ from actors.capture import (
 )
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent, EventProducer
+from events.bus import EventProducer
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
-from tests.actors.audio_inputs import ServedAudio, captured_events, http_audio_server, tone, write_audio
+from tests.support.audio import (
+    ServedAudio,
+    assert_contiguous,
+    captured_events,
+    chunks_of,
+    http_audio_server,
+    only,
+    tone,
+    write_audio,
+)
 
 FAST_RETRY = ReconnectPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02)
 
@@ -45,26 +54,6 @@ class ChunkSignallingPublisher:
 
     def flush(self, timeout_s: float = 60.0) -> None:
         self.producer.flush(timeout_s)
-
-
-def chunks_of(received: list[ConsumedEvent], stream_id: str) -> list[AudioChunkCaptured]:
-    chunks = [c.event for c in received if isinstance(c.event, AudioChunkCaptured) and c.event.stream_id == stream_id]
-    return sorted(chunks, key=lambda chunk: chunk.sequence)
-
-
-def only(received: list[ConsumedEvent], event_type: type[Event], stream_id: str) -> ConsumedEvent:
-    matches = [c for c in received if isinstance(c.event, event_type) and c.event.stream_id == stream_id]
-    assert len(matches) == 1, f"expected one {event_type.__name__} for {stream_id}, got {len(matches)}"
-    return matches[0]
-
-
-def assert_contiguous(chunks: list[AudioChunkCaptured]) -> None:
-    assert [chunk.sequence for chunk in chunks] == list(range(len(chunks)))
-    offset = 0
-    for chunk in chunks:
-        assert chunk.sample_offset == offset
-        offset += len(chunk.pcm16) // 2
-    assert [chunk.is_last for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
 
 
 def test_a_file_becomes_started_chunks_ended_with_exact_accounting(kafka_settings: Settings, tmp_path: Path) -> None:

@@ -19,8 +19,7 @@ from events.bus import ConsumedEvent
 from events.catalogue import StreamEnded, StreamFailed
 from models.classifier import PATCH_FRAMES
 from models.features import FeatureConfig
-from tests.actors.audio_inputs import captured_events, tone, write_audio
-from tests.actors.test_capture_actor import assert_contiguous, chunks_of, only
+from tests.support.audio import assert_contiguous, captured_events, chunks_of, only, tone, write_audio
 
 
 def capture(settings: Settings, stream_id: str, path: Path) -> tuple[CaptureReport, list[ConsumedEvent]]:

@@ -29,7 +29,8 @@ from actors.capture.sources import (
     UrlSource,
     open_source,
 )
-from tests.actors.audio_inputs import (
+from tests.conftest import REPO_ROOT
+from tests.support.audio import (
     ServedAudio,
     encode_with_ffmpeg,
     http_audio_server,
@@ -37,7 +38,6 @@ from tests.actors.audio_inputs import (
     unknown_codec_wav,
     write_audio,
 )
-from tests.conftest import REPO_ROOT
 
 FAST_RETRY = ReconnectPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.02)
 

@@ -12,7 +12,7 @@ from config.settings import IncidentConfig
 from events import Event
 from events.bus import Bus, read_all
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentOpened, IncidentResolved
-from tests.actors.scenario import Scenario
+from tests.support.scenario import Scenario
 
 
 def publish_incident(bus: Bus, stream_id: str, *, auto_resolve: bool = False) -> IncidentOpened:

@@ -17,8 +17,8 @@ from events.bus import ConsumedEvent
 from events.catalogue import AudioChunkCaptured, FeaturesExtracted
 from events.topics import TopicCatalogue
 from models.features import FeatureConfig, extract_features, summarize
-from tests.actors.audio_inputs import tone, write_audio
-from tests.events.test_bus import drain
+from tests.support.audio import tone, write_audio
+from tests.support.kafka import drain
 
 CATALOGUE = TopicCatalogue(prefix="unit.")
 CONFIG = FeatureConfig()

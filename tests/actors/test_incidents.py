@@ -37,8 +37,8 @@ from events.catalogue import (
     IncidentUpdated,
     LabelScore,
 )
-from tests.actors.scenario import HELP, RATE, FakeClock, Scenario
-from tests.events.test_bus import drain
+from tests.support.kafka import drain
+from tests.support.scenario import HELP, RATE, FakeClock, Scenario
 
 E = TypeVar("E", bound=Event)
 

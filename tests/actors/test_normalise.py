@@ -10,7 +10,7 @@ import soxr
 
 from actors.capture.normalise import TARGET_SAMPLE_RATE, NormalisedAudio, Normaliser, expected_samples
 from actors.capture.sources import AudioBlock
-from tests.actors.audio_inputs import tone
+from tests.support.audio import tone
 
 
 def normalise(blocks: list[AudioBlock]) -> tuple[NormalisedAudio, Normaliser]:

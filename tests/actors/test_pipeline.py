@@ -20,8 +20,8 @@ from actors.pipeline import (
 )
 from config import Settings, StreamConfig
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamStarted
-from tests.actors.toy_pipeline import build_scorer
-from tests.events.test_bus import drain
+from tests.support.kafka import drain
+from tests.support.toy_pipeline import build_scorer
 
 
 def scorer_spec(**overrides: object) -> StageSpec:

@@ -40,8 +40,8 @@ from config import Settings, StreamConfig
 from events import Event
 from events.bus import Bus
 from events.catalogue import AudioChunkCaptured, DistressScored, StreamEnded, StreamStarted
-from tests.actors.toy_pipeline import ToySource, build_scorer, build_toy_source, local_ray, toy_source, toy_stages
 from tests.conftest import broker_settings
+from tests.support.toy_pipeline import ToySource, build_scorer, build_toy_source, local_ray, toy_source, toy_stages
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from events.topics import TopicCatalogue
 from models.classifier import Calibration, ClassifierError, DistressClassifier, DistressNet
 from models.features import StreamingFeatureExtractor
 from models.fusion import FusionConfig
-from tests.actors.scenario import FakeClock
+from tests.support.scenario import FakeClock
 
 SUMMARY = FeatureSummary(rms_dbfs_mean=-20.0, rms_dbfs_max=-12.0, zcr_mean=0.1, centroid_hz_mean=1500.0,
                          rolloff_hz_mean=3000.0, flux_mean=0.5, flatness_mean=0.1, pitch_hz_median=300.0,

@@ -11,7 +11,7 @@ from events import Event
 from events.bus import ConsumedEvent
 from events.catalogue import IncidentNoteAdded, StreamEnded
 from events.topics import TopicCatalogue
-from tests.events.test_bus import drain
+from tests.support.kafka import drain
 
 
 class NoteEveryEnd:

@@ -17,8 +17,8 @@ from benchmarks.streams import QUICK_LEAD_S, Trial, excerpt, judge, run_trial
 from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from config import Settings
 from events.bus import DeliveryFailed
-from tests.actors.toy_pipeline import local_ray
 from tests.conftest import wait_for
+from tests.support.toy_pipeline import local_ray
 
 
 @pytest.mark.slow

@@ -15,8 +15,8 @@ from events.catalogue import AlertDeferred, AlertDispatched, AlertFailed, AlertR
 from projections.database import open_database
 from projections.projector import Projector
 from projections.read_models import PROJECTIONS
-from tests.actors.alerting.servers import JsonReceiver
 from tests.conftest import free_port
+from tests.support.alerting import JsonReceiver
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

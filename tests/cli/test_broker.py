@@ -15,7 +15,7 @@ import pytest
 from cli.broker import BrokerError, LocalBroker
 from events.catalogue import StreamEnded
 from tests.conftest import REPO_ROOT, broker_settings, free_port
-from tests.events.test_bus import drain
+from tests.support.kafka import drain
 
 
 def distress(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

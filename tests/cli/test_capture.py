@@ -20,7 +20,8 @@ from cli.main import app
 from config import Settings
 from config.redaction import redact_url
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
-from tests.actors.audio_inputs import (
+from tests.conftest import REPO_ROOT, free_port
+from tests.support.audio import (
     ServedAudio,
     captured_events,
     encode_with_ffmpeg,
@@ -29,7 +30,6 @@ from tests.actors.audio_inputs import (
     unknown_codec_wav,
     write_audio,
 )
-from tests.conftest import REPO_ROOT, free_port
 
 FAST_RETRY = json.dumps({"reconnect_max_attempts": 2, "reconnect_base_delay_s": 0.01, "reconnect_max_delay_s": 0.02,
                          "connect_timeout_s": 5, "read_timeout_s": 5})

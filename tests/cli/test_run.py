@@ -27,8 +27,8 @@ from cli.run import linked_to_dashboard
 from config import Settings, load_settings
 from config.settings import AlertingConfig
 from frontend.server import DashboardServer
-from tests.actors.toy_pipeline import local_ray
 from tests.conftest import REPO_ROOT
+from tests.support.toy_pipeline import local_ray
 
 
 @pytest.fixture

@@ -11,23 +11,10 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from cli.broker import LocalBroker
 from config import Settings
 from events import Event
-from events.bus import Bus, ConsumedEvent, EventConsumer
+from events.bus import Bus
 from events.catalogue import IncidentNoteAdded
 from tests.events.samples import sample_events
-
-
-def drain(consumer: EventConsumer, expected: int, timeout_s: float = 60.0,
-          linger_s: float | None = None) -> list[ConsumedEvent]:
-    """Consume until ``expected`` events arrived (or time out), committing after every batch."""
-    received: list[ConsumedEvent] = []
-    deadline = time.monotonic() + timeout_s
-    while len(received) < expected and time.monotonic() < deadline:
-        batch = consumer.consume(max_messages=1000, timeout_s=0.5, linger_s=linger_s)
-        for consumed in batch:
-            consumer.mark_processed(consumed)
-        received.extend(batch)
-        consumer.commit()
-    return received
+from tests.support.kafka import drain
 
 
 @pytest.mark.parametrize("linger_s", [None, 0.02], ids=["full-timeout", "linger"])

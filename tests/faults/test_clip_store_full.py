@@ -29,10 +29,10 @@ from projections.database import create_database_engine, migrate
 from projections.projector import Projector
 from projections.queries import incident_detail
 from projections.read_models import PROJECTIONS
-from tests.actors.alerting.servers import JsonReceiver
-from tests.actors.scenario import Scenario
 from tests.conftest import wait_for
 from tests.faults.conftest import events_on, fill, tiny_filesystem
+from tests.support.alerting import JsonReceiver
+from tests.support.scenario import Scenario
 
 # One-second windows; 4 and 5 are positive, so the clip needs audio up to window 25. The long post-roll keeps the
 # wall-clock stall timeout (post-roll + 2 s) far from the gap between the two rounds of input on a busy machine.

@@ -13,7 +13,7 @@ from config.settings import DashboardConfig, DashboardToken, DashboardUser
 from frontend.app import create_app
 from frontend.auth import Authenticator, hash_password, token_digest
 from frontend.server import build_authenticator
-from tests.frontend.world import World
+from tests.support.world import World
 
 ALICE_TOKEN = "alice-token-0123456789abcdefghijklmnopqrstuvwxyz"
 BOB_PASSWORD = "correct horse battery staple"

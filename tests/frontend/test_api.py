@@ -12,7 +12,7 @@ from events.bus import read_all
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentNoteAdded
 from tests.conftest import wait_for
 from tests.frontend.conftest import ALICE_TOKEN, BOB_PASSWORD
-from tests.frontend.world import LEAKY_CHANNEL_ERROR, RATE, SECRETS, World
+from tests.support.world import LEAKY_CHANNEL_ERROR, RATE, SECRETS, World
 
 UNKNOWN_INCIDENT = "hall-1:0123456789ab"
 

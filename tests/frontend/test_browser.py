@@ -39,11 +39,11 @@ from events.catalogue import (
     Word,
 )
 from frontend.server import DashboardServer
-from tests.actors.alerting.servers import JsonReceiver
 from tests.conftest import wait_for
-from tests.frontend.browser import click, full_page_screenshot, headless_chromium, wait_until
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config
-from tests.frontend.world import RATE, World
+from tests.support.alerting import JsonReceiver
+from tests.support.browser import click, full_page_screenshot, headless_chromium, wait_until
+from tests.support.world import RATE, World
 
 WINDOWS = 14
 ESCALATE_AFTER_MIN = 0.75

@@ -24,9 +24,9 @@ from frontend.app import create_app
 from frontend.health import BEHIND_AFTER_EVENTS
 from frontend.server import DashboardServer, build_authenticator
 from tests.conftest import broker_settings, wait_for
-from tests.frontend.browser import click, full_page_screenshot, headless_chromium, wait_until
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config
-from tests.frontend.world import PublishedIncident, World
+from tests.support.browser import click, full_page_screenshot, headless_chromium, wait_until
+from tests.support.world import PublishedIncident, World
 
 FAST_S = 5.0  # "fails fast" is 3 s in the product; the margin is for this machine, not a performance claim
 NOTICED_WITHIN_S = 20.0  # a probe is reused for 5 s and the pages are told every 3 s

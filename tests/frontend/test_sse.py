@@ -12,7 +12,7 @@ from config import Settings
 from frontend.server import DashboardServer
 from frontend.sse import Broadcaster, ChangeFeed, LiveUpdate
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config
-from tests.frontend.world import World
+from tests.support.world import World
 
 
 def test_the_feed_announces_each_incident_transition_once_and_nothing_from_before(world: World) -> None:

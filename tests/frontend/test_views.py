@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from frontend.schemas import Evidence, ScorePoint
 from frontend.views import TEMPLATES_DIR, score_chart
 from tests.frontend.conftest import ALICE_TOKEN
-from tests.frontend.world import SECRETS, World
+from tests.support.world import SECRETS, World
 
 
 def sign_in(client: TestClient) -> str:

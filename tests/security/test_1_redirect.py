@@ -20,8 +20,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from config import Settings
-from tests.frontend.browser import headless_chromium, wait_until
 from tests.frontend.conftest import ALICE_TOKEN, BOB_PASSWORD
+from tests.support.browser import headless_chromium, wait_until
 from tests.support.dashboard import serving, sign_in
 
 

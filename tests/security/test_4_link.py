@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from config import Settings
 from frontend.server import DashboardServer
-from tests.frontend.browser import headless_chromium, wait_until
+from tests.support.browser import headless_chromium, wait_until
 from tests.support.dashboard import serving
 
 

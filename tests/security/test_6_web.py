@@ -11,8 +11,8 @@ import pytest
 from config import Settings
 from frontend.auth import Authenticator
 from tests.frontend.conftest import ALICE_TOKEN, BOB_PASSWORD
-from tests.frontend.world import World
 from tests.support.dashboard import serving, sign_in
+from tests.support.world import World
 
 UNKNOWN_INCIDENT = "hall-1:0123456789ab"
 BEARER = {"Authorization": f"Bearer {ALICE_TOKEN}"}

@@ -29,8 +29,8 @@ from events.catalogue import (
     IncidentOpened,
     LabelScore,
 )
-from tests.actors.alerting.servers import JsonReceiver
 from tests.conftest import free_port, wait_for
+from tests.support.alerting import JsonReceiver
 
 
 class Clock:

@@ -26,8 +26,8 @@ from config.settings import AlertingConfig
 from events.base import utc_now
 from events.bus import Bus
 from events.catalogue import AlertDispatched, AlertEvent, AlertFailed, AlertRequested, IncidentOpened, LabelScore
-from tests.actors.alerting.servers import JsonReceiver, smtp_server
 from tests.conftest import REPO_ROOT, wait_for
+from tests.support.alerting import JsonReceiver, smtp_server
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 

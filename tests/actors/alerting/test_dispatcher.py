@@ -12,8 +12,8 @@ from actors.alerting.dispatcher import Dispatcher
 from actors.alerting.routing import ChannelRegistry, apprise_asset
 from actors.clips import ClipStore
 from config.settings import AlertingConfig
-from tests.actors.alerting.servers import JsonReceiver, smtp_server
 from tests.conftest import free_port
+from tests.support.alerting import JsonReceiver, smtp_server
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 

@@ -18,7 +18,9 @@ import numpy.typing as npt
 import pytest
 import soundfile
 
+from events import Event
 from events.bus import Bus, ConsumedEvent, read_all
+from events.catalogue import AudioChunkCaptured
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -27,6 +29,26 @@ def captured_events(bus: Bus) -> list[ConsumedEvent]:
     """Everything on the streams and audio topics, to their end: callers read once the capture's producer has
     closed (or its process exited), so all of it is there."""
     return list(read_all(bus, [bus.catalogue.streams.name, bus.catalogue.audio_chunks.name]))
+
+
+def chunks_of(received: list[ConsumedEvent], stream_id: str) -> list[AudioChunkCaptured]:
+    chunks = [c.event for c in received if isinstance(c.event, AudioChunkCaptured) and c.event.stream_id == stream_id]
+    return sorted(chunks, key=lambda chunk: chunk.sequence)
+
+
+def only(received: list[ConsumedEvent], event_type: type[Event], stream_id: str) -> ConsumedEvent:
+    matches = [c for c in received if isinstance(c.event, event_type) and c.event.stream_id == stream_id]
+    assert len(matches) == 1, f"expected one {event_type.__name__} for {stream_id}, got {len(matches)}"
+    return matches[0]
+
+
+def assert_contiguous(chunks: list[AudioChunkCaptured]) -> None:
+    assert [chunk.sequence for chunk in chunks] == list(range(len(chunks)))
+    offset = 0
+    for chunk in chunks:
+        assert chunk.sample_offset == offset
+        offset += len(chunk.pcm16) // 2
+    assert [chunk.is_last for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
 
 
 def tone(seconds: float, rate: int, frequencies: tuple[float, ...] = (440.0,), amplitude: float = 0.5,

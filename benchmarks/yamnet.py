@@ -30,9 +30,17 @@ from benchmarks.features import limit_threads, speech_signal
 from config.settings import load_settings
 from models import yamnet
 from models.classifier import DISTRESS_LABELS, DistressClassifier
-from models.dataset import SPLITS, Recording, Split, _source_families, assign_splits, find_recordings, read_recording
-from models.evaluate import trained_dataset_config
 from models.features import FeatureConfig, log_mel
+from models.training.dataset import (
+    SPLITS,
+    Recording,
+    Split,
+    _source_families,
+    assign_splits,
+    find_recordings,
+    read_recording,
+)
+from models.training.evaluate import trained_dataset_config
 
 SECONDS = 60.0
 REPEATS = 5

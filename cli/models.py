@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 from dataclasses import replace
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cli.errors import CliError
+from domain.audio import SAMPLE_RATE
 from models.classifier import (
     ClassifierError,
     DistressClassifier,
@@ -21,15 +23,20 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import DEFAULT_DATA_DIR, Dataset, DatasetError, Split, build_dataset
-from models.synth import SAMPLE_RATE, Audio
 
 if TYPE_CHECKING:
-    from models.evaluate import ProductChain
+    from models.training.dataset import Dataset, Split
+    from models.training.evaluate import ProductChain
+    from models.training.synth import Audio
 
 app = typer.Typer(help="Train, evaluate and inspect the acoustic distress classifier.", no_args_is_help=True)
 
-DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Where the dataset and TTS cache live.")]
+# None is the training's own data directory (models.training.dataset.DEFAULT_DATA_DIR, .local/data): the default is
+# resolved inside the command, so that `distress models info` never imports the training package.
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where the dataset and TTS cache live (default: .local/data)."),
+]
 # The splits no checkpoint learns from; the training split would flatter every network alike.
 HELD_OUT_SPLITS: dict[str, Split] = {"validation": "validation", "test": "test"}
 EventsPerLabelOption = Annotated[
@@ -64,12 +71,22 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def _require_training() -> None:
+    """``train``, ``evaluate`` and ``compare`` need the ``[train]`` extra (matplotlib draws the model card's plots)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CliError(
+            "this command needs the training extra (matplotlib is missing): pip install -e '.[train]'",
+            kind="model",
+            exit_code=1,
+        )
+
+
 @app.command("train")
 def train_command(
     output: Annotated[
         Path | None, typer.Option("--output", help="Checkpoint to write (default: the shipped asset path).")
     ] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    data_dir: DataDirOption = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Override the number of epochs.")
     ] = None,
@@ -103,7 +120,9 @@ def train_command(
     ] = 0.0,
 ) -> None:
     """Build the dataset (cached) and train, calibrate and save the checkpoint with its .sha256."""
-    from models.train import TrainConfig, train
+    _require_training()
+    from models.training.dataset import DEFAULT_DATA_DIR, DatasetError
+    from models.training.train import TrainConfig, train
 
     console = Console(stderr=True)
     config = TrainConfig(threads=threads, band_mixstyle_probability=band_mixstyle)
@@ -114,7 +133,7 @@ def train_command(
     target = output or default_checkpoint_path()
     try:
         with _progress(console) as progress:
-            result = train(config, target, data_dir, _ProgressBars(progress))
+            result = train(config, target, data_dir or DEFAULT_DATA_DIR, _ProgressBars(progress))
     except (DatasetError, ClassifierError, ValueError) as error:
         raise CliError(str(error), kind="model", exit_code=1) from error
     summary = {
@@ -135,7 +154,7 @@ def product_chain(checkpoint: Path) -> ProductChain:
     from config import load_settings
     from events.catalogue import IncidentOpened
     from models.classifier import DISTRESS_LABELS
-    from models.evaluate import OpenedIncident
+    from models.training.evaluate import OpenedIncident
 
     settings = load_settings()
     scorer = settings.scorer.model_copy(update={"model_path": checkpoint})
@@ -158,7 +177,7 @@ def product_chain(checkpoint: Path) -> ProductChain:
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: CheckpointOption = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    data_dir: DataDirOption = None,
     card_dir: Annotated[
         Path | None,
         typer.Option(
@@ -176,18 +195,21 @@ def evaluate_command(
     ] = False,
 ) -> None:
     """Score the held-out test split, print the table and write the model card with ROC/confusion plots."""
+    _require_training()
     from actors.offline import DetectionError
     from config import SettingsError
-    from models.evaluate import (
+    from models.training.card import write_model_card
+    from models.training.dataset import DEFAULT_DATA_DIR, DatasetError, build_dataset
+    from models.training.evaluate import (
         evaluate,
         format_sources,
         format_table,
         second_stage_note,
         trained_dataset_config,
-        write_model_card,
     )
 
     path = checkpoint or default_checkpoint_path()
+    data_dir = data_dir or DEFAULT_DATA_DIR
     try:
         classifier = DistressClassifier.load(path)
         dataset = build_dataset(trained_dataset_config(classifier), data_dir)
@@ -216,7 +238,7 @@ def evaluate_command(
 @app.command("compare")
 def compare_command(
     checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints to compare (e.g. one recipe's seeds).")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    data_dir: DataDirOption = None,
     split: Annotated[
         str, typer.Option("--split", help="validation (choose here) or test (the card's split: report, never choose).")
     ] = "validation",
@@ -236,12 +258,14 @@ def compare_command(
     ] = False,
 ) -> None:
     """Run checkpoints through the product's chain on the same validation clips, benign hours and events."""
+    _require_training()
     import torch
 
     from actors.offline import DetectionError
     from config import SettingsError
-    from models.compare import Candidate, at_points_of, common_split, compare, format_comparison
-    from models.evaluate import trained_dataset_config
+    from models.training.compare import Candidate, at_points_of, common_split, compare, format_comparison
+    from models.training.dataset import DEFAULT_DATA_DIR, DatasetError, build_dataset
+    from models.training.evaluate import trained_dataset_config
 
     def candidate(index: int, path: Path, reference: DistressClassifier | None, work: Path) -> Candidate:
         classifier = DistressClassifier.load(path)
@@ -254,6 +278,7 @@ def compare_command(
         return Candidate(path, moved, product_chain(copy), points_of)
 
     console = Console(stderr=True)
+    data_dir = data_dir or DEFAULT_DATA_DIR
     held_out = HELD_OUT_SPLITS.get(split)
     if held_out is None:
         raise CliError(f"--split must be one of {', '.join(HELD_OUT_SPLITS)}, got {split!r}", exit_code=1)

@@ -3,8 +3,9 @@ and a shouted "Help! Call the police!".
 
 Usage: python tools/make_demo_audio.py OUT.wav   (16 kHz mono PCM16 WAV, plus OUT.json with the timeline)
 
-Speech is espeak-ng (Debian package ``espeak-ng``); the room tone and the scream come from ``models.synth``, seeded,
-so the same file is produced on every machine with the same espeak-ng version. Nothing is downloaded.
+Speech is espeak-ng (Debian package ``espeak-ng``); the room tone and the scream come from
+``models.training.synth``, seeded, so the same file is produced on every machine with the same espeak-ng version.
+Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import soxr
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from models import synth  # noqa: E402  (the repository root must be importable first)
+from models.training import synth  # noqa: E402  (the repository root must be importable first)
 
 SAMPLE_RATE = 16_000
 DURATION_S = 120.0

@@ -14,7 +14,7 @@ import soundfile
 from typer.testing import CliRunner
 
 from cli.main import app
-from models import synth
+from models.training import synth
 
 EXPECTED_KEYS = {"path", "distress", "score", "labels", "transcript", "phrases", "onset_s", "reason", "incidents",
                  "heard_s", "declared_s", "warnings"}
@@ -105,7 +105,8 @@ def loudest(audio: np.ndarray, seconds: float) -> np.ndarray:
 
 def test_a_short_scream_opens_an_incident_alone_and_in_a_stream(tmp_path: Path) -> None:
     """A 0.3 s file is padded as a stream would carry it; under 0.1 s, or empty, gets an error line instead."""
-    # models.synth's scream with seed 11: the shipped model 1.5.0 opens an incident on 8 of 30 such 0.3 s cuts
+    # models.training.synth's scream with seed 11: the shipped model 1.5.0 opens an incident on 8 of 30 such
+    # 0.3 s cuts
     rng = np.random.default_rng(11)
     scream = loudest(synth.scream(rng, synth.random_voice(rng, "adult_female")), 0.3)
     alone = tmp_path / "alone.wav"

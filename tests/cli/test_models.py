@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from models.classifier import DISTRESS_LABELS, LABELS, Architecture, DistressClassifier
-from models.dataset import build_dataset, tiny_config
-from models.evaluate import evaluate
-from models.train import TrainConfig, train
+from models.training.dataset import build_dataset, tiny_config
+from models.training.evaluate import evaluate
+from models.training.train import TrainConfig, train
 
 SMALL = TrainConfig(
     epochs=1,
@@ -177,3 +180,33 @@ def test_info_json_names_the_dataset_digest(trained: tuple[Path, Path]) -> None:
     result = CliRunner().invoke(app, ["models", "info", "--checkpoint", str(checkpoint), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["dataset_digest"] == SMALL.dataset.digest()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "compare"])
+def test_training_commands_name_the_train_extra_when_it_is_missing(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "matplotlib" else find_spec(name, *rest)
+    )
+    result = CliRunner().invoke(app, ["models", command, *(["model.pt"] if command == "compare" else [])])
+    assert result.exit_code == 1
+    assert "pip install -e '.[train]'" in result.output
+
+
+def test_inference_and_models_info_import_nothing_of_training() -> None:
+    """The runtime (the offline detector, `distress models info`) runs without the ``[train]`` extra."""
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "import actors.offline\n"
+        "from cli.main import app\n"
+        "result = CliRunner().invoke(app, ['models', 'info', '--json'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(name for name in sys.modules if name.startswith(('models.training', 'matplotlib'))))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).parents[2], capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip() == "[]"

@@ -14,8 +14,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from cli.models import app as models_app
-from models import synth
+from cli.main import app
 from models.classifier import (
     DISTRESS_LABELS,
     LABELS,
@@ -32,10 +31,10 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import to_mono_16k
-from models.evaluate import roc_curve
 from models.features import log_mel
-from models.train import count_decisions, roc_auc, threshold_at_fpr
+from models.training import synth
+from models.training.dataset import to_mono_16k
+from models.training.metrics import count_decisions, roc_auc, roc_curve, threshold_at_fpr
 
 
 @pytest.fixture(scope="module")
@@ -232,11 +231,11 @@ def test_metric_helpers_agree_with_definitions() -> None:
 
 
 def test_cli_info_reports_the_shipped_checkpoint() -> None:
-    result = CliRunner().invoke(models_app, ["info", "--json"])
+    result = CliRunner().invoke(app, ["models", "info", "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["model_id"] == MODEL_ID and info["model_version"] == MODEL_VERSION
     assert info["sha256"] == sha256_of(default_checkpoint_path())
     assert info["labels"] == list(LABELS)
-    missing = CliRunner().invoke(models_app, ["info", "--checkpoint", "/nonexistent.pt"])
+    missing = CliRunner().invoke(app, ["models", "info", "--checkpoint", "/nonexistent.pt"])
     assert missing.exit_code == 1 and "no checkpoint" in missing.output

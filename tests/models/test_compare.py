@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.compare import benign_seeds, common_split, split_digest
-from models.dataset import CLIP_SAMPLES, ClipSet, Dataset, tiny_config
-from models.evaluate import EVENT_CONTEXT_SEED
+from models.training.compare import benign_seeds, common_split, split_digest
+from models.training.dataset import CLIP_SAMPLES, ClipSet, Dataset, tiny_config
+from models.training.evaluate import EVENT_CONTEXT_SEED
 
 
 def _clips(seed: int, n: int = 4) -> ClipSet:

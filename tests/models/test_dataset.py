@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import synth
 from models.classifier import LABELS
-from models.dataset import (
+from models.training import synth
+from models.training.dataset import (
     CLIP_SAMPLES,
     PACKAGE_LOCATIONS,
     RULES,

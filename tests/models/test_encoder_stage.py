@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import synth
 from models.classifier import LABELS, PATCH_FRAMES, ClassifierError, DistressClassifier, default_checkpoint_path
 from models.encoder_stage import WHISPER_MELS, MelBridge, whisper_log_mel
-from models.evaluate import cnn_only
 from models.features import log_mel
+from models.training import synth
+from models.training.evaluate import cnn_only
 from tests.models.conftest import whisper_directory
 
 

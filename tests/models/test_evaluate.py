@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cli.models import product_chain
-from models import synth
 from models.classifier import LABELS, DistressClassifier, default_checkpoint_path
-from models.dataset import ClipSet
-from models.evaluate import ProductChain, SourceScore, benign_run, event_recall, source_scores
+from models.training import synth
+from models.training.dataset import ClipSet
+from models.training.evaluate import ProductChain, SourceScore, benign_run, event_recall, source_scores
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ from models.classifier import (
     DistressClassifier,
     default_checkpoint_path,
 )
-from models.dataset import EventStream, PlacedEvent, benign_stream, tiny_config
 from models.features import log_mel
-from models.train import (
+from models.training.dataset import EventStream, PlacedEvent, benign_stream, tiny_config
+from models.training.metrics import STREAM_HOP_FRAMES
+from models.training.train import (
     IGNORED_CLASS,
     LOG_MEL_FLOOR,
     LOG_POWER_PER_DB,
-    STREAM_HOP_FRAMES,
     TrainConfig,
     _augmented_batch,
     _mean_log_power,

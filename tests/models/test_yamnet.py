@@ -13,8 +13,8 @@ import scipy.signal
 import soundfile
 
 from models import yamnet
-from models.dataset import PACKAGE_LOCATIONS, Voice, find_recordings, read_recording, speak, to_mono_16k
 from models.features import log_mel
+from models.training.dataset import PACKAGE_LOCATIONS, Voice, find_recordings, read_recording, speak, to_mono_16k
 
 Audio = np.ndarray
 SENTENCE = "The meeting starts at ten in the morning, please be on time."

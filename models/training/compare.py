@@ -5,7 +5,7 @@ Clip metrics alone do not rank networks for the product: two networks with the s
 different numbers of incidents on everyday audio and catch different shares of events at their operating
 points. So every checkpoint here runs through the same chain as `distress detect --no-asr` over the same hours of
 benign audio (one stream an hour, each its own seed, so an hour's luck shows as spread) and the same distress
-events in context. The test split is for the model card, once the choice is made (:mod:`models.evaluate`).
+events in context. The test split is for the model card, once the choice is made (:mod:`models.training.evaluate`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from models.classifier import DistressClassifier, distress_targets, sha256_of
-from models.dataset import DEFAULT_DATA_DIR, ClipSet, Dataset, Split, benign_stream
-from models.evaluate import (
+from models.training.dataset import DEFAULT_DATA_DIR, ClipSet, Dataset, Split, benign_stream
+from models.training.evaluate import (
     EVENT_CONTEXT_SEED,
     EventRecall,
     ProductChain,
@@ -33,7 +33,8 @@ from models.evaluate import (
     source_scores,
     thresholds_text,
 )
-from models.train import Progress, clip_log_mels, last_patches, recall_at_fpr, roc_auc, threshold_at_fpr
+from models.training.metrics import recall_at_fpr, roc_auc, threshold_at_fpr
+from models.training.train import Progress, clip_log_mels, last_patches
 
 BENIGN_HOUR_S = 3600.0
 SELECTION_FPR = 0.05
@@ -80,7 +81,7 @@ class Comparison:
     sha256: str
     distress_auc: float
     recall_at_5pct_fpr: float
-    source_recall_at_5pct_fpr: float  # every distress source counting once (models.evaluate.source_recall)
+    source_recall_at_5pct_fpr: float  # every distress source counting once (models.training.evaluate.source_recall)
     cnn_distress_auc: float  # the CNN alone: what a change to its training did before the second stage blends in
     cnn_recall_at_5pct_fpr: float
     threshold: float

@@ -5,7 +5,7 @@ Sources are of three kinds:
 * **recorded game sounds** from Debian data packages, labelled by their file names (``RULES``);
 * **TTS voices** (espeak-ng accents x voice variants, flite, festival) speaking everyday sentences, and the
   same voices "shouting" distress calls (raised pitch and formants, less spectral tilt, overdrive);
-* **synthesised** screams, cries, impacts, glass and backgrounds from :mod:`models.synth`.
+* **synthesised** screams, cries, impacts, glass and backgrounds from :mod:`models.training.synth`.
 
 Every source has a ``source_id`` (a package + speaker/file group, a TTS voice, a synthetic speaker). Sources,
 not clips, are assigned to train/validation/test, so validation and test measure generalisation to unheard
@@ -36,9 +36,10 @@ import numpy.typing as npt
 import soundfile
 import soxr
 
-from models import synth
+from domain.audio import SAMPLE_RATE
 from models.classifier import LABELS, distress_targets
-from models.synth import SAMPLE_RATE, Audio, Rng
+from models.training import synth
+from models.training.synth import Audio, Rng
 
 CLIP_SAMPLES = SAMPLE_RATE
 DEFAULT_DATA_DIR = Path(".local/data")
@@ -594,8 +595,7 @@ class DatasetConfig:
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     # Training background beds drawn from the split's animal calls first (validation and test keep the natural
-    # mix): the model took chickens, birds and livestock for screams. 0.15 moved validation false alarms from
-    # screams to nothing (chickens) or impacts: 5 instead of 7 in 5 benign hours.
+    # mix), as the model took chickens, birds and livestock for screams (docs/model-history.md, 1.5.0).
     train_animal_share: float = 0.15
 
     def __post_init__(self) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-SAMPLE_RATE = 16_000
+from domain.audio import SAMPLE_RATE
+
 NYQUIST_GUARD_HZ = 7_800.0
 
 Audio = npt.NDArray[np.float32]

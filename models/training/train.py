@@ -1,7 +1,7 @@
 """Train, calibrate and save the distress CNN and its second stage, deterministically on CPU.
 
 Model selection (best epoch), calibration (temperature and Platt scaling), the second stage's gate and blend,
-and the decision threshold all use the validation split only; the test split is left to ``models.evaluate``.
+and the decision threshold all use the validation split only; the test split is left to ``models.training.evaluate``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from models.classifier import (
     parameter_count,
     sha256_of,
 )
-from models.dataset import (
+from models.encoder_stage import Blend, EncoderHead, EncoderStage, MelBridge, WhisperEncoder, whisper_log_mel
+from models.features import LOG_MEL_OFFSET, FeatureConfig, log_mel
+from models.training.dataset import (
     DEFAULT_DATA_DIR,
     ClipSet,
     DatasetConfig,
@@ -44,8 +46,7 @@ from models.dataset import (
     build_dataset,
     event_stream,
 )
-from models.encoder_stage import Blend, EncoderHead, EncoderStage, MelBridge, WhisperEncoder, whisper_log_mel
-from models.features import LOG_MEL_OFFSET, FeatureConfig, log_mel
+from models.training.metrics import STREAM_HOP_FRAMES, roc_auc, threshold_at_fpr
 
 Progress = Callable[[str, int, int], None]
 
@@ -66,8 +67,8 @@ class TrainConfig:
     # Optional spectral augmentation on top of the clip-level audio augmentation baked into the dataset: a
     # random gain (uniform +-level_db), a random smooth equaliser (``eq_db`` standard deviation at a few mel
     # knots) and, with ``overlay_probability``, a background clip added in the power domain
-    # ``overlay_snr_db`` below the clip. Off for the shipped checkpoint: 6 dB / 4 dB / 0.5 over 20 epochs
-    # left validation distress ROC-AUC where it was (0.955 vs 0.958).
+    # ``overlay_snr_db`` below the clip. Off for the shipped checkpoint, as it did not raise validation ROC-AUC
+    # (docs/model-history.md, "Notes from the training code").
     level_db: float = 0.0
     eq_db: float = 0.0
     overlay_probability: float = 0.0
@@ -78,7 +79,7 @@ class TrainConfig:
     band_mixstyle_probability: float = 0.0
     band_mixstyle_alpha: float = 0.3
     # Windows cut anywhere from ``context_seconds`` of training-source everyday audio with training distress
-    # events mixed in (models.dataset.event_stream), as the runtime cuts a live stream: each step adds
+    # events mixed in (models.training.dataset.event_stream), as the runtime cuts a live stream: each step adds
     # ``context_share`` of the batch size, half windows holding an event's sound and half everyday audio only.
     # Clips alone teach the sound centred in a second of its own; live windows straddle an event's edges, carry
     # it over the room's sound, and see conversation, music and ambience far more often than any clip set.
@@ -90,13 +91,13 @@ class TrainConfig:
     # The decision threshold is the higher of (a) the lowest keeping the validation false-positive rate at or
     # below ``threshold_fpr`` and (b) just above every window of a benign validation stream this long, so an
     # ordinary stream raises no alarm; each distress label's own point likewise over the windows it tops. Two
-    # hours, so each label's point rests on enough windows: 30 min once set crying at 0.78 (2 h: 0.98).
+    # hours, so each label's point rests on enough windows (docs/model-history.md, 1.5.0).
     threshold_fpr: float = 0.05
     benign_validation_seconds: float = 7200.0
     # The second stage (models.encoder_stage): Whisper's encoder over the patch with a small head, run where
     # the CNN's distress probability reaches a gate that lets ``gate_recall`` of the validation distress clips
-    # through, its distress logit weighted ``head_weight`` against the CNN's. Chosen on validation: head
-    # alone 0.965 distress ROC-AUC, blended 0.975, CNN alone 0.958.
+    # through, its distress logit weighted ``head_weight`` against the CNN's: the blend beat either alone on
+    # validation (docs/model-history.md, "Notes from the training code").
     second_stage: bool = True
     encoder: str | None = None  # the Whisper model whose encoder it reads; None is the bundled tiny.en
     bridge_clips: int = 1500
@@ -334,57 +335,6 @@ def _forward_all(
             logits.append(class_logits)
             distress.append(distress_logit)
     return torch.cat(logits), torch.cat(distress)
-
-
-def roc_auc(scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating]) -> float:
-    """Area under the ROC curve (probability a positive outranks a negative, ties counted half)."""
-    positives = scores[targets > 0.5]
-    negatives = scores[targets <= 0.5]
-    if len(positives) == 0 or len(negatives) == 0:
-        raise ValueError("ROC-AUC needs both positive and negative examples")
-    order = np.argsort(np.concatenate([positives, negatives]), kind="mergesort")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    combined = np.concatenate([positives, negatives])
-    for value in np.unique(combined):  # average ranks of ties
-        tied = combined == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return float(
-        (ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2)
-        / (len(positives) * len(negatives))
-    )
-
-
-STREAM_HOP_FRAMES = 50  # the runtime scores a patch every 0.5 s
-
-
-def count_decisions(
-    probabilities: npt.NDArray[np.floating], threshold: float | npt.NDArray[np.floating]
-) -> tuple[int, int]:
-    """(windows at or over threshold, decisions), with one threshold for all windows or one per window:
-    consecutive over-threshold windows are one decision."""
-    over = probabilities >= threshold
-    starts = over & ~np.r_[False, over[:-1]]
-    return int(over.sum()), int(starts.sum())
-
-
-def threshold_at_fpr(
-    scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating], fpr: float
-) -> float:
-    """The lowest threshold whose false-positive rate on negatives (score >= threshold) is at most ``fpr``."""
-    negatives = np.sort(scores[targets <= 0.5])[::-1]
-    if len(negatives) == 0:
-        raise ValueError("a false-positive rate needs negative examples")
-    allowed = math.floor(fpr * len(negatives))
-    if allowed >= len(negatives):
-        return float(negatives[-1])
-    return float(np.nextafter(negatives[allowed], np.inf))
-
-
-def recall_at_fpr(scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating], fpr: float) -> float:
-    """Share of positives at or over :func:`threshold_at_fpr`: the recall a split allows at that rate."""
-    return float(np.mean(scores[targets > 0.5] >= threshold_at_fpr(scores, targets, fpr)))
 
 
 def fit_calibration(

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from actors.incidents import IncidentRecord
 from cli.broker import reachable_bus
 from cli.database import database
 from cli.incidents import fail, parse_since, print_json
 from config import load_settings
+from domain.incidents import IncidentRecord
 from projections.projector import Projector
 from projections.read_models import projections_named
 from projections.replay import ReplayResult, ReplayRun, replay_all

@@ -1,7 +1,8 @@
 """The catalogue of every event the pipeline records, grouped by the topic that carries it.
 
-Payload fields use only codec-supported types: str, int, float, bool, bytes, datetime, None unions, tuples and the
-small frozen value types below, so every event survives a byte-exact round trip through Kafka.
+Payload fields use only codec-supported types: str, string ``Literal``s (the domain's words, e.g. ``Severity``), int,
+float, bool, bytes, datetime, None unions, tuples and the small frozen value types below, so every event survives a
+byte-exact round trip through Kafka.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.types import Severity
 from events.base import Event
 
 # ---------------------------------------------------------------------------------------------- value types
@@ -196,7 +198,7 @@ class IncidentEvent(Event):
 class IncidentOpened(IncidentEvent):
     event_type = "IncidentOpened"
 
-    severity: str
+    severity: Severity
     score: float
     reason: str
     onset_sample: int
@@ -223,8 +225,8 @@ class IncidentUpdated(IncidentEvent):
 class IncidentEscalated(IncidentEvent):
     event_type = "IncidentEscalated"
 
-    from_severity: str
-    to_severity: str
+    from_severity: Severity
+    to_severity: Severity
     reason: str
 
 

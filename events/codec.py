@@ -287,6 +287,8 @@ def _mirror(hint: Any) -> Any:
         return _Timestamp
     if hint in (str, int, bool, float, bytes):
         return hint
+    if origin is typing.Literal and all(isinstance(arg, str) for arg in typing.get_args(hint)):
+        return hint  # travels as its string; decoding refuses any other word
     raise TypeError(f"unsupported field type {hint!r}")
 
 

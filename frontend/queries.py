@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, text, true
 
-from actors.incidents import refusal
 from config import StreamConfig
 from config.redaction import redact_text
+from domain.incidents import refusal
+from domain.types import ACTIVE_STATUSES
 from frontend.schemas import (
-    ACTIVE_STATUSES,
     AlertDelivery,
     AllowedActions,
     IncidentDetail,

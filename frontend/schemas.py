@@ -1,7 +1,7 @@
 """The HTTP API's shapes (they become the OpenAPI document) - also what the HTML templates render.
 
 Identifiers are validated where they enter: a stream id follows the settings' rule, an incident id is
-``<stream id>:<12 hex digits>`` (see ``actors.incidents.incident_id_for``).
+``<stream id>:<12 hex digits>`` (see ``domain.incidents.incident_id_for``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.types import IncidentStatus, Severity
+
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 INCIDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}:[0-9a-f]{12}$"
-IncidentStatus = Literal["open", "acknowledged", "resolved", "false_alarm"]
-Severity = Literal["low", "medium", "high", "critical"]
-ACTIVE_STATUSES: tuple[IncidentStatus, ...] = ("open", "acknowledged")
 
 
 class _Out(BaseModel):

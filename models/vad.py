@@ -17,7 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime
 
-SAMPLE_RATE: Final = 16_000
+from domain.audio import SAMPLE_RATE as SAMPLE_RATE  # the rate Silero scores at is the pipeline's
+
 WINDOW_SAMPLES: Final = 512
 """Silero scores audio in 32 ms windows of 512 samples at 16 kHz."""
 WINDOW_S: Final = WINDOW_SAMPLES / SAMPLE_RATE

@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, Table, select
 
-from actors.incidents import Status
+from domain.types import STATUSES
 from projections.schema import Base
 
-STATUSES = (Status.OPEN, Status.ACKNOWLEDGED, Status.RESOLVED, Status.FALSE_ALARM)
 INCIDENTS: Table = Base.metadata.tables["incidents"]
 TIMELINE: Table = Base.metadata.tables["incident_timeline"]
 STREAMS: Table = Base.metadata.tables["streams"]

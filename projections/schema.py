@@ -40,7 +40,7 @@ class Base(DeclarativeBase):
 
 
 class IncidentRow(Base):
-    """Current state of every incident (folded by ``actors.incidents.fold_incident``)."""
+    """Current state of every incident (folded by ``domain.incidents.fold_incident``)."""
 
     __tablename__ = "incidents"
 

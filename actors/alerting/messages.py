@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from actors.alerting.incidents import IncidentState
+from domain.types import SEVERITIES
 from events.catalogue import (
     IncidentAcknowledged,
     IncidentEscalated,
@@ -23,7 +24,7 @@ from events.catalogue import (
 
 SNIPPET_CHARS = 160
 TOP_LABELS = 3
-SEVERITY_ORDER = ("unknown", "low", "medium", "high", "critical")
+SEVERITY_ORDER = ("unknown", *SEVERITIES)  # "unknown": the opening of the incident has not been seen
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,14 +16,16 @@ Non-finite positions. Source frame ``i`` of a segment (any channel non-finite) m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import soxr
 
 from actors.capture.sources import AudioBlock
+from domain.audio import SAMPLE_RATE
 
-TARGET_SAMPLE_RATE = 16000
+TARGET_SAMPLE_RATE: Final = SAMPLE_RATE  # what every source is resampled to
 
 Float32Array = npt.NDArray[np.float32]
 Int64Array = npt.NDArray[np.int64]

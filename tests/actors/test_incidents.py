@@ -21,11 +21,11 @@ from actors.incidents import (
     build_incident_stage,
     fold_incidents,
     incident_id_for,
-    stream_of_incident,
 )
 from actors.stage import StageRunner
 from config import Settings
 from config.settings import IncidentConfig
+from domain.incidents import stream_of_incident
 from events import Event
 from events.catalogue import (
     DistressScored,

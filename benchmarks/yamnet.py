@@ -31,16 +31,9 @@ from config.settings import load_settings
 from models import yamnet
 from models.classifier import DISTRESS_LABELS, DistressClassifier
 from models.features import FeatureConfig, log_mel
-from models.training.dataset import (
-    SPLITS,
-    Recording,
-    Split,
-    _source_families,
-    assign_splits,
-    find_recordings,
-    read_recording,
-)
+from models.training.dataset import SPLITS, Split, _source_families, assign_splits
 from models.training.evaluate import trained_dataset_config
+from models.training.game_sounds import Recording, find_recordings, read_recording
 
 SECONDS = 60.0
 REPEATS = 5

@@ -121,7 +121,8 @@ def train_command(
 ) -> None:
     """Build the dataset (cached) and train, calibrate and save the checkpoint with its .sha256."""
     _require_training()
-    from models.training.dataset import DEFAULT_DATA_DIR, DatasetError
+    from models.training.dataset import DEFAULT_DATA_DIR
+    from models.training.errors import DatasetError
     from models.training.train import TrainConfig, train
 
     console = Console(stderr=True)
@@ -199,7 +200,8 @@ def evaluate_command(
     from actors.offline import DetectionError
     from config import SettingsError
     from models.training.card import write_model_card
-    from models.training.dataset import DEFAULT_DATA_DIR, DatasetError, build_dataset
+    from models.training.dataset import DEFAULT_DATA_DIR, build_dataset
+    from models.training.errors import DatasetError
     from models.training.evaluate import (
         evaluate,
         format_sources,
@@ -264,7 +266,8 @@ def compare_command(
     from actors.offline import DetectionError
     from config import SettingsError
     from models.training.compare import Candidate, at_points_of, common_split, compare, format_comparison
-    from models.training.dataset import DEFAULT_DATA_DIR, DatasetError, build_dataset
+    from models.training.dataset import DEFAULT_DATA_DIR, build_dataset
+    from models.training.errors import DatasetError
     from models.training.evaluate import trained_dataset_config
 
     def candidate(index: int, path: Path, reference: DistressClassifier | None, work: Path) -> Candidate:

@@ -2,6 +2,9 @@
 
 Model selection (best epoch), calibration (temperature and Platt scaling), the second stage's gate and blend,
 and the decision threshold all use the validation split only; the test split is left to ``models.training.evaluate``.
+
+One module of ~720 lines, as the recipe's steps (augmentation, live-cut windows, fit, calibration, second stage)
+share ``TrainConfig`` and run in this order only.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from models.classifier import (
 )
 from models.features import log_mel
 from models.training import synth
-from models.training.dataset import to_mono_16k
+from models.training.game_sounds import to_mono_16k
 from models.training.metrics import count_decisions, roc_auc, roc_curve, threshold_at_fpr
 
 

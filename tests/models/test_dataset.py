@@ -13,23 +13,18 @@ from models.classifier import LABELS
 from models.training import synth
 from models.training.dataset import (
     CLIP_SAMPLES,
-    PACKAGE_LOCATIONS,
-    RULES,
     SPLITS,
     Dataset,
     DatasetConfig,
-    DatasetError,
-    MissingPackageError,
-    Voice,
     assign_splits,
     benign_stream,
     build_dataset,
-    classify,
     event_stream,
-    find_recordings,
-    speak,
     tiny_config,
 )
+from models.training.errors import DatasetError, MissingPackageError
+from models.training.game_sounds import PACKAGE_LOCATIONS, RULES, classify, find_recordings
+from models.training.voices import Voice, speak
 
 
 @pytest.fixture(scope="module")

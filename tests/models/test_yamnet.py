@@ -14,7 +14,8 @@ import soundfile
 
 from models import yamnet
 from models.features import log_mel
-from models.training.dataset import PACKAGE_LOCATIONS, Voice, find_recordings, read_recording, speak, to_mono_16k
+from models.training.game_sounds import PACKAGE_LOCATIONS, find_recordings, read_recording, to_mono_16k
+from models.training.voices import Voice, speak
 
 Audio = np.ndarray
 SENTENCE = "The meeting starts at ten in the morning, please be on time."

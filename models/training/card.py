@@ -16,8 +16,8 @@ import torch
 from domain.audio import SAMPLE_RATE
 from models.classifier import DISTRESS_LABELS, LABELS, PATCH_FRAMES, DistressClassifier, sha256_of
 from models.features import FeatureConfig
-from models.training.dataset import RULES
 from models.training.evaluate import EvaluationReport, format_sources, format_table, thresholds_text
+from models.training.game_sounds import RULES
 from models.training.train import MIN_HEARD_FRAMES
 
 

@@ -33,15 +33,7 @@ from models.classifier import (
     parameter_count,
 )
 from models.features import log_mel
-from models.training.dataset import (
-    DEFAULT_DATA_DIR,
-    ClipSet,
-    Dataset,
-    DatasetConfig,
-    Split,
-    benign_stream,
-    join_event,
-)
+from models.training.dataset import DEFAULT_DATA_DIR, ClipSet, Dataset, DatasetConfig, Split, benign_stream, join_event
 from models.training.metrics import (
     STREAM_HOP_FRAMES,
     count_decisions,

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from actors.capture.chunker import decode_pcm16
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent
 from events.catalogue import AudioChunkCaptured, TranscriptProduced
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 from models.asr import AsrOptions, Transcriber, resolve_model
 from models.phrases import Lexicon, LexiconOverride, StreamLexicons

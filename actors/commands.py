@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from actors.incidents import SYSTEM_ACTOR, fold_incidents, refusal, stream_of_incident
-from actors.metrics import KafkaProbe, MetricsError
-from events.bus import Bus, BusError, read_all
 from events.catalogue import (
     IncidentAcknowledged,
     IncidentEvent,
@@ -24,6 +22,10 @@ from events.catalogue import (
     IncidentNoteAdded,
     IncidentResolved,
 )
+from events.kafka.admin import KafkaProbe, MetricsError
+from events.kafka.bus import Bus
+from events.kafka.connection import BusError
+from events.kafka.log import read_all
 
 MAX_ACTOR_CHARS = 128
 MAX_NOTE_CHARS = 4000

@@ -22,8 +22,8 @@ import numpy as np
 
 from actors.capture.chunker import decode_pcm16
 from events import Event
-from events.bus import ConsumedEvent
 from events.catalogue import AudioChunkCaptured, FeaturesExtracted
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 from models.features import FeatureConfig, StreamingFeatureExtractor, summarize
 

@@ -44,7 +44,6 @@ from typing import Any
 from actors.clips import ClipStore
 from config.settings import IncidentConfig, Settings
 from events import Event
-from events.bus import ConsumedEvent, read_all
 from events.catalogue import (
     AudioChunkCaptured,
     DistressScored,
@@ -60,6 +59,8 @@ from events.catalogue import (
     PhraseHit,
     TranscriptProduced,
 )
+from events.kafka.consumer import ConsumedEvent
+from events.kafka.log import read_all
 from events.topics import TopicCatalogue
 
 log = logging.getLogger(__name__)

@@ -15,20 +15,14 @@ right after Apprise accepted the notification.
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from events import CodecError, Event
-from events.bus import Bus, ConsumedEvent, KafkaConnection
+from events import Event
 from events.catalogue import (
     AlertDispatched,
     AlertFailed,
@@ -39,6 +33,9 @@ from events.catalogue import (
     StreamFailed,
     StreamStarted,
 )
+from events.kafka.bus import Bus
+from events.kafka.consumer import ConsumedEvent
+from events.kafka.log import EventReader
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +49,6 @@ LATENCY_STAGES: Mapping[str, str] = {
 }
 STAGE_ORDER = tuple(dict.fromkeys(LATENCY_STAGES.values()))
 LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
-
-
-class MetricsError(Exception):
-    """Kafka could not answer a metrics query (offsets, lag, metadata)."""
 
 
 # ------------------------------------------------------------------------------------------------- latency
@@ -134,216 +127,6 @@ class LatencyTracker:
         while self._pending_order and self._pending_order[0][0] < now_ms - self._pending_ms:
             _, cause = self._pending_order.popleft()
             self._pending.pop(cause, None)
-
-
-# --------------------------------------------------------------------------------------------- kafka probes
-
-
-class KafkaProbe:
-    """Read-only questions about topics and consumer groups, answered by the Kafka admin API.
-
-    Answers a cluster gives while it settles (a new topic's leader being elected, a restarted broker loading its
-    group coordinator) are retried for up to ``timeout_s``; anything else becomes a ``MetricsError``.
-    """
-
-    def __init__(self, connection: KafkaConnection, *, timeout_s: float = 10.0) -> None:
-        self._connection = connection
-        self._admin = AdminClient(connection.client_config())
-        self._timeout_s = timeout_s
-
-    def ping(self) -> None:
-        """Raise ``MetricsError`` unless the cluster answers a metadata request within the timeout."""
-        self._ask("reach the cluster", lambda: self._admin.list_topics(timeout=self._timeout_s))
-
-    def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
-        metadata = self._ask("read topic metadata", lambda: self._admin.list_topics(timeout=self._timeout_s))
-        found: list[TopicPartition] = []
-        for topic in topics:
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None:
-                raise MetricsError(f"topic {topic} does not exist (has the pipeline been started once?)")
-            found.extend(TopicPartition(topic, partition) for partition in sorted(described.partitions))
-        return found
-
-    def partition_count(self, topic: str) -> int:
-        return len(self.partitions([topic]))
-
-    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
-        return self._offsets(partitions, OffsetSpec.latest())  # type: ignore[no-untyped-call]
-
-    def start_offsets(self, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int]:
-        return self._offsets(partitions, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
-
-    def offsets_at(self, partitions: Sequence[TopicPartition], timestamp_ms: int) -> dict[tuple[str, int], int]:
-        """First offset at or after the time per partition; the end offset where nothing is that recent."""
-        at_time = self._offsets(partitions, OffsetSpec.for_timestamp(timestamp_ms))
-        ends = self.end_offsets(partitions)
-        return {key: ends[key] if offset < 0 else offset for key, offset in at_time.items()}
-
-    def committed(self, group_id: str, partitions: Sequence[TopicPartition]) -> dict[tuple[str, int], int | None]:
-        """The group's committed offsets, asked through a consumer that never joins the group.
-
-        (The admin API's ListConsumerGroupOffsets crashed the process in confluent-kafka 2.16 while a fresh
-        broker was still loading its group coordinator; OffsetFetch from a consumer does not.)
-        """
-        reader = Consumer(self._connection.client_config(**{"group.id": group_id, "enable.auto.commit": False}))
-        try:
-            answer = self._ask(
-                f"read the committed offsets of group {group_id}",
-                lambda: reader.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions],
-                                         timeout=self._timeout_s),
-            )
-        finally:
-            reader.close()
-        return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in answer}
-
-    def group_lag(
-        self, group_id: str, topics: Sequence[str], ends: Mapping[tuple[str, int], int] | None = None
-    ) -> dict[tuple[str, int], int]:
-        """Messages a group has not committed yet per partition (a group that never committed owes everything).
-
-        Pass ``ends`` to measure against end offsets read earlier, so several groups are judged at one instant.
-        """
-        partitions = self.partitions(topics)
-        starts = self.start_offsets(partitions)
-        ends = ends if ends is not None else self.end_offsets(partitions)
-        committed = self.committed(group_id, partitions)
-        lag = {}
-        for key in ((tp.topic, tp.partition) for tp in partitions):
-            position = committed.get(key)
-            lag[key] = ends[key] - max(starts[key] if position is None else position, starts[key])
-        return lag
-
-    def group_members(self, group_id: str) -> int:
-        description = self._ask(
-            f"describe group {group_id}",
-            lambda: self._admin.describe_consumer_groups([group_id])[group_id].result(timeout=self._timeout_s),
-        )
-        return len(description.members)
-
-    def _offsets(self, partitions: Sequence[TopicPartition], spec: OffsetSpec) -> dict[tuple[str, int], int]:
-        if not partitions:
-            return {}
-
-        def ask() -> dict[tuple[str, int], int]:
-            futures = self._admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
-                                               request_timeout=self._timeout_s)
-            return {(tp.topic, tp.partition): future.result(timeout=self._timeout_s).offset
-                    for tp, future in futures.items()}
-
-        return self._ask("list offsets", ask)
-
-    def _ask(self, what: str, call: Callable[[], Answer]) -> Answer:
-        deadline = time.monotonic() + self._timeout_s
-        while True:
-            try:
-                return call()
-            except KafkaException as error:
-                if error.args[0].code() not in _SETTLING or time.monotonic() > deadline:
-                    raise MetricsError(f"cannot {what}: {error.args[0].str()}") from error
-            except TimeoutError as error:
-                raise MetricsError(f"cannot {what}: no answer within {self._timeout_s:.0f} s") from error
-            time.sleep(0.2)
-
-
-Answer = TypeVar("Answer")
-
-# Errors a cluster reports while it settles: a partition leader being elected, metadata propagating, a group
-# coordinator loading after a restart, the broker briefly unreachable.
-_SETTLING = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-}
-
-
-# ---------------------------------------------------------------------------------------------- the reader
-
-
-class EventReader:
-    """Reads decoded events from topics starting at a wall-clock time (``since_ms``) or at given ``offsets`` (a
-    partition not named is not read), without joining a consumer group.
-
-    Used by observers (metrics, status, run summaries) that must not disturb the stages' groups and never commit.
-    Undecodable messages are skipped here; the stages already dead-letter them.
-    """
-
-    def __init__(self, bus: Bus, topics: Sequence[str], *, since_ms: int | None = None,
-                 offsets: Mapping[tuple[str, int], int] | None = None, key: str | None = None) -> None:
-        if (since_ms is None) == (offsets is None):
-            raise ValueError("EventReader starts at since_ms or at offsets: give exactly one")
-        self._bus = bus
-        self._key = key.encode() if key is not None else None  # only this stream's events (others not decoded)
-        self._probe = KafkaProbe(bus.connection)
-        partitions = self._probe.partitions(topics)
-        if since_ms is not None:
-            start = self._probe.offsets_at(partitions, since_ms)
-        else:
-            assert offsets is not None
-            start = {(tp.topic, tp.partition): offsets.get((tp.topic, tp.partition), -1) for tp in partitions}
-        self._next: dict[tuple[str, int], int] = dict(start)
-        self.undecodable = 0
-        self._consumer = Consumer(
-            bus.connection.client_config(
-                **{
-                    "group.id": f"distress.reader.{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "queued.max.messages.kbytes": 16384,
-                }
-            )
-        )
-        self._consumer.assign([TopicPartition(topic, partition, offset if offset >= 0 else OFFSET_END)
-                               for (topic, partition), offset in start.items()])
-
-    def poll(self, max_messages: int = 1000, timeout_s: float = 0.2) -> list[ConsumedEvent]:
-        consumed = []
-        for message in self._consumer.consume(num_messages=max_messages, timeout=timeout_s):
-            if message.error() is not None:
-                continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if topic is None or partition is None or offset is None:
-                continue
-            self._next[(topic, partition)] = offset + 1
-            if self._key is not None and message.key() != self._key:
-                continue
-            try:
-                event = self._bus.codec.decode(message.value())
-            except CodecError:
-                self.undecodable += 1
-                continue
-            consumed.append(ConsumedEvent(event=event, topic=topic, partition=partition, offset=offset,
-                                          timestamp_ms=message.timestamp()[1]))
-        return consumed
-
-    def caught_up_with(self, ends: Mapping[tuple[str, int], int]) -> bool:
-        return all(self._next.get(key, 0) >= end for key, end in ends.items())
-
-    def read_to_end(self, timeout_s: float = 60.0) -> Iterator[ConsumedEvent]:
-        """Every event up to the end offsets of the moment this was called."""
-        ends = self.end_offsets()
-        deadline = time.monotonic() + timeout_s
-        while not self.caught_up_with(ends):
-            if time.monotonic() > deadline:
-                raise MetricsError(f"could not read the topics to their end within {timeout_s:.0f} s")
-            yield from self.poll()
-
-    def end_offsets(self) -> dict[tuple[str, int], int]:
-        return self._probe.end_offsets([TopicPartition(topic, partition) for topic, partition in self._next])
-
-    def close(self) -> None:
-        self._consumer.close()
-
-    def __enter__(self) -> EventReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 # -------------------------------------------------------------------------------------------- the observer

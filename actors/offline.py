@@ -21,7 +21,6 @@ from actors.incidents import IncidentEngine
 from actors.scorer import ScorerStage, scorer_from_settings
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent
 from events.catalogue import (
     AudioChunkCaptured,
     DistressScored,
@@ -30,6 +29,7 @@ from events.catalogue import (
     PhraseHit,
     TranscriptProduced,
 )
+from events.kafka.consumer import ConsumedEvent
 
 
 def in_process(event: Event) -> ConsumedEvent:

@@ -23,9 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actors.capture import CaptureActor, CaptureReport, EventPublisher, ReconnectPolicy, SourceOptions, open_source
 from actors.capture.normalise import TARGET_SAMPLE_RATE
-from actors.metrics import KafkaProbe, MetricsError
 from actors.stage import Stage
 from config import Settings, StreamConfig
+from events.kafka.admin import KafkaProbe, MetricsError
 from events.topics import TopicCatalogue
 
 # The catalogue properties a stage may consume (dead letters are for people, not for stages).

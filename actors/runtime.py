@@ -44,36 +44,23 @@ from types import FrameType
 from typing import Any, Protocol, cast
 
 import ray
-from confluent_kafka import TopicPartition
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.capture.actor import EventPublisher
-from actors.metrics import (
-    EMPTY_SNAPSHOT,
-    EventReader,
-    KafkaProbe,
-    MetricsError,
-    ObserverSnapshot,
-    PipelineObserver,
-    PrometheusExporter,
-)
+from actors.metrics import EMPTY_SNAPSHOT, ObserverSnapshot, PipelineObserver, PrometheusExporter
 from actors.pipeline import StageSpec, Worker, check_unique
 from actors.stage import StageRunner
 from config import Settings, StreamConfig
 from config.logging import configure_logging
 from config.settings import RuntimeConfig
 from events import Event
-from events.bus import (
-    Bus,
-    ConsumedEvent,
-    DecodeFailure,
-    ErrorAction,
-    EventConsumer,
-    EventProducer,
-    dead_letter_everything,
-)
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
+from events.kafka.admin import KafkaProbe, MetricsError
+from events.kafka.bus import Bus
+from events.kafka.consumer import ConsumedEvent, DecodeFailure, ErrorAction, EventConsumer, dead_letter_everything
+from events.kafka.log import EventReader
+from events.kafka.producer import EventProducer
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +243,7 @@ def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Seq
     """
     try:
         probe = KafkaProbe(bus.connection)
-        committed = probe.committed(group_id, [TopicPartition(topic, partition) for topic, partition in partitions])
+        committed = probe.committed(group_id, list(partitions))
         targets = {key: offset for key, offset in committed.items() if offset}
         if not targets:
             return []

@@ -28,7 +28,6 @@ import numpy.typing as npt
 
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent, read_all
 from events.catalogue import (
     DistressScored,
     FeaturesExtracted,
@@ -37,6 +36,8 @@ from events.catalogue import (
     PhraseHit,
     TranscriptProduced,
 )
+from events.kafka.consumer import ConsumedEvent
+from events.kafka.log import read_all
 from events.topics import TopicCatalogue
 from models.classifier import PATCH_FRAMES, ClassScores, DistressClassifier
 from models.features import FeatureConfig

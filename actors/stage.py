@@ -1,7 +1,7 @@
 """The consume → handle → publish → commit loop shared by every pipeline stage.
 
 A stage is plain logic (events in, events out) so it can be tested without Kafka and hosted by a Ray actor later;
-the runner owns the Kafka side and follows the commit order documented on ``events.bus.Checkpoint``.
+the runner owns the Kafka side and follows the commit order documented on ``events.kafka.consumer.Checkpoint``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from events import Event
-from events.bus import Bus, ConsumedEvent, EventConsumer, EventProducer
+from events.kafka.bus import Bus
+from events.kafka.consumer import ConsumedEvent, EventConsumer
+from events.kafka.producer import EventProducer
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,9 @@ from actors.offline import OfflinePipeline
 from actors.scorer import build_scorer
 from config.settings import Settings
 from events import Event
-from events.bus import Bus, read_all
 from events.catalogue import AudioChunkCaptured, DistressScored, TranscriptProduced
+from events.kafka.bus import Bus
+from events.kafka.log import read_all
 
 _T = TypeVar("_T", bound="_OfStream")
 

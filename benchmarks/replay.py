@@ -27,7 +27,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from actors.incidents import incident_id_for
-from cli.broker import LocalBroker
 from config import load_settings
 from events import Event, default_codec
 from events.catalogue import (
@@ -49,6 +48,7 @@ from events.catalogue import (
     StreamStarted,
     TranscriptProduced,
 )
+from events.kafka.broker import LocalBroker
 from projections.database import open_database
 from projections.read_models import PROJECTIONS
 from projections.replay import replay_all

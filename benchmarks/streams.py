@@ -44,18 +44,17 @@ from typing import Any
 import numpy as np
 import ray
 import soundfile
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
 
 from actors.capture import CaptureActor, FileSource
-from actors.metrics import EventReader, KafkaProbe, MetricsError
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime import PipelineRuntime, connect_ray
-from cli.broker import LocalBroker
 from cli.run import ensure_demo_recording, local_alert_sink, with_sink_route
 from config import Settings, load_settings
-from events.bus import EventProducer
 from events.catalogue import AlertDispatched, StreamStarted
+from events.kafka.admin import KafkaProbe, MetricsError, delete_topics, reachable
+from events.kafka.broker import LocalBroker
+from events.kafka.log import EventReader
+from events.kafka.producer import EventProducer
 
 LATENCY_LIMIT_S = 1.0
 MAX_STREAMS = 256
@@ -109,12 +108,9 @@ class Trial:
 
 
 def require_broker(settings: Settings) -> None:
-    admin = AdminClient(settings.kafka_connection().client_config(log_level=0))  # quiet: the error says it all
-    try:
-        admin.list_topics(timeout=BROKER_TIMEOUT_S)
-    except KafkaException as error:
+    if not reachable(settings.kafka_connection(), BROKER_TIMEOUT_S, log_level=0):  # quiet: the error says it all
         hint = "start it with `distress broker up`" if settings.uses_local_broker else "check kafka_bootstrap"
-        raise BenchmarkError(f"Kafka is not reachable at {settings.bootstrap_servers}: {hint}") from error
+        raise BenchmarkError(f"Kafka is not reachable at {settings.bootstrap_servers}: {hint}")
 
 
 def trial_settings(settings: Settings, path: str, streams: int, folder: Path) -> Settings:
@@ -289,17 +285,16 @@ def play(producer: EventProducer, audio: Path, stream_ids: list[str]) -> list[Ex
 def _wait_for_stable_groups(settings: Settings, runtime: PipelineRuntime, timeout_s: float) -> None:
     """Until every consumer-group stage has all its replicas in a stable group (joining takes seconds on a busy
     machine; audio played before that would measure the join, not the pipeline)."""
-    admin = AdminClient(settings.kafka_connection().client_config())
+    probe = KafkaProbe(settings.kafka_connection())
     expected = {spec.group_id(settings): len(runtime.stage_hosts[spec.name])
                 for spec in runtime.stages if spec.backlog is None}
     deadline = time.monotonic() + timeout_s
     while expected and time.monotonic() < deadline:
         try:
-            for group, future in admin.describe_consumer_groups(list(expected)).items():
-                described = future.result()
-                if described.state == ConsumerGroupState.STABLE and len(described.members) >= expected[group]:
+            for group, members in probe.stable_members(list(expected)).items():
+                if members >= expected[group]:
                     expected.pop(group)
-        except KafkaException:  # a coordinator still loading: ask again
+        except MetricsError:  # a coordinator still loading: ask again
             pass
         time.sleep(0.5)
     if expected:
@@ -320,13 +315,9 @@ def _wait_until_caught_up(runtime: PipelineRuntime, timeout_s: float) -> float |
 
 def _delete_topics(settings: Settings) -> None:
     """The trial's topics go with it (its audio alone is N x 43 kB a second)."""
-    admin = AdminClient(settings.kafka_connection().client_config())
     names = [spec.name for spec in settings.topics().all()]
-    for future in admin.delete_topics(names, operation_timeout=30).values():
-        try:
-            future.result()
-        except Exception as error:  # a leftover topic costs disk, not correctness
-            print(f"warning: could not delete a trial topic: {error}", file=sys.stderr)
+    for failure in delete_topics(settings.kafka_connection(), names):  # a leftover topic costs disk, not correctness
+        print(f"warning: could not delete a trial topic: {failure}", file=sys.stderr)
 
 
 def _create_topics(settings: Settings) -> None:

@@ -82,15 +82,15 @@ _KNOWN: tuple[tuple[str, str, Kind, int], ...] = (
     ("actors.offline", "DetectionError", "source", 2),
     ("actors.alerting.routing", "AlertingSetupError", "alerting", 2),
     ("frontend.auth", "AuthError", "config", 2),
-    ("events.bus", "BusError", "broker", 1),
+    ("events.kafka.connection", "BusError", "broker", 1),
     ("projections.database", "DatabaseError", "database", 1),
     ("projections.replay", "ReplayError", "database", 1),
-    ("actors.metrics", "MetricsError", "runtime", 1),
+    ("events.kafka.admin", "MetricsError", "runtime", 1),
     ("actors.runtime", "RuntimeStartError", "runtime", 1),
     ("benchmarks.streams", "BenchmarkError", "runtime", 1),
     ("benchmarks.features", "BenchmarkError", "runtime", 1),
     ("models.classifier", "ClassifierError", "model", 1),
-    ("models.dataset", "DatasetError", "model", 1),
+    ("models.training.errors", "DatasetError", "model", 1),
 )
 
 _OS_KINDS: dict[int, tuple[Kind, str]] = {
@@ -145,9 +145,9 @@ def describe(error: BaseException) -> Failure:
         known = getattr(sys.modules.get(module), name, None)
         if isinstance(known, type) and isinstance(error, known):
             return Failure(str(error) or name, kind, exit_code)
-    kafka = sys.modules.get("confluent_kafka")
-    if kafka is not None and isinstance(error, kafka.KafkaException):
-        reason = error.args[0].str() if error.args and hasattr(error.args[0], "str") else str(error)
+    transport = sys.modules.get("events.kafka.connection")
+    reason = transport.client_reason(error) if transport is not None else None
+    if reason is not None:
         return Failure(f"Kafka: {reason}", "broker", 1)
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc is not None and isinstance(error, sqlalchemy_exc.SQLAlchemyError):

@@ -37,13 +37,14 @@ from actors.runtime import (
     pipeline_status,
     stop_on_signals,
 )
-from cli.broker import LocalBroker, reachable_bus
+from cli.broker import reachable_bus
 from cli.capture import CaptureUsageError, stream_ids_for
 from cli.errors import CliError
 from config import Settings, StreamConfig, load_settings
 from config.logging import configure_logging
 from config.redaction import redact_url
 from config.settings import AlertRoute
+from events.kafka.broker import LocalBroker
 from frontend.auth import AuthError
 from frontend.server import DashboardServer
 

@@ -24,7 +24,8 @@ from pydantic_settings import (
 )
 
 from events import default_codec
-from events.bus import Bus, KafkaConnection
+from events.kafka.bus import Bus
+from events.kafka.connection import KafkaConnection
 from events.topics import HOUR_MS, TopicCatalogue
 
 CONFIG_ENV = "DISTRESS_CONFIG"

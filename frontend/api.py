@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
@@ -19,8 +18,8 @@ from pydantic import AwareDatetime
 from actors.clips import ClipError
 from actors.commands import InvalidCommand, InvalidTransition, UnknownIncident
 from config.redaction import redact_text
-from events.bus import BusError
 from events.catalogue import IncidentEvent
+from events.kafka.connection import TRANSPORT_ERRORS
 from frontend.auth import Attempt, Operator
 from frontend.context import (
     Dashboard,
@@ -300,7 +299,7 @@ def _run_command(dash: Dashboard, incident_id: str, action: str, call: Callable[
         outcome, status, detail = "refused", 409, str(error)
     except InvalidCommand as error:
         outcome, status, detail = "invalid", 422, str(error)
-    except (BusError, KafkaException) as error:
+    except TRANSPORT_ERRORS as error:
         outcome, status, detail = "unavailable", 503, redact_text(f"the event log is unavailable: {error}")
     else:
         dash.metrics.commands.labels(action, "appended").inc()

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from actors.clips import ClipStore
 from actors.commands import IncidentCommands
 from config import Settings
-from events.bus import Bus
+from events.kafka.bus import Bus
 from frontend.auth import Authenticator, LoginThrottle, Operator, Session
 from frontend.evidence import EvidenceCache
 from frontend.health import HealthMonitor

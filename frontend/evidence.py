@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from actors.incidents import PIPELINE_SAMPLE_RATE
+from domain.audio import SAMPLE_RATE as PIPELINE_SAMPLE_RATE
 from events import Event
-from events.bus import Bus, BusError, Partition, TopicLog
 from events.catalogue import DistressScored, PhraseHit, TranscriptProduced, Word
+from events.kafka.bus import Bus
+from events.kafka.connection import BusError
+from events.kafka.log import TopicLog
 from frontend.schemas import Evidence, IncidentSummary, ScorePoint, TranscriptLine, TranscriptToken, Waveform
 
 SPAN_MARGIN = timedelta(seconds=30)  # scores and transcripts are published a little after the audio they describe
@@ -46,39 +47,16 @@ class RangeNotSatisfiable(Exception):
 def read_stream_span(bus: Bus, topics: Sequence[str], stream_id: str, start: datetime, end: datetime) -> list[Event]:
     """The stream's events on ``topics`` whose Kafka timestamps fall in [start, end), in partition order."""
     try:
-        consumer = Consumer(bus.connection.client_config(**{
-            "group.id": "distress.dashboard.evidence", "enable.auto.commit": False}))
-        try:
-            partitions = [(topic, partition) for topic in topics for partition in _partitions(consumer, topic)]
-            first = _offsets_at(consumer, partitions, start)
-            until = _offsets_at(consumer, partitions, end)
-        finally:
-            consumer.close()
-        with TopicLog(bus, topics, start=first, key=stream_id.encode(), purpose="dashboard.evidence") as log:
+        with TopicLog(bus, topics, since_ms=_millis(start), key=stream_id.encode(), purpose="dashboard.evidence",
+                      timeout_s=KAFKA_TIMEOUT_S) as log:
+            until = log.offsets_at(_millis(end))
             return [consumed.event for batch in log.read_until(until) for consumed in batch.events]
-    except (KafkaException, BusError) as error:
+    except BusError as error:
         raise EvidenceUnavailable(f"cannot read {', '.join(topics)}: {error}") from error
 
 
-def _partitions(consumer: Consumer, topic: str) -> list[int]:
-    metadata = consumer.list_topics(topic=topic, timeout=KAFKA_TIMEOUT_S).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise EvidenceUnavailable(f"topic {topic} does not exist")
-    return sorted(metadata.partitions)
-
-
-def _offsets_at(consumer: Consumer, partitions: Sequence[Partition], moment: datetime) -> dict[Partition, int]:
-    """The first offset at or after ``moment`` per partition (the end of the partition when there is none)."""
-    millis = int(moment.timestamp() * 1000)
-    found = consumer.offsets_for_times([TopicPartition(topic, partition, millis) for topic, partition in partitions],
-                                       timeout=KAFKA_TIMEOUT_S)
-    offsets: dict[Partition, int] = {}
-    for item in found:
-        offset = item.offset
-        if offset < 0:
-            offset = consumer.get_watermark_offsets(item, timeout=KAFKA_TIMEOUT_S, cached=False)[1]
-        offsets[(item.topic, item.partition)] = int(offset)
-    return offsets
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def evidence_span(incident: IncidentSummary, now: datetime, clip_pre_s: float) -> tuple[datetime, datetime]:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from actors.metrics import KafkaProbe, MetricsError
 from actors.pipeline import StageSpec, default_stages
 from config import Settings
 from config.redaction import redact_text
+from events.kafka.admin import KafkaProbe, MetricsError
 from frontend.schemas import BrokerHealth, Health, ProjectorHealth, StageHealthOut, StageState
 from frontend.sse import Broadcaster, LiveUpdate
 from projections.pool import ProjectorPool

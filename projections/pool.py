@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from config.redaction import redact_text
-from events.bus import Bus
+from events.kafka.bus import Bus
 from projections.projector import Projector
 from projections.read_models import PROJECTIONS, Projection
 

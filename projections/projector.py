@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Table, delete, select
 
-from events.bus import Bus, LogBatch, Partition, TopicLog
+from events.kafka.bus import Bus
+from events.kafka.connection import Partition
+from events.kafka.log import LogBatch, TopicLog
 from projections.database import lock, upsert
 from projections.read_models import Projection, TableMap
 from projections.schema import Base

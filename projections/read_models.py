@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Table
 from actors.incidents import IncidentRecord, fold_incident
 from events import Event
 from events.base import ENVELOPE_FIELDS
-from events.bus import ConsumedEvent
 from events.catalogue import (
     AlertDeferred,
     AlertDispatched,
@@ -43,6 +42,7 @@ from events.catalogue import (
     StreamStarted,
     TranscriptProduced,
 )
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 from projections.database import insert_missing, select_by_key, upsert
 from projections.schema import AlertRow, Base, IncidentRow, IncidentTimelineRow, StreamRow, TranscriptRow

@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy import Column, Engine, MetaData, Table, delete, insert, select
 
-from events.bus import Bus, Partition
+from events.kafka.bus import Bus
+from events.kafka.connection import Partition
 from projections.database import RowKey, lock, table_contents
 from projections.projector import Projector, delete_checkpoint, load_checkpoint, save_checkpoint
 from projections.read_models import Projection

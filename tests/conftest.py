@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.broker import LocalBroker
 from config import Settings, load_settings
 from config.settings import CONFIG_ENV
+from events.kafka.broker import LocalBroker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEPT_ENVIRONMENT = ("DISTRESS_TEST_POSTGRES_URL", "DISTRESS_DEBUG")

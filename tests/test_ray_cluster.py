@@ -20,7 +20,7 @@ import pytest
 import ray
 import soundfile
 
-from cli.broker import LocalBroker
+from events.kafka.broker import LocalBroker
 from tests.conftest import REPO_ROOT
 
 RAY = str(REPO_ROOT / ".venv" / "bin" / "ray")

@@ -39,7 +39,6 @@ from actors.stage import StageRunner
 from config.settings import AlertingConfig, AlertRoute, Settings
 from events import Event
 from events.base import utc_now
-from events.bus import ConsumedEvent
 from events.catalogue import (
     AlertDeferred,
     AlertDispatched,
@@ -49,6 +48,7 @@ from events.catalogue import (
     IncidentEvent,
     IncidentOpened,
 )
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 
 log = logging.getLogger(__name__)

@@ -20,26 +20,17 @@ then times out is retried as a failure, so such a channel can also see a duplica
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
 from config.settings import AlertRetryPolicy
 from events import Event
-from events.bus import Bus, LogPositionError, Partition, TopicLog
 from events.catalogue import AlertDeferred, AlertDispatched, AlertEvent, AlertFailed, AlertRequested
+from events.kafka.bus import Bus
+from events.kafka.log import TopicLog
 
 _KAFKA_TIMEOUT_S = 30.0
-_NOT_READY_YET = frozenset({
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError._TIMED_OUT,
-})
 
 
 @dataclass(kw_only=True)
@@ -205,42 +196,10 @@ def read_history(bus: Bus, topics: Sequence[str], *, since: datetime | None) -> 
     """Every decodable event on ``topics`` stored since ``since`` (or ever), up to the ends at call time.
 
     Read outside any consumer group: this is how the actor rebuilds its ledger and incident book at start, and
-    how ``distress alerts list`` reads the history. Partitions come in offset order, topics interleaved.
+    how ``distress alerts list`` reads the history. Partitions come in offset order, topics interleaved. Freshly
+    created topics still without partition leaders are waited for up to ``_KAFKA_TIMEOUT_S``.
     """
-    with _open_when_ready(bus, topics, since) as topic_log:
-        for batch in topic_log.read_until(topic_log.end_offsets()):
+    since_ms = None if since is None else int(since.timestamp() * 1000)
+    with TopicLog(bus, topics, since_ms=since_ms, purpose="alerting.history", timeout_s=_KAFKA_TIMEOUT_S) as log:
+        for batch in log.read_until(log.end_offsets()):
             yield from (consumed.event for consumed in batch.events)
-
-
-def _open_when_ready(bus: Bus, topics: Sequence[str], since: datetime | None) -> TopicLog:
-    """A reader positioned at ``since``; retried while freshly created topics still lack partition leaders."""
-    deadline = time.monotonic() + _KAFKA_TIMEOUT_S
-    while True:
-        try:
-            start = None if since is None else _offsets_at(bus, topics, since)
-            return TopicLog(bus, topics, start=start, purpose="alerting.history")
-        except KafkaException as error:
-            if error.args[0].code() not in _NOT_READY_YET or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _offsets_at(bus: Bus, topics: Sequence[str], since: datetime) -> dict[Partition, int]:
-    """Per partition, the first offset stored at or after ``since`` (the end when nothing is that recent)."""
-    consumer = Consumer(bus.connection.client_config(**{"group.id": "distress.alerting.history"}))
-    try:
-        since_ms = int(since.timestamp() * 1000)
-        wanted = []
-        for topic in topics:
-            metadata = consumer.list_topics(topic, timeout=_KAFKA_TIMEOUT_S).topics.get(topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
-                raise LogPositionError(f"topic {topic} does not exist (start the pipeline or `distress broker up`)")
-            wanted += [TopicPartition(topic, partition, since_ms) for partition in sorted(metadata.partitions)]
-        offsets: dict[Partition, int] = {}
-        for found in consumer.offsets_for_times(wanted, timeout=_KAFKA_TIMEOUT_S):
-            if found.offset < 0:
-                _, found.offset = consumer.get_watermark_offsets(found, timeout=_KAFKA_TIMEOUT_S, cached=False)
-            offsets[(found.topic, found.partition)] = found.offset
-        return offsets
-    finally:
-        consumer.close()

@@ -51,7 +51,7 @@ PADDING_SEED: Final = 0
 
 
 class EventPublisher(Protocol):
-    """What the actor needs of ``events.bus.EventProducer``."""
+    """What the actor needs of ``events.kafka.producer.EventProducer``."""
 
     def publish(self, event: Event) -> None: ...
 

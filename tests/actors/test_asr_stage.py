@@ -12,8 +12,8 @@ from actors.asr import AsrStage, build_recognizer
 from actors.capture.chunker import encode_pcm16
 from benchmarks.asr import synthesize
 from config import load_settings
-from events.bus import ConsumedEvent
 from events.catalogue import AudioChunkCaptured, TranscriptProduced
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 
 RATE = 16_000

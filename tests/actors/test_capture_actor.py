@@ -24,8 +24,8 @@ from actors.capture import (
 )
 from config import Settings
 from events import Event
-from events.bus import EventProducer
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
+from events.kafka.producer import EventProducer
 from tests.support.audio import (
     ServedAudio,
     assert_contiguous,

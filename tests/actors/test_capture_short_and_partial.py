@@ -15,8 +15,8 @@ import pytest
 from actors.capture import CaptureActor, CaptureReport, FileSource, decode_pcm16
 from actors.capture.actor import MIN_SCORED_SAMPLES, PADDING_NOISE_RMS, PADDING_SEED, SCORING_WINDOW_SAMPLES
 from config import Settings
-from events.bus import ConsumedEvent
 from events.catalogue import StreamEnded, StreamFailed
+from events.kafka.consumer import ConsumedEvent
 from models.classifier import PATCH_FRAMES
 from models.features import FeatureConfig
 from tests.support.audio import assert_contiguous, captured_events, chunks_of, only, tone, write_audio

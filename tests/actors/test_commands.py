@@ -10,8 +10,9 @@ from actors.incidents import IncidentEngine, fold_incidents
 from config import Settings
 from config.settings import IncidentConfig
 from events import Event
-from events.bus import Bus, read_all
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentOpened, IncidentResolved
+from events.kafka.bus import Bus
+from events.kafka.log import read_all
 from tests.support.scenario import Scenario
 
 

@@ -13,8 +13,8 @@ from actors.capture import CaptureActor, FileSource, decode_pcm16, encode_pcm16
 from actors.features import FeatureStage, decode_log_mel
 from actors.stage import StageRunner
 from config import Settings
-from events.bus import ConsumedEvent
 from events.catalogue import AudioChunkCaptured, FeaturesExtracted
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 from models.features import FeatureConfig, extract_features, summarize
 from tests.support.audio import tone, write_audio

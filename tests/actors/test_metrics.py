@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.metrics import EventReader, KafkaProbe, LatencyTracker, PipelineObserver, PrometheusExporter
+from actors.metrics import LatencyTracker, PipelineObserver, PrometheusExporter
 from config import Settings
 from events import Event
 from events.catalogue import (
@@ -24,6 +24,8 @@ from events.catalogue import (
     StreamEnded,
     StreamStarted,
 )
+from events.kafka.admin import KafkaProbe
+from events.kafka.log import EventReader
 from tests.conftest import free_port
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile
 
-from actors.metrics import KafkaProbe
 from actors.pipeline import (
     PipelineError,
     StageSpec,
@@ -20,6 +19,7 @@ from actors.pipeline import (
 )
 from config import Settings, StreamConfig
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamStarted
+from events.kafka.admin import KafkaProbe
 from tests.support.kafka import drain
 from tests.support.toy_pipeline import build_scorer
 

@@ -22,7 +22,6 @@ import soundfile
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from actors.capture import EventPublisher
-from actors.metrics import EventReader, KafkaProbe
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime import (
     PipelineRuntime,
@@ -34,12 +33,14 @@ from actors.runtime import (
     recent_input,
 )
 from actors.stage import Stage
-from cli.broker import LocalBroker
 from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from config import Settings, StreamConfig
 from events import Event
-from events.bus import Bus
 from events.catalogue import AudioChunkCaptured, DistressScored, StreamEnded, StreamStarted
+from events.kafka.admin import KafkaProbe
+from events.kafka.broker import LocalBroker
+from events.kafka.bus import Bus
+from events.kafka.log import EventReader
 from tests.conftest import broker_settings
 from tests.support.toy_pipeline import ToySource, build_scorer, build_toy_source, local_ray, toy_source, toy_stages
 

@@ -14,7 +14,6 @@ import torch
 from actors.scorer import TRANSCRIPT_HOLD_S, ScorerStage, build_scorer, scorer_from_settings
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent
 from events.catalogue import (
     DistressScored,
     FeaturesExtracted,
@@ -23,6 +22,7 @@ from events.catalogue import (
     PhraseHit,
     TranscriptProduced,
 )
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 from models.classifier import Calibration, ClassifierError, DistressClassifier, DistressNet
 from models.features import StreamingFeatureExtractor

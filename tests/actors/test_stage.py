@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from actors.stage import StageRunner
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent
 from events.catalogue import IncidentNoteAdded, StreamEnded
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 from tests.support.kafka import drain
 

@@ -15,8 +15,8 @@ from actors.incidents import incident_id_for
 from actors.whatif import rescore
 from config import Settings
 from config.settings import IncidentConfig
-from events.bus import read_all
 from events.catalogue import AudioChunkCaptured, IncidentOpened, IncidentResolved
+from events.kafka.log import read_all
 from models.classifier import DISTRESS_LABELS, Calibration, DistressClassifier, DistressNet
 from tests.support.cli import Distress
 from tests.support.scenario import RATE, Scenario

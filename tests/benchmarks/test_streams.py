@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 from benchmarks.streams import QUICK_LEAD_S, Trial, excerpt, judge, run_trial
 from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from config import Settings
-from events.bus import DeliveryFailed
+from events.kafka.producer import DeliveryFailed
 from tests.conftest import wait_for
 from tests.support.toy_pipeline import local_ray
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.broker import BrokerError, LocalBroker
 from events.catalogue import StreamEnded
+from events.kafka.broker import BrokerError, LocalBroker
 from tests.conftest import REPO_ROOT, broker_settings, free_port
 from tests.support.kafka import drain
 

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from cli.broker import LocalBroker
 from config import Settings
+from events.kafka.broker import LocalBroker
 from tests.conftest import REPO_ROOT, broker_settings, wait_for
 
 

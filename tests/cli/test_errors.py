@@ -32,9 +32,9 @@ from typer._click import Command
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from cli.broker import LocalBroker
 from cli.errors import EXIT_PARTLY_READ
 from cli.main import SUBCOMMANDS, app
+from events.kafka.broker import LocalBroker
 from tests.conftest import REPO_ROOT, free_port
 
 # Root passes every file-mode check; without these capabilities it is refused like any other user.

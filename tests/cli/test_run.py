@@ -21,11 +21,11 @@ import soundfile
 from typer.testing import CliRunner
 
 from actors.pipeline import default_stages
-from cli.broker import LocalBroker
 from cli.main import app
 from cli.run import linked_to_dashboard
 from config import Settings, load_settings
 from config.settings import AlertingConfig
+from events.kafka.broker import LocalBroker
 from frontend.server import DashboardServer
 from tests.conftest import REPO_ROOT
 from tests.support.toy_pipeline import local_ray

@@ -38,8 +38,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli.broker import LocalBroker
 from config import Settings, load_settings
+from events.kafka.broker import LocalBroker
 from tests.conftest import REPO_ROOT
 
 DOCUMENTS = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")))

@@ -8,11 +8,11 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from cli.broker import LocalBroker
 from config import Settings
 from events import Event
-from events.bus import Bus
 from events.catalogue import IncidentNoteAdded
+from events.kafka.broker import LocalBroker
+from events.kafka.bus import Bus
 from tests.events.samples import sample_events
 from tests.support.kafka import drain
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from events import Event
-from events.bus import Bus, read_all
+from events.kafka.bus import Bus
+from events.kafka.log import read_all
 
 
 def skip_or_fail(reason: str) -> None:

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 
 from actors.commands import IncidentCommands, InvalidTransition
-from cli.broker import LocalBroker
 from config import Settings
 from events.base import utc_now
-from events.bus import BusError
 from events.catalogue import IncidentEvent, IncidentOpened
+from events.kafka.broker import LocalBroker
+from events.kafka.connection import BusError
 from tests.conftest import REPO_ROOT, broker_settings, wait_for
 from tests.faults.conftest import events_on
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from events.bus import read_all
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentNoteAdded
+from events.kafka.log import read_all
 from tests.conftest import wait_for
 from tests.frontend.conftest import ALICE_TOKEN, BOB_PASSWORD
 from tests.support.world import LEAKY_CHANNEL_ERROR, RATE, SECRETS, World

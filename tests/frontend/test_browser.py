@@ -26,7 +26,6 @@ from actors.stage import StageRunner
 from config import Settings, StreamConfig
 from config.settings import AlertingConfig, AlertRoute, EscalationTier, IncidentConfig
 from events import Event
-from events.bus import read_all
 from events.catalogue import (
     AlertRequested,
     AudioChunkCaptured,
@@ -38,6 +37,7 @@ from events.catalogue import (
     TranscriptProduced,
     Word,
 )
+from events.kafka.log import read_all
 from frontend.server import DashboardServer
 from tests.conftest import wait_for
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from selenium.webdriver.common.by import By
 
-from cli.broker import LocalBroker
 from config import Settings
+from events.kafka.broker import LocalBroker
 from frontend.app import create_app
 from frontend.health import BEHIND_AFTER_EVENTS
 from frontend.server import DashboardServer, build_authenticator

@@ -20,7 +20,6 @@ from actors.incidents import fold_incidents
 from benchmarks.replay import synthetic_history
 from config import Settings
 from events import Event
-from events.bus import ConsumedEvent, TopicLog
 from events.catalogue import (
     AlertEvent,
     DistressScored,
@@ -29,6 +28,8 @@ from events.catalogue import (
     StreamEnded,
     TranscriptProduced,
 )
+from events.kafka.consumer import ConsumedEvent
+from events.kafka.log import TopicLog
 from projections.database import table_digest
 from projections.projector import CHECKPOINTS, Projector, load_checkpoint
 from projections.queries import incident_detail, list_incidents, list_streams

@@ -19,8 +19,10 @@ import pytest
 import soundfile
 
 from events import Event
-from events.bus import Bus, ConsumedEvent, read_all
 from events.catalogue import AudioChunkCaptured
+from events.kafka.bus import Bus
+from events.kafka.consumer import ConsumedEvent
+from events.kafka.log import read_all
 
 Float32Array = npt.NDArray[np.float32]
 

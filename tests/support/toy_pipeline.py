@@ -24,7 +24,6 @@ from actors.runtime import CaptureSource, connect_ray
 from config import Settings, StreamConfig
 from config.settings import RuntimeConfig
 from events import Event
-from events.bus import ConsumedEvent
 from events.catalogue import (
     AlertDispatched,
     AudioChunkCaptured,
@@ -33,6 +32,7 @@ from events.catalogue import (
     StreamEnded,
     StreamStarted,
 )
+from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 
 SAMPLE_RATE = 16_000

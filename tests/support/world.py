@@ -12,7 +12,6 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from actors.clips import ClipStore
 from actors.incidents import incident_id_for
-from actors.metrics import KafkaProbe
 from actors.pipeline import default_stages
 from config import Settings
 from events import Event
@@ -27,6 +26,7 @@ from events.catalogue import (
     TranscriptProduced,
     Word,
 )
+from events.kafka.admin import KafkaProbe
 from projections.database import open_database
 from projections.projector import Projector
 from projections.read_models import PROJECTIONS

@@ -17,7 +17,6 @@ from actors.alerting.actor import AlertingStage, build_stage
 from config import load_settings
 from events import Event
 from events.base import utc_now
-from events.bus import ConsumedEvent
 from events.catalogue import (
     AlertDeferred,
     AlertDispatched,
@@ -29,6 +28,7 @@ from events.catalogue import (
     IncidentOpened,
     LabelScore,
 )
+from events.kafka.consumer import ConsumedEvent
 from tests.conftest import free_port, wait_for
 from tests.support.alerting import JsonReceiver
 

@@ -24,8 +24,8 @@ from actors.stage import StageRunner
 from config import Settings
 from config.settings import AlertingConfig
 from events.base import utc_now
-from events.bus import Bus
 from events.catalogue import AlertDispatched, AlertEvent, AlertFailed, AlertRequested, IncidentOpened, LabelScore
+from events.kafka.bus import Bus
 from tests.conftest import REPO_ROOT, wait_for
 from tests.support.alerting import JsonReceiver, smtp_server
 

@@ -1,0 +1,375 @@
+"""Reading topics outside any consumer group: from given offsets, from a point in time, up to their end.
+
+Projections keep their Kafka position in their own database (in the same transaction as their rows), and
+rebuilding state from history - the incident actor on start, operator commands, replays, the alert ledger, an
+incident's evidence - reads a topic from an offset or a time to its end. None of them may commit offsets to
+Kafka, so all assign partitions directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from events.codec import CodecError
+from events.kafka.admin import KafkaProbe, MetricsError
+from events.kafka.bus import Bus
+from events.kafka.connection import BusError, Partition
+from events.kafka.consumer import ConsumedEvent, usable
+
+log = logging.getLogger(__name__)
+
+class LogPositionError(BusError):
+    """A stored position does not fit the topic (missing topic, or a checkpoint beyond its end)."""
+
+
+@dataclass(kw_only=True)
+class LogBatch:
+    """Decoded events of one read, and where each partition stands after it."""
+
+    events: list[ConsumedEvent] = field(default_factory=list)
+    first_offsets: dict[Partition, int] = field(default_factory=dict)
+    next_offsets: dict[Partition, int] = field(default_factory=dict)
+    messages: int = 0
+    undecodable: int = 0
+
+
+class TopicLog:
+    """Assigned (not subscribed) reading of all partitions of some topics from given offsets (``start``; the
+    first offset kept where none is given) or from the first message stored at or after ``since_ms``.
+
+    Metadata and time lookups that fail while the cluster settles are retried for up to ``timeout_s``; what still
+    fails then raises ``BusError``. ``key`` skips, without decoding, every message whose Kafka key differs (events
+    are keyed by stream id).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        topics: Sequence[str],
+        *,
+        start: Mapping[Partition, int] | None = None,
+        since_ms: int | None = None,
+        key: bytes | None = None,
+        purpose: str = "reader",
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._codec = bus.codec
+        self._key = key
+        self._timeout_s = timeout_s
+        self._consumer = Consumer(
+            bus.connection.client_config(
+                **{
+                    "group.id": f"distress.{purpose}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    # A fetch with nothing to return is parked this long on the broker connection, delaying the
+                    # watermark queries behind it; data that is there is returned at once either way.
+                    "fetch.wait.max.ms": 20,
+                }
+            )
+        )
+        self._positions: dict[Partition, int] = {}
+        self._lows: dict[Partition, int] = {}
+        try:
+            partitions = [(topic, partition) for topic in topics for partition in self._partitions(topic)]
+            if since_ms is not None:
+                start = self._offsets_at(partitions, since_ms)
+            for topic, partition in partitions:
+                low, high = self._watermarks((topic, partition))
+                self._lows[(topic, partition)] = low
+                wanted = (start or {}).get((topic, partition), low)
+                if wanted > high:
+                    raise LogPositionError(
+                        f"stored position {wanted} of {topic}[{partition}] is beyond its end ({high}): the topic "
+                        "was recreated; rebuild with `distress replay`"
+                    )
+                if wanted < low:
+                    log.warning(
+                        "events expired before they were read",
+                        extra={"topic": topic, "partition": partition, "lost": low - wanted},
+                    )
+                self._positions[(topic, partition)] = max(wanted, low)
+            self._assign()
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    @property
+    def positions(self) -> dict[Partition, int]:
+        """The next offset to read per partition."""
+        return dict(self._positions)
+
+    def end_offsets(self) -> dict[Partition, int]:
+        """The current end (high watermark) of every partition."""
+        return {partition: self._watermarks(partition)[1] for partition in self._positions}
+
+    def remaining(self, until: Mapping[Partition, int]) -> int:
+        return sum(max(0, until.get(partition, 0) - offset) for partition, offset in self._positions.items())
+
+    def offsets_at(self, timestamp_ms: int) -> dict[Partition, int]:
+        """Per partition read, the first offset stored at or after the time (its end where nothing is that recent)."""
+        return self._offsets_at(list(self._positions), timestamp_ms)
+
+    def low_watermark(self, where: Partition) -> int:
+        """The first offset still on the broker (as of the last look): where reading from the start begins."""
+        return self._lows[where]
+
+    def seek(self, positions: Mapping[Partition, int]) -> None:
+        """Continue from ``positions``; a position whose events expired moves up to the first one kept."""
+        for where, offset in positions.items():
+            self._lows[where] = self._watermarks(where)[0]
+            self._positions[where] = max(offset, self._lows[where])
+        self._assign()
+
+    def read(
+        self,
+        max_messages: int = 2000,
+        timeout_s: float = 0.5,
+        until: Mapping[Partition, int] | None = None,
+        latest_only: frozenset[str] = frozenset(),
+    ) -> LogBatch:
+        """Up to ``max_messages``; with ``until``, nothing at or beyond those offsets is returned.
+
+        Of the topics in ``latest_only``, only the last message per partition and key in the batch is decoded:
+        for a reader that only keeps the latest event per stream there, the earlier ones are superseded, so they
+        are counted and passed over unread. (Deciding by topic, not by each message's ``event_type`` header,
+        saves reading the headers, which costs more than everything else done with a skipped message.)
+        """
+        batch = LogBatch()
+        overshoot = False
+        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+        superseded = _superseded(messages, latest_only) if latest_only else set()
+        for index, message in enumerate(messages):
+            if not usable(message):
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:
+                raise BusError("consumed message without topic, partition or offset")
+            where = (topic, partition)
+            if until is not None and offset >= until.get(where, 0):
+                overshoot = True
+                continue
+            batch.messages += 1
+            batch.first_offsets.setdefault(where, offset)
+            batch.next_offsets[where] = offset + 1
+            if index in superseded or (self._key is not None and message.key() != self._key):
+                continue
+            try:
+                event = self._codec.decode(message.value())
+            except CodecError as codec_error:
+                batch.undecodable += 1
+                log.warning(
+                    "undecodable message skipped",
+                    extra={"topic": topic, "partition": partition, "offset": offset, "error": str(codec_error)},
+                )
+                continue
+            batch.events.append(
+                ConsumedEvent(
+                    event=event, topic=topic, partition=partition, offset=offset, timestamp_ms=message.timestamp()[1]
+                )
+            )
+        self._positions.update(batch.next_offsets)
+        if overshoot:
+            self._assign()  # the consumer fetched past ``until``: put it back where the caller stands
+        return batch
+
+    def read_until(
+        self, until: Mapping[Partition, int], max_messages: int = 2000, latest_only: frozenset[str] = frozenset()
+    ) -> Iterator[LogBatch]:
+        """Batches until every partition has reached ``until`` (typically the ends captured before reading)."""
+        while self.remaining(until) > 0:
+            batch = self.read(max_messages=max_messages, until=until, latest_only=latest_only)
+            if batch.messages:
+                yield batch
+            else:
+                self._skip_gaps()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> TopicLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _skip_gaps(self) -> None:
+        """Offsets that hold no message (transaction markers) advance the consumer but are never returned."""
+        for tp in self._consumer.position([TopicPartition(*where) for where in self._positions]):
+            where = (tp.topic, tp.partition)
+            if tp.offset > self._positions[where]:
+                self._positions[where] = tp.offset
+
+    def _assign(self) -> None:
+        self._consumer.assign(
+            [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._positions.items()]
+        )
+
+    def _offsets_at(self, partitions: Sequence[Partition], timestamp_ms: int) -> dict[Partition, int]:
+        found = self._ask("look up offsets by time", lambda: self._consumer.offsets_for_times(
+            [TopicPartition(topic, partition, timestamp_ms) for topic, partition in partitions],
+            timeout=self._timeout_s))
+        return {(item.topic, item.partition): item.offset if item.offset >= 0 else self._watermarks(
+            (item.topic, item.partition))[1] for item in found}
+
+    def _ask(self, what: str, call: Callable[[], Answer]) -> Answer:
+        """``call``, retried while the cluster settles (new topics without leaders yet) for up to the timeout."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                return call()
+            except KafkaException as error:
+                kafka_error = error.args[0]
+                if kafka_error.code() not in _SETTLING or time.monotonic() > deadline:
+                    raise BusError(f"cannot {what}: {kafka_error.str()}") from error
+            time.sleep(0.2)
+
+    def _partitions(self, topic: str, retry_for_s: float = 10.0) -> list[int]:
+        deadline = time.monotonic() + retry_for_s
+        while True:
+            metadata = self._ask("read topic metadata", lambda: self._consumer.list_topics(
+                topic=topic, timeout=self._timeout_s)).topics.get(topic)
+            if metadata is not None and metadata.error is None and metadata.partitions:
+                return sorted(metadata.partitions)
+            settling = metadata is not None and metadata.error is not None and metadata.error.code() in _SETTLING
+            if not settling or time.monotonic() > deadline:
+                raise LogPositionError(f"topic {topic} does not exist (start the pipeline or `distress broker up`)")
+            time.sleep(0.2)
+
+    def _watermarks(self, where: Partition, retry_for_s: float = 30.0) -> tuple[int, int]:
+        """(first, next) offset of a partition; retried while a new topic's leadership settles."""
+        deadline = time.monotonic() + retry_for_s
+        while True:
+            try:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(*where), timeout=10.0, cached=False)
+                return int(low), int(high)
+            except KafkaException as error:
+                kafka_error = error.args[0]
+                if not (kafka_error.retriable() or kafka_error.code() in _SETTLING) or time.monotonic() > deadline:
+                    raise BusError(f"cannot read the offsets of {where[0]}[{where[1]}]: {kafka_error.str()}") from error
+                time.sleep(0.2)
+
+
+Answer = TypeVar("Answer")
+
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
+
+
+def _superseded(messages: Sequence[Message], topics: frozenset[str]) -> set[int]:
+    """Indexes of messages on ``topics`` followed, later in the batch, by one of the same partition and key."""
+    seen: set[tuple[str | None, int | None, Any]] = set()
+    superseded: set[int] = set()
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        topic = message.topic()
+        if topic not in topics or message.error() is not None:
+            continue
+        identity = (topic, message.partition(), message.key())
+        if identity in seen:
+            superseded.add(index)
+        else:
+            seen.add(identity)
+    return superseded
+
+
+def read_all(bus: Bus, topics: Sequence[str], *, key: bytes | None = None) -> Iterator[ConsumedEvent]:
+    """Every decodable event of the topics as they are now, partition by partition in offset order."""
+    with TopicLog(bus, topics, key=key) as topic_log:
+        for batch in topic_log.read_until(topic_log.end_offsets()):
+            yield from batch.events
+
+
+class EventReader:
+    """Reads decoded events from topics starting at a wall-clock time (``since_ms``) or at given ``offsets`` (a
+    partition not named is not read), without joining a consumer group.
+
+    Used by observers (metrics, status, run summaries) that must not disturb the stages' groups and never commit.
+    Undecodable messages are skipped here; the stages already dead-letter them.
+    """
+
+    def __init__(self, bus: Bus, topics: Sequence[str], *, since_ms: int | None = None,
+                 offsets: Mapping[Partition, int] | None = None, key: str | None = None) -> None:
+        if (since_ms is None) == (offsets is None):
+            raise ValueError("EventReader starts at since_ms or at offsets: give exactly one")
+        self._bus = bus
+        self._key = key.encode() if key is not None else None  # only this stream's events (others not decoded)
+        self._probe = KafkaProbe(bus.connection)
+        partitions = self._probe.partitions(topics)
+        if since_ms is not None:
+            start = self._probe.offsets_at(partitions, since_ms)
+        else:
+            assert offsets is not None
+            start = {where: offsets.get(where, -1) for where in partitions}
+        self._next: dict[Partition, int] = dict(start)
+        self.undecodable = 0
+        self._consumer = Consumer(
+            bus.connection.client_config(
+                **{
+                    "group.id": f"distress.reader.{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "queued.max.messages.kbytes": 16384,
+                }
+            )
+        )
+        self._consumer.assign([TopicPartition(topic, partition, offset if offset >= 0 else OFFSET_END)
+                               for (topic, partition), offset in start.items()])
+
+    def poll(self, max_messages: int = 1000, timeout_s: float = 0.2) -> list[ConsumedEvent]:
+        consumed = []
+        for message in self._consumer.consume(num_messages=max_messages, timeout=timeout_s):
+            if message.error() is not None:
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            self._next[(topic, partition)] = offset + 1
+            if self._key is not None and message.key() != self._key:
+                continue
+            try:
+                event = self._bus.codec.decode(message.value())
+            except CodecError:
+                self.undecodable += 1
+                continue
+            consumed.append(ConsumedEvent(event=event, topic=topic, partition=partition, offset=offset,
+                                          timestamp_ms=message.timestamp()[1]))
+        return consumed
+
+    def caught_up_with(self, ends: Mapping[Partition, int]) -> bool:
+        return all(self._next.get(key, 0) >= end for key, end in ends.items())
+
+    def read_to_end(self, timeout_s: float = 60.0) -> Iterator[ConsumedEvent]:
+        """Every event up to the end offsets of the moment this was called."""
+        ends = self.end_offsets()
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up_with(ends):
+            if time.monotonic() > deadline:
+                raise MetricsError(f"could not read the topics to their end within {timeout_s:.0f} s")
+            yield from self.poll()
+
+    def end_offsets(self) -> dict[Partition, int]:
+        return self._probe.end_offsets(list(self._next))
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> EventReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -76,7 +76,7 @@ def streams_for_run(settings: Settings, sources: Sequence[str], stream_ids: Sequ
     return streams
 
 
-def ensure_broker(settings: Settings) -> LocalBroker | None:
+def ensure_broker(settings: Settings) -> LocalBroker[Settings] | None:
     """Start the managed local broker when it is not running; an external cluster must already answer.
 
     Returns the broker when this call started it, so that the caller decides whether it outlives the command.
@@ -362,7 +362,7 @@ def demo_command(
 
     streams = [StreamConfig(id="demo", source=str(recording))]
     console.print(f"playing {recording} through the pipeline{'' if fast else ' in real time'}; Ctrl-C stops")
-    started: LocalBroker | None = None
+    started: LocalBroker[Settings] | None = None
     try:
         started = ensure_broker(settings)
         with local_alert_sink(show_alert) as sink_url, pipeline_dashboard(settings, console) as server:

@@ -58,7 +58,7 @@ def broker_settings(data_dir: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker[Settings]]:
     broker = LocalBroker(broker_settings(tmp_path_factory.mktemp("kafka")))
     broker.up()
     yield broker
@@ -66,6 +66,6 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
 
 
 @pytest.fixture
-def kafka_settings(kafka_broker: LocalBroker) -> Settings:
+def kafka_settings(kafka_broker: LocalBroker[Settings]) -> Settings:
     """The session broker with a unique topic prefix, so every test starts from empty topics."""
     return kafka_broker.settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}."})

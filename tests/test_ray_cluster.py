@@ -20,6 +20,7 @@ import pytest
 import ray
 import soundfile
 
+from config import Settings
 from events.kafka.broker import LocalBroker
 from tests.conftest import REPO_ROOT
 
@@ -33,7 +34,7 @@ def run(command: list[str], *, env: dict[str, str] | None = None, cwd: Path = RE
 
 
 @pytest.mark.slow
-def test_ray_up_runs_the_pipeline_on_the_launched_cluster_and_ray_down_removes_it(kafka_broker: LocalBroker,
+def test_ray_up_runs_the_pipeline_on_the_launched_cluster_and_ray_down_removes_it(kafka_broker: LocalBroker[Settings],
                                                                                    tmp_path: Path) -> None:
     prepared = run(["bash", "tools/prepare_ssh.sh"], timeout_s=120)
     if prepared.returncode != 0:

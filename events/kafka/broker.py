@@ -17,13 +17,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 from events.kafka.admin import reachable
-from events.kafka.connection import BusError
-
-if TYPE_CHECKING:
-    from config import Settings
+from events.kafka.connection import BusError, KafkaConnection
 
 MIN_JAVA = 17
 # How long a command waits for Kafka to answer before it says it cannot reach it: a broker that is up answers in
@@ -47,10 +44,36 @@ class BrokerStatus:
     log_file: str | None
 
 
-class LocalBroker:
+class BrokerSettings(Protocol):
+    """What the broker's lifecycle reads of the settings (``config.Settings`` has it all): described here, so the
+    transport does not depend on the configuration layer, which builds on it."""
+
+    @property
+    def kafka_home(self) -> Path: ...
+    @property
+    def kafka_port(self) -> int: ...
+    @property
+    def kafka_controller_port(self) -> int: ...
+    @property
+    def kafka_heap(self) -> str: ...
+    @property
+    def kafka_bootstrap(self) -> str | None: ...
+    @property
+    def uses_local_broker(self) -> bool: ...
+    @property
+    def bootstrap_servers(self) -> str: ...
+    @property
+    def broker_dir(self) -> Path: ...
+    def kafka_connection(self) -> KafkaConnection: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=BrokerSettings)
+
+
+class LocalBroker(Generic[SettingsT]):
     """Lifecycle of the embedded broker: format once, start detached, wait until usable, stop gracefully."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SettingsT) -> None:
         self.settings = settings
         self.home = settings.kafka_home
         self.root = settings.broker_dir

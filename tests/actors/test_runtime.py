@@ -401,7 +401,7 @@ def call_for_help(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def undisturbed(kafka_broker: LocalBroker, call_for_help: Path, tmp_path_factory: pytest.TempPathFactory,
+def undisturbed(kafka_broker: LocalBroker[Settings], call_for_help: Path, tmp_path_factory: pytest.TempPathFactory,
                 ray_cluster: None) -> RealRun:
     settings = runtime_settings(kafka_broker.settings).model_copy(
         update={"data_dir": tmp_path_factory.mktemp("undisturbed")})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from config import Settings
 from events.catalogue import StreamEnded
 from events.kafka.broker import BrokerError, LocalBroker
 from tests.conftest import REPO_ROOT, broker_settings, free_port
@@ -87,7 +88,7 @@ def test_external_cluster_is_used_instead_of_starting_one(tmp_path: Path) -> Non
     assert not status.managed and not status.reachable and status.bootstrap_servers == "127.0.0.1:9"
 
 
-def test_missing_jars_and_busy_ports_give_clear_errors(tmp_path: Path, kafka_broker: LocalBroker) -> None:
+def test_missing_jars_and_busy_ports_give_clear_errors(tmp_path: Path, kafka_broker: LocalBroker[Settings]) -> None:
     no_jars = LocalBroker(broker_settings(tmp_path / "a", kafka_home=tmp_path / "nowhere"))
     with pytest.raises(BrokerError, match="make setup"):
         no_jars.up()

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 
 from cli.errors import EXIT_PARTLY_READ
 from cli.main import SUBCOMMANDS, app
+from config import Settings
 from events.kafka.broker import LocalBroker
 from tests.conftest import REPO_ROOT, free_port
 
@@ -261,7 +262,7 @@ def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, kafka_broker: LocalBroker,
+def world(tmp_path_factory: pytest.TempPathFactory, kafka_broker: LocalBroker[Settings],
           full_disk: Path | None) -> Iterator[World]:
     root = tmp_path_factory.mktemp("errors")
     wav = root / "tone.wav"

@@ -32,7 +32,7 @@ from tests.support.toy_pipeline import local_ray
 
 
 @pytest.fixture
-def env(kafka_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(kafka_broker: LocalBroker[Settings], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment pointing `distress` at the session broker, with this test's own topics."""
     settings = kafka_broker.settings
     values = {

@@ -349,7 +349,7 @@ def alert_sink() -> Iterator[AlertSink]:
 
 @pytest.fixture(scope="module")
 def walkthrough(
-    kafka_broker: LocalBroker, alert_sink: AlertSink, tmp_path_factory: pytest.TempPathFactory
+    kafka_broker: LocalBroker[Settings], alert_sink: AlertSink, tmp_path_factory: pytest.TempPathFactory
 ) -> Walkthrough:
     workspace = scratch_checkout(tmp_path_factory.mktemp("docs"))
     prefix = f"docs{uuid.uuid4().hex[:8]}."

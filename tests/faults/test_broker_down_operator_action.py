@@ -40,7 +40,7 @@ ACTIONS = {"ack": "IncidentAcknowledged", "resolve": "IncidentResolved", "false-
 
 
 @pytest.fixture(scope="module")
-def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker[Settings]]:
     broker = LocalBroker(broker_settings(tmp_path_factory.mktemp("private-kafka")))
     broker.up()
     try:
@@ -84,7 +84,7 @@ def decisions(settings: Settings) -> Counter[tuple[str, str]]:
 
 
 def test_commands_during_a_broker_outage_fail_and_apply_once_when_repeated_after_it(
-    private_broker: LocalBroker, tmp_path: Path
+    private_broker: LocalBroker[Settings], tmp_path: Path
 ) -> None:
     settings = private_broker.settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
                                                           "data_dir": tmp_path})
@@ -125,7 +125,7 @@ def test_commands_during_a_broker_outage_fail_and_apply_once_when_repeated_after
 
 
 def test_a_broker_that_hangs_while_commands_run_applies_each_decision_once(
-    private_broker: LocalBroker, tmp_path: Path
+    private_broker: LocalBroker[Settings], tmp_path: Path
 ) -> None:
     """The dashboard's path, in one long-lived process: the broker freezes (SIGSTOP: connections stay open, nothing
     answers) while acknowledgements are being appended, wherever each command happens to be, then thaws.

@@ -33,14 +33,14 @@ NOTICED_WITHIN_S = 20.0  # a probe is reused for 5 s and the pages are told ever
 
 
 @pytest.fixture(scope="module")
-def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker[Settings]]:
     broker = LocalBroker(broker_settings(tmp_path_factory.mktemp("outage-kafka")))
     yield broker
     broker.down()
 
 
 @pytest.fixture
-def outage_settings(private_broker: LocalBroker, tmp_path: Path) -> Settings:
+def outage_settings(private_broker: LocalBroker[Settings], tmp_path: Path) -> Settings:
     """A dashboard on the private broker (started here: an earlier test may have stopped it)."""
     private_broker.up()
     settings = private_broker.settings.model_copy(update={
@@ -70,7 +70,7 @@ def test_a_stage_whose_input_piles_up_is_behind(world: World, anonymous: TestCli
 
 
 def test_with_the_broker_stopped_health_answers_503_with_the_reason_and_commands_fail_fast(
-        outage_settings: Settings, private_broker: LocalBroker) -> None:
+        outage_settings: Settings, private_broker: LocalBroker[Settings]) -> None:
     incident_id = published_incident(outage_settings).incident_id
     auth, _ = build_authenticator(outage_settings)
     with TestClient(create_app(outage_settings, auth), headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as client:
@@ -99,7 +99,7 @@ def test_with_the_broker_stopped_health_answers_503_with_the_reason_and_commands
 
 
 def test_the_live_indicator_turns_red_with_the_reason_and_an_action_fails_fast_keeping_the_note(
-        outage_settings: Settings, private_broker: LocalBroker, tmp_path: Path) -> None:
+        outage_settings: Settings, private_broker: LocalBroker[Settings], tmp_path: Path) -> None:
     incident = published_incident(outage_settings)
     with DashboardServer(outage_settings, host="127.0.0.1", port=0) as server, \
             headless_chromium(tmp_path / "chromium") as driver:

@@ -46,9 +46,9 @@ import ray
 import soundfile
 
 from actors.capture import CaptureActor, FileSource
+from actors.demo import ensure_demo_recording, local_alert_sink, with_sink_route
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime import PipelineRuntime, connect_ray
-from cli.run import ensure_demo_recording, local_alert_sink, with_sink_route
 from config import Settings, load_settings
 from events.catalogue import AlertDispatched, StreamStarted
 from events.kafka.admin import KafkaProbe, MetricsError, delete_topics, reachable

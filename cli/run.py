@@ -11,13 +11,9 @@ could not start.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Annotated, Any
 
 import ray
@@ -26,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actors.capture.sources import STDIN
+from actors.demo import DemoRecordingError, ensure_demo_recording, local_alert_sink, with_sink_route
 from actors.metrics import ObserverSnapshot
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime import (
@@ -43,13 +40,9 @@ from cli.errors import CliError
 from config import Settings, StreamConfig, load_settings
 from config.logging import configure_logging
 from config.redaction import redact_url
-from config.settings import AlertRoute
 from events.kafka.broker import LocalBroker
 from frontend.auth import AuthError
 from frontend.server import DashboardServer
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_SCRIPT = REPO_ROOT / "tools" / "make_demo_audio.py"
 
 
 class RunUsageError(CliError):
@@ -280,63 +273,6 @@ def status_command(
 # -------------------------------------------------------------------------------------------------- demo
 
 
-class DemoRecordingError(CliError):
-    """The demo recording could not be generated; the message has the generator's own error."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, kind="runtime", exit_code=1)
-
-
-def ensure_demo_recording(settings: Settings) -> Path:
-    """The demo recording in the data directory, generated (deterministically, see the script) on first use."""
-    recording = settings.data_dir / "demo" / "demo.wav"
-    if not recording.exists():
-        typer.echo(f"generating the demo recording into {recording} ...", err=True)
-        made = subprocess.run([sys.executable, str(DEMO_SCRIPT), str(recording)], capture_output=True, text=True)
-        if made.returncode != 0:
-            last = made.stderr.strip().splitlines()[-1:] or [f"exit code {made.returncode}"]  # the cause, not a trace
-            raise DemoRecordingError(f"could not generate the demo recording into {recording}: {last[0]}")
-    return recording
-
-
-@contextmanager
-def local_alert_sink(on_alert: Callable[[dict[str, Any]], None]) -> Iterator[str]:
-    """A local HTTP endpoint taking Apprise ``json://`` notifications; yields the URL to route alerts to."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                alert = json.loads(body)
-            except ValueError:
-                alert = {"title": "", "message": body.decode(errors="replace")}
-            on_alert(alert if isinstance(alert, dict) else {"title": "", "message": str(alert)})
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # the callback decides what to show
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="alert-sink", daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_address[1]}/alerts"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def with_sink_route(settings: Settings, sink_url: str) -> Settings:
-    """The user's alerting configuration plus a route sending every incident to a local sink."""
-    alerting = settings.alerting
-    routed = alerting.model_copy(update={
-        "channels": {**alerting.channels, "local-sink": sink_url},
-        "routes": (*alerting.routes, AlertRoute(name="local-sink", notify=("local-sink",))),
-    })
-    return settings.model_copy(update={"alerting": routed})
-
-
 def demo_command(
     fast: Annotated[bool, typer.Option("--fast", help="Play the recording as fast as possible.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
@@ -346,7 +282,11 @@ def demo_command(
     if "log_level" not in settings.model_fields_set:  # the demo's console shows incidents and alerts, not logs
         settings = settings.model_copy(update={"log_level": "WARNING"})
         configure_logging(settings.log_level, json_lines=settings.log_json)
-    recording = ensure_demo_recording(settings)
+    try:
+        recording = ensure_demo_recording(settings, lambda path: typer.echo(
+            f"generating the demo recording into {path} ...", err=True))
+    except DemoRecordingError as error:
+        raise CliError(str(error), kind="runtime", exit_code=1) from error
     console = Console(stderr=True)
     seen: set[str] = set()
 

@@ -22,6 +22,7 @@ import soundfile
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from actors.capture import EventPublisher
+from actors.demo import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime import (
     PipelineRuntime,
@@ -33,7 +34,6 @@ from actors.runtime import (
     recent_input,
 )
 from actors.stage import Stage
-from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from config import Settings, StreamConfig
 from events import Event
 from events.catalogue import AudioChunkCaptured, DistressScored, StreamEnded, StreamStarted

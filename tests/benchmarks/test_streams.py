@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from actors.demo import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from benchmarks.streams import QUICK_LEAD_S, Trial, excerpt, judge, run_trial
-from cli.run import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from config import Settings
 from events.kafka.producer import DeliveryFailed
 from tests.conftest import wait_for

@@ -67,7 +67,9 @@ def test_poison_message_is_dead_lettered_and_the_next_is_processed(kafka_setting
     assert isinstance(error, bytes) and b"not valid JSON" in error
 
 
-def test_ten_thousand_events_survive_a_broker_restart(kafka_broker: LocalBroker[Settings], kafka_settings: Settings) -> None:
+def test_ten_thousand_events_survive_a_broker_restart(
+    kafka_broker: LocalBroker[Settings], kafka_settings: Settings
+) -> None:
     bus = kafka_settings.bus()
     bus.ensure_topics()
     total = 10_000

@@ -14,7 +14,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from actors.incidents import SYSTEM_ACTOR, fold_incidents, refusal, stream_of_incident
+from domain.incidents import fold_incidents, refusal, stream_of_incident
+from domain.types import SYSTEM_ACTOR, IncidentAction
 from events.catalogue import (
     IncidentAcknowledged,
     IncidentEvent,
@@ -124,7 +125,7 @@ class IncidentCommands:
         )
 
     def _append(
-        self, incident_id: str, action: str, actor: str, note: str, build: Callable[[dict[str, Any]], _E]
+        self, incident_id: str, action: IncidentAction, actor: str, note: str, build: Callable[[dict[str, Any]], _E]
     ) -> _E:
         _check_actor(actor)
         _check_note(note)

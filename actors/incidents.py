@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,11 +42,13 @@ from typing import Any
 
 from actors.clips import ClipStore
 from config.settings import IncidentConfig, Settings
+from domain.audio import SAMPLE_RATE
+from domain.incidents import IncidentRecord, derived_event_id, fold_incidents, incident_id_for
+from domain.types import SYSTEM_ACTOR, Severity, severity_rank
 from events import Event
 from events.catalogue import (
     AudioChunkCaptured,
     DistressScored,
-    IncidentAcknowledged,
     IncidentEscalated,
     IncidentEvent,
     IncidentMarkedFalseAlarm,
@@ -65,208 +66,9 @@ from events.topics import TopicCatalogue
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("low", "medium", "high", "critical")
-SYSTEM_ACTOR = "system"
-# The capture stage normalises every source to this rate (see AudioChunkCaptured); chunks carry it explicitly.
-PIPELINE_SAMPLE_RATE = 16_000
 # Extra wall-clock wait for post-roll audio before a clip is written with what has arrived.
 CLIP_STALL_SLACK_S = 2.0
 PHRASE_SCORES_KEPT = 32  # phrase scores remembered per stream to recognise one delivered again
-_EVENT_ID_NAMESPACE = uuid.UUID("5b0c8f5e-3f4d-4f55-9d52-6a1f3e0c2b71")
-
-
-class Status:
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
-    FALSE_ALARM = "false_alarm"
-    CLOSED = frozenset({RESOLVED, FALSE_ALARM})
-
-
-def severity_rank(severity: str) -> int:
-    try:
-        return SEVERITIES.index(severity)
-    except ValueError:
-        raise ValueError(f"unknown severity {severity!r}; expected one of {', '.join(SEVERITIES)}") from None
-
-
-def incident_id_for(stream_id: str, trigger_event_id: str) -> str:
-    """``<stream>:<12 hex>``: deterministic per triggering window, and the stream prefix lets a reader find an
-    incident's events by Kafka key without decoding the whole topic."""
-    return f"{stream_id}:{uuid.uuid5(_EVENT_ID_NAMESPACE, trigger_event_id).hex[:12]}"
-
-
-def stream_of_incident(incident_id: str) -> str:
-    stream_id, separator, suffix = incident_id.rpartition(":")
-    if not separator or not stream_id or len(suffix) != 12:
-        raise ValueError(f"malformed incident id {incident_id!r}: expected '<stream>:<12 hex digits>'")
-    return stream_id
-
-
-def derived_event_id(cause_event_id: str, transition: str, incident_id: str) -> str:
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{cause_event_id}/{transition}/{incident_id}"))
-
-
-# ------------------------------------------------------------------------------------------ folded state
-
-
-@dataclass(frozen=True, kw_only=True)
-class IncidentRecord:
-    """The current state of one incident, folded from its events (the projection row, the command check)."""
-
-    incident_id: str
-    stream_id: str
-    correlation_id: str | None
-    status: str
-    severity: str
-    score: float
-    reason: str
-    onset_sample: int
-    onset_at: datetime
-    opened_at: datetime
-    updated_at: datetime
-    acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
-    closed_at: datetime | None = None
-    closed_by: str | None = None
-    close_reason: str | None = None
-    labels: tuple[LabelScore, ...] = ()
-    phrases: tuple[PhraseHit, ...] = ()
-    transcript: str = ""
-    clip_sha256: str | None = None
-    clip_duration_s: float | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.status in Status.CLOSED
-
-    def evolve(self, **changes: Any) -> IncidentRecord:
-        """A copy with some fields changed. Unlike ``dataclasses.replace`` it does not re-run ``__init__`` over
-        every field: folding is the projection's hot path, and a record has no validation to re-run."""
-        unknown = changes.keys() - self.__dict__.keys()
-        if unknown:
-            raise TypeError(f"IncidentRecord has no field(s) {sorted(unknown)}")
-        copy = object.__new__(IncidentRecord)
-        copy.__dict__.update(self.__dict__, **changes)
-        return copy
-
-
-def refusal(record: IncidentRecord, action: str) -> str | None:
-    """Why an operator action is not allowed in the incident's current state, or None when it is.
-
-    Notes are always allowed. A false alarm may still be declared after the *system* auto-resolved an incident:
-    operators often review after the sound stopped, and that verdict feeds the scorer's threshold. Once an
-    operator has resolved or dismissed an incident it is closed for good.
-    """
-    if action == "note":
-        return None
-    if action not in ("acknowledge", "resolve", "false_alarm"):
-        raise ValueError(f"unknown incident action {action!r}")
-    if record.status == Status.OPEN:
-        return None
-    if record.status == Status.ACKNOWLEDGED:
-        return f"already acknowledged by {record.acknowledged_by}" if action == "acknowledge" else None
-    if record.status == Status.RESOLVED:
-        if action == "false_alarm" and record.closed_by == SYSTEM_ACTOR:
-            return None
-        return f"already resolved by {record.closed_by} at {_when(record.closed_at)}"
-    return f"already marked a false alarm by {record.closed_by} at {_when(record.closed_at)}"
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "an unknown time"
-
-
-_ACTION_OF: dict[type[IncidentEvent], str] = {
-    IncidentAcknowledged: "acknowledge",
-    IncidentResolved: "resolve",
-    IncidentMarkedFalseAlarm: "false_alarm",
-    IncidentNoteAdded: "note",
-}
-
-
-def fold_incident(record: IncidentRecord | None, event: IncidentEvent) -> IncidentRecord | None:
-    """The state after one more event. Pure; a repeated opening or a transition the state forbids changes nothing."""
-    if isinstance(event, IncidentOpened):
-        if record is not None:
-            return record
-        return IncidentRecord(
-            incident_id=event.incident_id,
-            stream_id=event.stream_id,
-            correlation_id=event.correlation_id,
-            status=Status.OPEN,
-            severity=event.severity,
-            score=event.score,
-            reason=event.reason,
-            onset_sample=event.onset_sample,
-            onset_at=event.onset_at,
-            opened_at=event.occurred_at,
-            updated_at=event.occurred_at,
-            labels=event.labels,
-            phrases=event.phrases,
-            transcript=event.transcript,
-            clip_sha256=event.clip_sha256,
-            clip_duration_s=event.clip_duration_s,
-        )
-    if record is None:
-        return None
-    when = event.occurred_at
-    if isinstance(event, IncidentUpdated):
-        return record.evolve(
-            score=event.score,
-            reason=event.reason,
-            labels=event.labels,
-            phrases=event.phrases,
-            transcript=event.transcript,
-            clip_sha256=event.clip_sha256,
-            clip_duration_s=event.clip_duration_s,
-            updated_at=when,
-        )
-    if isinstance(event, IncidentEscalated):
-        if record.closed or severity_rank(event.to_severity) <= severity_rank(record.severity):
-            return record
-        return record.evolve(severity=event.to_severity, reason=event.reason, updated_at=when)
-    action = _ACTION_OF.get(type(event))
-    if action is None:
-        raise TypeError(f"not an incident event: {type(event).__name__}")
-    if refusal(record, action) is not None:
-        return record
-    if isinstance(event, IncidentAcknowledged):
-        return record.evolve(
-            status=Status.ACKNOWLEDGED, acknowledged_at=when, acknowledged_by=event.actor, updated_at=when
-        )
-    if isinstance(event, IncidentResolved):
-        return record.evolve(
-            status=Status.RESOLVED,
-            closed_at=when,
-            closed_by=event.actor,
-            close_reason=_joined(event.reason, event.note),
-            updated_at=when,
-        )
-    if isinstance(event, IncidentMarkedFalseAlarm):
-        return record.evolve(
-            status=Status.FALSE_ALARM,
-            closed_at=when,
-            closed_by=event.actor,
-            close_reason=_joined("false alarm", event.note),
-            updated_at=when,
-        )
-    return record.evolve(updated_at=when)  # a note
-
-
-def fold_incidents(events: Iterable[Event]) -> dict[str, IncidentRecord]:
-    """Every incident's state from a sequence of events (non-incident events are ignored)."""
-    records: dict[str, IncidentRecord] = {}
-    for event in events:
-        if isinstance(event, IncidentEvent):
-            folded = fold_incident(records.get(event.incident_id), event)
-            if folded is not None:
-                records[event.incident_id] = folded
-    return records
-
-
-def _joined(*parts: str) -> str:
-    return "; ".join(part for part in parts if part)
 
 
 # -------------------------------------------------------------------------------------------- evidence
@@ -318,7 +120,7 @@ class Evidence:
         return evidence
 
 
-def assess_severity(evidence: Evidence, config: IncidentConfig) -> tuple[str, str]:
+def assess_severity(evidence: Evidence, config: IncidentConfig) -> tuple[Severity, str]:
     """The severity the evidence supports and the reason in words (the rules are in the module docstring)."""
 
     def best(names: Sequence[str]) -> tuple[str, float] | None:
@@ -377,7 +179,7 @@ class AudioBuffer:
 
     def __init__(self, keep_s: float) -> None:
         self.keep_s = keep_s
-        self.sample_rate = PIPELINE_SAMPLE_RATE
+        self.sample_rate = SAMPLE_RATE
         self.chunks: deque[_Chunk] = deque()
 
     @property
@@ -441,7 +243,7 @@ class _Incident:
     incident_id: str
     stream_id: str
     correlation_id: str | None
-    severity: str
+    severity: Severity
     onset_sample: int
     evidence: Evidence
     published: _Published

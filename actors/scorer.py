@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from config import Settings
+from domain.audio import SAMPLE_RATE
 from events import Event
 from events.catalogue import (
     DistressScored,
@@ -46,7 +47,6 @@ from models.fusion import FusionConfig, StreamFusion
 log = logging.getLogger(__name__)
 
 FRAMES = FeatureConfig()
-SAMPLE_RATE = FRAMES.sample_rate
 TOP_LABELS = 3
 TRANSCRIPT_HOLD_S = 5.0  # wall-clock wait for a transcript's acoustics before it is scored without them
 COVER_SLACK_S = 0.1  # acoustics this close to a transcript's end cover it (the last frame of a chunk ends early)

@@ -22,10 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from actors.incidents import IncidentRecord, fold_incidents
 from actors.offline import OfflinePipeline
 from actors.scorer import build_scorer
 from config.settings import Settings
+from domain.incidents import IncidentRecord, fold_incidents
 from events import Event
 from events.catalogue import AudioChunkCaptured, DistressScored, TranscriptProduced
 from events.kafka.bus import Bus

@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from actors.incidents import incident_id_for
 from config import load_settings
+from domain.incidents import incident_id_for
 from events import Event, default_codec
 from events.catalogue import (
     AlertDispatched,

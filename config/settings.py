@@ -23,6 +23,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from domain.types import Severity
 from events import default_codec
 from events.kafka.bus import Bus
 from events.kafka.connection import KafkaConnection
@@ -131,7 +132,6 @@ class IncidentConfig(BaseModel):
 # -------------------------------------------------------------------------------------------------- alerting
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Severity = Literal["low", "medium", "high", "critical"]
 IncidentTransition = Literal["opened", "updated", "escalated", "acknowledged", "resolved", "false_alarm"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -18,6 +18,7 @@ from pydantic import AwareDatetime
 from actors.clips import ClipError
 from actors.commands import InvalidCommand, InvalidTransition, UnknownIncident
 from config.redaction import redact_text
+from domain.types import CLOSED_STATUSES, IncidentStatus, Severity
 from events.catalogue import IncidentEvent
 from events.kafka.connection import TRANSPORT_ERRORS
 from frontend.auth import Attempt, Operator
@@ -50,12 +51,10 @@ from frontend.schemas import (
     Health,
     IncidentDetail,
     IncidentPage,
-    IncidentStatus,
     IncidentSummary,
     LoginBody,
     NoteBody,
     SessionOut,
-    Severity,
     StreamTile,
     Waveform,
 )
@@ -199,7 +198,7 @@ def incident(incident_id: IncidentId, operator: Reader, dash: DashboardDep) -> I
 def load_evidence(dash: Dashboard, summary: IncidentSummary, onset_sample: int) -> Evidence:
     """Scores and transcripts around an incident, from the topics (cached once the incident is closed)."""
     key = (summary.incident_id, summary.updated_at)
-    closed = summary.status in ("resolved", "false_alarm")
+    closed = summary.status in CLOSED_STATUSES
     cached = dash.evidence_cache.get(key) if closed else None
     if cached is not None:
         return cached

@@ -17,7 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Table
 
-from actors.incidents import IncidentRecord, fold_incident
+from domain.incidents import IncidentRecord, fold_incident
 from events import Event
 from events.base import ENVELOPE_FIELDS
 from events.catalogue import (

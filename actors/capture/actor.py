@@ -43,9 +43,9 @@ SCORING_WINDOW_SAMPLES: Final = TARGET_SAMPLE_RATE
 # Less than this is not a sound to judge but a click or an empty file: such a stream fails instead of being padded.
 MIN_SCORED_SAMPLES: Final = TARGET_SAMPLE_RATE // 10
 # The padding: white noise at -60 dBFS RMS, seeded so a recording always gets the same verdict. Against digital
-# zeros (shipped model 1.5.0): 0.3 s screams cut from models.synth opened 8 of 30 incidents instead of 1; the game
-# sounds of 0.1-0.975 s, screams 8 of 59 instead of 2, shouts 3 of 17 either way; none of their 753 speech and
-# background clips did with either.
+# zeros (shipped model 1.5.0): 0.3 s screams cut from models.training.synth opened 8 of 30 incidents instead of 1;
+# the game sounds of 0.1-0.975 s, screams 8 of 59 instead of 2, shouts 3 of 17 either way; none of their 753 speech
+# and background clips did with either.
 PADDING_NOISE_RMS: Final = 1e-3
 PADDING_SEED: Final = 0
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from actors.commands import IncidentCommands, InvalidCommand, InvalidTransition, UnknownIncident
-from actors.incidents import IncidentEngine, fold_incidents
+from actors.incidents import IncidentEngine
 from config import Settings
 from config.settings import IncidentConfig
+from domain.incidents import fold_incidents
 from events import Event
 from events.catalogue import IncidentAcknowledged, IncidentEvent, IncidentOpened, IncidentResolved
 from events.kafka.bus import Bus

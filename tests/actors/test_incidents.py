@@ -15,17 +15,11 @@ from typing import TypeVar
 import pytest
 
 from actors.clips import ClipStore
-from actors.incidents import (
-    IncidentEngine,
-    IncidentRecord,
-    build_incident_stage,
-    fold_incidents,
-    incident_id_for,
-)
+from actors.incidents import IncidentEngine, build_incident_stage
 from actors.stage import StageRunner
 from config import Settings
 from config.settings import IncidentConfig
-from domain.incidents import stream_of_incident
+from domain.incidents import IncidentRecord, fold_incidents, incident_id_for, stream_of_incident
 from events import Event
 from events.catalogue import (
     DistressScored,
@@ -288,6 +282,7 @@ def test_a_phrase_score_behind_the_latest_window_keeps_the_debounce_and_the_cool
     """A phrase score is anchored where its words began, so it arrives behind the stream's clock."""
     story = Scenario()
     incidents = engine(IncidentConfig(quiet_period_s=10, merge_gap_s=5, cooldown_s=30))
+
     def said(window: int, after: int) -> DistressScored:  # a hedged phrase: evidence, not a positive window
         return replace(story.score(window, 0.3, phrases=(HELP,)), occurred_at=story.at(after) + timedelta(seconds=0.5))
 

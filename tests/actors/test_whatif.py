@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from actors.incidents import incident_id_for
 from actors.whatif import rescore
 from config import Settings
 from config.settings import IncidentConfig
+from domain.incidents import incident_id_for
 from events.catalogue import AudioChunkCaptured, IncidentOpened, IncidentResolved
 from events.kafka.log import read_all
 from models.classifier import DISTRESS_LABELS, Calibration, DistressClassifier, DistressNet
@@ -27,8 +27,9 @@ LOUD = (range(5, 9), range(25, 29))  # windows with a loud burst; the rest is ne
 def steady_classifier(path: Path, label_thresholds: dict[str, float] | None = None) -> Path:
     """A real network whose calibrated distress probability is 0.95 for any patch: loudness decides (fusion)."""
     torch.manual_seed(0)
-    classifier = DistressClassifier(DistressNet(), Calibration(platt_scale=0.0, platt_bias=2.944), threshold=0.6,
-                                    label_thresholds=label_thresholds)
+    classifier = DistressClassifier(
+        DistressNet(), Calibration(platt_scale=0.0, platt_bias=2.944), threshold=0.6, label_thresholds=label_thresholds
+    )
     torch.save(classifier.to_payload(), path)
     return path
 

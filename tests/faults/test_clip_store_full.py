@@ -13,10 +13,11 @@ import uuid
 from pathlib import Path
 
 from actors.alerting.actor import run_alerting
-from actors.incidents import SYSTEM_ACTOR, build_incident_stage
+from actors.incidents import build_incident_stage
 from actors.stage import StageRunner
 from config import Settings
 from config.settings import AlertingConfig, IncidentConfig
+from domain.types import SYSTEM_ACTOR
 from events.base import utc_now
 from events.catalogue import (
     AlertDispatched,
@@ -45,12 +46,15 @@ def test_a_full_clip_store_still_opens_and_alerts_once_and_marks_the_evidence_mi
 ) -> None:
     with tiny_filesystem(tmp_path / "clips") as clips, JsonReceiver() as receiver:
         fill(clips)
-        settings = kafka_settings.model_copy(update={
-            "data_dir": tmp_path,
-            "incidents": IncidentConfig(clip_pre_s=2, clip_post_s=POST_ROLL_S),
-            "alerting": AlertingConfig.model_validate({"channels": {"ops": receiver.url()},
-                                                       "routes": [{"name": "all", "notify": ["ops"]}]}),
-        })
+        settings = kafka_settings.model_copy(
+            update={
+                "data_dir": tmp_path,
+                "incidents": IncidentConfig(clip_pre_s=2, clip_post_s=POST_ROLL_S),
+                "alerting": AlertingConfig.model_validate(
+                    {"channels": {"ops": receiver.url()}, "routes": [{"name": "all", "notify": ["ops"]}]}
+                ),
+            }
+        )
         assert settings.clips_dir == clips
         settings.ensure_topics()
         bus = settings.bus()

@@ -16,9 +16,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select, update
 
-from actors.incidents import fold_incidents
 from benchmarks.replay import synthetic_history
 from config import Settings
+from domain.incidents import fold_incidents
 from events import Event
 from events.catalogue import (
     AlertEvent,
@@ -74,6 +74,7 @@ def projected_small_history(settings: Settings, engine: Engine) -> Engine:
     publish(settings, small_history())
     project_all(engine, settings)
     return engine
+
 
 class ProjectionSuite:
     """Backend-independent behaviour; subclasses provide ``databases`` for one backend."""

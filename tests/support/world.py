@@ -11,9 +11,10 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from actors.clips import ClipStore
-from actors.incidents import incident_id_for
 from actors.pipeline import default_stages
 from config import Settings
+from domain.incidents import incident_id_for
+from domain.types import Severity
 from events import Event
 from events.catalogue import (
     AlertFailed,
@@ -107,17 +108,27 @@ class World:
             if spec.backlog is not None:  # keeps its position elsewhere (projections: ``project``)
                 continue
             ends = probe.end_offsets(probe.partitions(spec.input_topics(self.settings.topics())))
-            group = Consumer(connection.client_config(**{"group.id": spec.group_id(self.settings),
-                                                          "enable.auto.commit": False}))
+            group = Consumer(
+                connection.client_config(**{"group.id": spec.group_id(self.settings), "enable.auto.commit": False})
+            )
             try:
-                group.commit(offsets=[TopicPartition(topic, partition, end)
-                                      for (topic, partition), end in ends.items()], asynchronous=False)
+                group.commit(
+                    offsets=[TopicPartition(topic, partition, end) for (topic, partition), end in ends.items()],
+                    asynchronous=False,
+                )
             finally:
                 group.close()
 
-    def incident(self, stream_id: str = "hall-1", *, severity: str = "high", with_clip: bool = True,
-                 with_alerts: bool = True, onset_at: datetime | None = None,
-                 opened_after_s: float = 1.0) -> PublishedIncident:
+    def incident(
+        self,
+        stream_id: str = "hall-1",
+        *,
+        severity: Severity = "high",
+        with_clip: bool = True,
+        with_alerts: bool = True,
+        onset_at: datetime | None = None,
+        opened_after_s: float = 1.0,
+    ) -> PublishedIncident:
         """A stream that heard a scream and a call for help: scores, a timed transcript, a clip, an incident
         opened ``opened_after_s`` after the onset and (optionally) one failed alert whose error text contains a
         secret URL."""
@@ -125,46 +136,95 @@ class World:
         start = onset - timedelta(seconds=ONSET_WINDOW)
         scores = [self.score(stream_id, window, start) for window in range(ONSET_WINDOW + 4)]
         help_at = ONSET_WINDOW + 0.5
-        phrase = PhraseHit(phrase="help me", matched_text="help me", score=0.93, start_s=help_at,
-                           end_s=help_at + 0.7)
-        words = (Word(text="please", start_s=help_at - 0.5, end_s=help_at - 0.1, probability=0.9),
-                 Word(text="help", start_s=help_at, end_s=help_at + 0.3, probability=0.95),
-                 Word(text="me", start_s=help_at + 0.35, end_s=help_at + 0.7, probability=0.95))
+        phrase = PhraseHit(phrase="help me", matched_text="help me", score=0.93, start_s=help_at, end_s=help_at + 0.7)
+        words = (
+            Word(text="please", start_s=help_at - 0.5, end_s=help_at - 0.1, probability=0.9),
+            Word(text="help", start_s=help_at, end_s=help_at + 0.3, probability=0.95),
+            Word(text="me", start_s=help_at + 0.35, end_s=help_at + 0.7, probability=0.95),
+        )
         transcript = TranscriptProduced(
-            stream_id=stream_id, occurred_at=onset + timedelta(seconds=2), text="please help me", words=words,
-            language="en", model_id="whisper-test", model_version="1", word_timestamps="alignment",
-            first_sequence=ONSET_WINDOW, last_sequence=ONSET_WINDOW + 1, start_sample=ONSET_WINDOW * RATE,
-            end_sample=(ONSET_WINDOW + 2) * RATE, avg_logprob=-0.2, no_speech_prob=0.01, is_partial=False,
-            guard_flags=(), phrases=(phrase,),
+            stream_id=stream_id,
+            occurred_at=onset + timedelta(seconds=2),
+            text="please help me",
+            words=words,
+            language="en",
+            model_id="whisper-test",
+            model_version="1",
+            word_timestamps="alignment",
+            first_sequence=ONSET_WINDOW,
+            last_sequence=ONSET_WINDOW + 1,
+            start_sample=ONSET_WINDOW * RATE,
+            end_sample=(ONSET_WINDOW + 2) * RATE,
+            avg_logprob=-0.2,
+            no_speech_prob=0.01,
+            is_partial=False,
+            guard_flags=(),
+            phrases=(phrase,),
         )
         stored = self.clips.put_pcm16(tone_pcm16(8.0), RATE) if with_clip else None
         trigger = scores[ONSET_WINDOW + 1]
         incident_id = incident_id_for(stream_id, trigger.event_id)
         opened = IncidentOpened(
-            **trigger.caused(), occurred_at=onset + timedelta(seconds=opened_after_s), incident_id=incident_id,
-            severity=severity, score=0.94, reason="2 of the last 3 windows positive; high: spoken call for help",
-            onset_sample=ONSET_WINDOW * RATE, onset_at=onset,
+            **trigger.caused(),
+            occurred_at=onset + timedelta(seconds=opened_after_s),
+            incident_id=incident_id,
+            severity=severity,
+            score=0.94,
+            reason="2 of the last 3 windows positive; high: spoken call for help",
+            onset_sample=ONSET_WINDOW * RATE,
+            onset_at=onset,
             labels=(LabelScore(label="scream", score=0.91), LabelScore(label="shout", score=0.62)),
-            phrases=(phrase,), transcript="please help me", clip_sha256=stored.sha256 if stored else None,
+            phrases=(phrase,),
+            transcript="please help me",
+            clip_sha256=stored.sha256 if stored else None,
             clip_duration_s=stored.duration_s if stored else None,
         )
-        started = StreamStarted(stream_id=stream_id, occurred_at=start, source="file:///recordings/hall.wav",
-                                source_kind="file", sample_rate=RATE, chunk_samples=RATE, source_sample_rate=RATE,
-                                source_channels=1, realtime=True)
+        started = StreamStarted(
+            stream_id=stream_id,
+            occurred_at=start,
+            source="file:///recordings/hall.wav",
+            source_kind="file",
+            sample_rate=RATE,
+            chunk_samples=RATE,
+            source_sample_rate=RATE,
+            source_channels=1,
+            realtime=True,
+        )
         events: list[Event] = [started, *scores, transcript, opened]
         if with_alerts:
             key = f"{incident_id}/{opened.event_id}/ops-hook"
             requested = AlertRequested(
-                **opened.caused(), alert_key=key, incident_id=incident_id, channel="ops-hook",
-                transition_event_id=opened.event_id, severity=severity, title=f"{severity} incident on {stream_id}",
-                body="scream", kind="notify", route="all", tier=0, clip_sha256=None)
-            failed = AlertFailed(**requested.caused(), alert_key=key, incident_id=incident_id, channel="ops-hook",
-                                 attempts=1, reason=LEAKY_CHANNEL_ERROR, final=False)
+                **opened.caused(),
+                alert_key=key,
+                incident_id=incident_id,
+                channel="ops-hook",
+                transition_event_id=opened.event_id,
+                severity=severity,
+                title=f"{severity} incident on {stream_id}",
+                body="scream",
+                kind="notify",
+                route="all",
+                tier=0,
+                clip_sha256=None,
+            )
+            failed = AlertFailed(
+                **requested.caused(),
+                alert_key=key,
+                incident_id=incident_id,
+                channel="ops-hook",
+                attempts=1,
+                reason=LEAKY_CHANNEL_ERROR,
+                final=False,
+            )
             events += [requested, failed]
         self.publish(*events)
-        return PublishedIncident(incident_id=incident_id, stream_id=stream_id, opened=opened,
-                                 clip_sha256=stored.sha256 if stored else None,
-                                 clip_bytes=self.clips.read(stored.sha256) if stored else None)
+        return PublishedIncident(
+            incident_id=incident_id,
+            stream_id=stream_id,
+            opened=opened,
+            clip_sha256=stored.sha256 if stored else None,
+            clip_bytes=self.clips.read(stored.sha256) if stored else None,
+        )
 
     @staticmethod
     def score(stream_id: str, window: int, start: datetime) -> DistressScored:
@@ -172,10 +232,19 @@ class World:
         positive = window >= ONSET_WINDOW
         score = 0.3 + 0.6 * positive + 0.01 * window
         return DistressScored(
-            stream_id=stream_id, occurred_at=start + timedelta(seconds=window + 0.3), sequence=window,
-            sample_offset=window * RATE, score=score, acoustic_probability=score, threshold=0.6,
+            stream_id=stream_id,
+            occurred_at=start + timedelta(seconds=window + 0.3),
+            sequence=window,
+            sample_offset=window * RATE,
+            score=score,
+            acoustic_probability=score,
+            threshold=0.6,
             is_distress=positive,
             labels=(LabelScore(label="scream", score=score), LabelScore(label="speech", score=0.4)),
-            phrases=(), rms_dbfs=-14.0 if positive else -42.0, pitch_hz=640.0 if positive else 0.0,
-            reason="scream" if positive else "", model_id="test-model", model_version="1",
+            phrases=(),
+            rms_dbfs=-14.0 if positive else -42.0,
+            pitch_hz=640.0 if positive else 0.0,
+            reason="scream" if positive else "",
+            model_id="test-model",
+            model_version="1",
         )

@@ -15,6 +15,7 @@ import pytest
 
 from actors.alerting.actor import AlertingStage, build_stage
 from config import load_settings
+from domain.types import Severity
 from events import Event
 from events.base import utc_now
 from events.catalogue import (
@@ -113,11 +114,22 @@ def driver(tmp_path: Path, clock: Clock, **alerting: Any) -> Iterator[Driver]:
         stage.close()
 
 
-def opened(clock: Clock, incident_id: str, *, severity: str = "high", stream_id: str = "ward-3") -> IncidentOpened:
-    return IncidentOpened(stream_id=stream_id, occurred_at=clock.now, incident_id=incident_id, severity=severity,
-                          score=0.9, reason=f"scream 0.9 ({incident_id})", onset_sample=0, onset_at=clock.now,
-                          labels=(LabelScore(label="scream", score=0.9),), phrases=(), transcript="help",
-                          clip_sha256=None, clip_duration_s=None)
+def opened(clock: Clock, incident_id: str, *, severity: Severity = "high", stream_id: str = "ward-3") -> IncidentOpened:
+    return IncidentOpened(
+        stream_id=stream_id,
+        occurred_at=clock.now,
+        incident_id=incident_id,
+        severity=severity,
+        score=0.9,
+        reason=f"scream 0.9 ({incident_id})",
+        onset_sample=0,
+        onset_at=clock.now,
+        labels=(LabelScore(label="scream", score=0.9),),
+        phrases=(),
+        transcript="help",
+        clip_sha256=None,
+        clip_duration_s=None,
+    )
 
 
 def test_a_transition_reaches_each_channel_once_even_when_replayed(
@@ -141,8 +153,11 @@ def test_unacknowledged_incidents_escalate_and_acknowledgement_stops_it(
     tmp_path: Path, clock: Clock, receivers: tuple[JsonReceiver, ...]
 ) -> None:
     a, b, c = receivers
-    route = {"name": "staff", "notify": ["a"], "escalation": [{"after_minutes": 5, "notify": ["b"]},
-                                                             {"after_minutes": 15, "notify": ["b", "c"]}]}
+    route = {
+        "name": "staff",
+        "notify": ["a"],
+        "escalation": [{"after_minutes": 5, "notify": ["b"]}, {"after_minutes": 15, "notify": ["b", "c"]}],
+    }
     with driver(tmp_path, clock, channels={"a": a.url(), "b": b.url(), "c": c.url()}, routes=[route]) as run:
         run.incident(opened(clock, "inc-1"))
         run.settle()
@@ -151,8 +166,11 @@ def test_unacknowledged_incidents_escalate_and_acknowledgement_stops_it(
         clock.advance(minutes=1)
         [tier_1] = [event for event in run.settle() if isinstance(event, AlertRequested)]
         assert (tier_1.kind, tier_1.tier, tier_1.channel) == ("escalation", 1, "b")
-        run.incident(IncidentAcknowledged(stream_id="ward-3", occurred_at=clock.now, incident_id="inc-1",
-                                          actor="operator:ana", note="on my way"))
+        run.incident(
+            IncidentAcknowledged(
+                stream_id="ward-3", occurred_at=clock.now, incident_id="inc-1", actor="operator:ana", note="on my way"
+            )
+        )
         clock.advance(minutes=30)
         assert run.settle() == []  # acknowledged: no tier 2
 
@@ -190,8 +208,14 @@ def test_rate_limits_defer_the_excess_into_a_digest_but_spare_critical(
 ) -> None:
     a, _, _ = receivers
     limits = {"window_minutes": 60, "per_stream": 2, "overall": 10, "exempt_severities": ["critical"]}
-    with driver(tmp_path, clock, channels={"a": a.url()}, routes=[{"name": "r", "notify": ["a"]}],
-                      rate_limit=limits, digest_minutes=10) as run:
+    with driver(
+        tmp_path,
+        clock,
+        channels={"a": a.url()},
+        routes=[{"name": "r", "notify": ["a"]}],
+        rate_limit=limits,
+        digest_minutes=10,
+    ) as run:
         kinds = [type(run.incident(opened(clock, f"inc-{number}"))[0]) for number in range(3)]
         assert kinds == [AlertRequested, AlertRequested, AlertDeferred]
         assert run.of_type(AlertDeferred)[0].reason == "rate limit: 2 alerts per 60 min on ward-3"
@@ -221,8 +245,11 @@ def test_retries_back_off_exponentially_and_deliver_once(
         run.settle()
         clock.advance(seconds=1)
         run.settle()  # third attempt, 20 s after the second
-        outcomes = [(type(event).__name__, event.attempts) for event in run.published
-                    if isinstance(event, AlertFailed | AlertDispatched)]
+        outcomes = [
+            (type(event).__name__, event.attempts)
+            for event in run.published
+            if isinstance(event, AlertFailed | AlertDispatched)
+        ]
     assert outcomes == [("AlertFailed", 1), ("AlertFailed", 2), ("AlertDispatched", 3)]
     assert len(a.received) == 3 and len(a.delivered) == 1
 
@@ -233,8 +260,9 @@ def test_a_channel_that_stays_down_fails_for_good_while_the_others_get_through(
     a, _, _ = receivers
     channels = {"a": a.url(), "down": f"json://127.0.0.1:{free_port()}/hook"}
     retry = {"max_attempts": 2, "first_backoff_s": 5}
-    with driver(tmp_path, clock, channels=channels, routes=[{"name": "r", "notify": ["down", "a"]}],
-                      retry=retry) as run:
+    with driver(
+        tmp_path, clock, channels=channels, routes=[{"name": "r", "notify": ["down", "a"]}], retry=retry
+    ) as run:
         run.incident(opened(clock, "inc-1"))
         run.settle()
         clock.advance(seconds=5)
@@ -249,11 +277,13 @@ def test_a_channel_that_stays_down_fails_for_good_while_the_others_get_through(
     assert len(a.delivered) == 1
 
 
-def test_history_too_old_to_matter_is_not_notified(tmp_path: Path, clock: Clock,
-                                                   receivers: tuple[JsonReceiver, ...]) -> None:
+def test_history_too_old_to_matter_is_not_notified(
+    tmp_path: Path, clock: Clock, receivers: tuple[JsonReceiver, ...]
+) -> None:
     a, _, _ = receivers
-    with driver(tmp_path, clock, channels={"a": a.url()}, routes=[{"name": "r", "notify": ["a"]}],
-                      max_delay_minutes=30) as run:
+    with driver(
+        tmp_path, clock, channels={"a": a.url()}, routes=[{"name": "r", "notify": ["a"]}], max_delay_minutes=30
+    ) as run:
         old = opened(clock, "inc-old")
         clock.advance(minutes=31)
         assert run.incident(old) == []
@@ -269,8 +299,9 @@ def test_a_restarted_stage_sends_what_was_requested_but_never_dispatched(
         requests = first.incident(incident)  # ... and the process dies before sending anything
     assert all(isinstance(request, AlertRequested) for request in requests)
     to_b = next(request for request in requests if isinstance(request, AlertRequested) and request.channel == "b")
-    dispatched_to_b = AlertDispatched(**to_b.caused(), alert_key=to_b.alert_key, incident_id="inc-1",
-                                      channel="b", attempts=1)
+    dispatched_to_b = AlertDispatched(
+        **to_b.caused(), alert_key=to_b.alert_key, incident_id="inc-1", channel="b", attempts=1
+    )
     with driver(tmp_path, clock, **alerting) as second:
         second.stage.recover([*requests, dispatched_to_b, incident])
         assert second.incident(incident) == []  # re-delivered by the consumer group: already decided
@@ -283,8 +314,11 @@ def test_a_hanging_channel_holds_back_nobody_and_a_clean_stop_waits_for_it(
 ) -> None:
     a, b, _ = receivers
     b.hold_next()
-    alerting = {"channels": {"a": a.url(), "b": b.url()}, "routes": [{"name": "r", "notify": ["a", "b"]}],
-                "delivery_wait_s": 0.1}
+    alerting = {
+        "channels": {"a": a.url(), "b": b.url()},
+        "routes": [{"name": "r", "notify": ["a", "b"]}],
+        "delivery_wait_s": 0.1,
+    }
     with driver(tmp_path, clock, **alerting) as run:
         run.incident(opened(clock, "inc-1"))
         run.tick_until(lambda: len(run.of_type(AlertDispatched)) == 1, what="a's delivery")

@@ -33,9 +33,11 @@ run: setup ## The product demo on embedded defaults.
 test: setup ## The whole test suite (starts its own Kafka broker on a private port).
 	$(PY) -m pytest
 
-lint: setup
+lint: setup ## ruff (lint and format), mypy strict, and the layer contracts of pyproject.toml (import-linter).
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 broker-up: setup
 	$(VENV)/bin/distress broker up

@@ -84,18 +84,26 @@ def build_recognizer(settings: Settings) -> SpeechRecognizer:
     config = settings.asr
     transcriber = Transcriber(
         resolve_model(config.model),
-        AsrOptions(device=config.device, cpu_threads=config.cpu_threads, beam_size=config.beam_size,
-                   alignment_model_dir=config.alignment_model_dir),
+        AsrOptions(
+            device=config.device,
+            cpu_threads=config.cpu_threads,
+            beam_size=config.beam_size,
+            alignment_model_dir=config.alignment_model_dir,
+        ),
     )
     base = Lexicon.default().with_overrides(add=config.phrases_add, remove=config.phrases_remove)
     streams = set(config.stream_phrases_add) | set(config.stream_phrases_remove)
     overrides = {
-        stream: LexiconOverride(add=config.stream_phrases_add.get(stream, ()),
-                                remove=config.stream_phrases_remove.get(stream, ()))
+        stream: LexiconOverride(
+            add=config.stream_phrases_add.get(stream, ()), remove=config.stream_phrases_remove.get(stream, ())
+        )
         for stream in streams
     }
-    return SpeechRecognizer(transcriber, StreamLexicons(base, overrides),
-                            segmenter_options=SegmenterOptions(max_segment_s=config.max_segment_s))
+    return SpeechRecognizer(
+        transcriber,
+        StreamLexicons(base, overrides),
+        segmenter_options=SegmenterOptions(max_segment_s=config.max_segment_s),
+    )
 
 
 def build_asr_stage(settings: Settings) -> AsrStage:

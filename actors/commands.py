@@ -144,9 +144,11 @@ class IncidentCommands:
                 producer.publish(event)
                 producer.flush(left_s)
         except BusError as error:
-            raise EventLogUnavailable(f"the {action.replace('_', ' ')} was not confirmed by the event log within "
-                                      f"{self.timeout_s:g} s ({error}); look at the incident before repeating "
-                                      "it") from error
+            raise EventLogUnavailable(
+                f"the {action.replace('_', ' ')} was not confirmed by the event log within "
+                f"{self.timeout_s:g} s ({error}); look at the incident before repeating "
+                "it"
+            ) from error
         return event
 
 

@@ -67,8 +67,10 @@ def local_alert_sink(on_alert: Callable[[dict[str, Any]], None]) -> Iterator[str
 def with_sink_route(settings: Settings, sink_url: str) -> Settings:
     """The user's alerting configuration plus a route sending every incident to a local sink."""
     alerting = settings.alerting
-    routed = alerting.model_copy(update={
-        "channels": {**alerting.channels, "local-sink": sink_url},
-        "routes": (*alerting.routes, AlertRoute(name="local-sink", notify=("local-sink",))),
-    })
+    routed = alerting.model_copy(
+        update={
+            "channels": {**alerting.channels, "local-sink": sink_url},
+            "routes": (*alerting.routes, AlertRoute(name="local-sink", notify=("local-sink",))),
+        }
+    )
     return settings.model_copy(update={"alerting": routed})

@@ -59,13 +59,21 @@ class FeatureStage:
     def handle(self, consumed: ConsumedEvent) -> Iterable[Event]:
         chunk = consumed.event
         if not isinstance(chunk, AudioChunkCaptured):
-            log.warning("unexpected event on the audio topic", extra={"event_type": type(chunk).event_type,
-                                                                        "topic": consumed.topic})
+            log.warning(
+                "unexpected event on the audio topic",
+                extra={"event_type": type(chunk).event_type, "topic": consumed.topic},
+            )
             return []
         if chunk.sample_rate != self.config.sample_rate:
-            log.error("chunk sample rate differs from the feature sample rate; chunk skipped",
-                      extra={"stream_id": chunk.stream_id, "sequence": chunk.sequence,
-                             "sample_rate": chunk.sample_rate, "expected": self.config.sample_rate})
+            log.error(
+                "chunk sample rate differs from the feature sample rate; chunk skipped",
+                extra={
+                    "stream_id": chunk.stream_id,
+                    "sequence": chunk.sequence,
+                    "sample_rate": chunk.sample_rate,
+                    "expected": self.config.sample_rate,
+                },
+            )
             return []
         state = self._state_for(chunk)
         if state is None:
@@ -104,13 +112,19 @@ class FeatureStage:
                 return state
             if chunk.sample_offset < state.next_offset:
                 self.skipped_duplicates += 1
-                log.info("chunk already processed; skipped",
-                         extra={"stream_id": chunk.stream_id, "sequence": chunk.sequence})
+                log.info(
+                    "chunk already processed; skipped", extra={"stream_id": chunk.stream_id, "sequence": chunk.sequence}
+                )
                 return None
             self.gaps += 1
-            log.warning("audio missing before chunk; features restart at its offset",
-                        extra={"stream_id": chunk.stream_id, "sequence": chunk.sequence,
-                               "missing_samples": chunk.sample_offset - state.next_offset})
+            log.warning(
+                "audio missing before chunk; features restart at its offset",
+                extra={
+                    "stream_id": chunk.stream_id,
+                    "sequence": chunk.sequence,
+                    "missing_samples": chunk.sample_offset - state.next_offset,
+                },
+            )
         state = self._aligned_state(chunk)
         self._streams[chunk.stream_id] = state
         return state
@@ -131,7 +145,9 @@ def decode_log_mel(event: FeaturesExtracted) -> np.ndarray[tuple[int, int], np.d
     """The (frames, n_mels) float32 log-mel patch of a FeaturesExtracted event."""
     expected = event.frames * event.n_mels * 2
     if len(event.log_mel_f16) != expected:
-        raise ValueError(f"log_mel_f16 holds {len(event.log_mel_f16)} bytes, expected {expected} "
-                         f"for {event.frames} frames x {event.n_mels} mels")
+        raise ValueError(
+            f"log_mel_f16 holds {len(event.log_mel_f16)} bytes, expected {expected} "
+            f"for {event.frames} frames x {event.n_mels} mels"
+        )
     patch = np.frombuffer(event.log_mel_f16, dtype="<f2").astype(np.float32)
     return patch.reshape(event.frames, event.n_mels)

@@ -599,8 +599,9 @@ class IncidentEngine:
         try:
             stored = self.clip_store.put_pcm16(pcm16, state.audio.sample_rate)
         except OSError as error:  # disk full, read-only, gone: the incident matters more than its recording
-            log.error("evidence clip not stored", extra={"incident_id": pending.incident.incident_id,
-                                                         "error": str(error)})
+            log.error(
+                "evidence clip not stored", extra={"incident_id": pending.incident.incident_id, "error": str(error)}
+            )
             pending.incident.clip_missing = error.strerror or str(error)
             return False
         pending.incident.clip = (stored.sha256, stored.duration_s)

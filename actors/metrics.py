@@ -183,8 +183,9 @@ class ObserverSnapshot:
         return all(states.get(stream_id) in ("ended", "failed") for stream_id in stream_ids)
 
 
-EMPTY_SNAPSHOT = ObserverSnapshot(streams=(), incidents=(), alerts_sent=0, alerts_failed=0, alerts_sent_twice=0,
-                                  latency=(), events=0)
+EMPTY_SNAPSHOT = ObserverSnapshot(
+    streams=(), incidents=(), alerts_sent=0, alerts_failed=0, alerts_sent_twice=0, latency=(), events=0
+)
 
 
 class PipelineObserver:
@@ -232,19 +233,33 @@ class PipelineObserver:
     def _summary(self, opened: IncidentOpened) -> IncidentSummary:
         """Onset in seconds, from the stream's sample rate as known now (its StreamStarted may be read later)."""
         rate = (self._streams.get(opened.stream_id) or StreamProgress(stream_id=opened.stream_id)).sample_rate
-        return IncidentSummary(id=opened.incident_id, stream_id=opened.stream_id, onset_s=opened.onset_sample / rate,
-                               reason=opened.reason, severity=self._severities.get(opened.incident_id, opened.severity))
+        return IncidentSummary(
+            id=opened.incident_id,
+            stream_id=opened.stream_id,
+            onset_s=opened.onset_sample / rate,
+            reason=opened.reason,
+            severity=self._severities.get(opened.incident_id, opened.severity),
+        )
 
     def snapshot(self) -> ObserverSnapshot:
         streams = tuple(
-            StreamSummary(id=progress.stream_id, source=progress.source, state=progress.state, reason=progress.reason,
-                          chunks=len(progress.sequences))
+            StreamSummary(
+                id=progress.stream_id,
+                source=progress.source,
+                state=progress.state,
+                reason=progress.reason,
+                chunks=len(progress.sequences),
+            )
             for progress in sorted(self._streams.values(), key=lambda item: item.stream_id)
         )
         return ObserverSnapshot(
             streams=streams,
-            incidents=tuple(sorted((self._summary(opened) for opened in self._incidents.values()),
-                                   key=lambda item: (item.stream_id, item.onset_s))),
+            incidents=tuple(
+                sorted(
+                    (self._summary(opened) for opened in self._incidents.values()),
+                    key=lambda item: (item.stream_id, item.onset_s),
+                )
+            ),
             alerts_sent=len(self._dispatched),
             alerts_failed=len(self._failed_keys - set(self._dispatched)),
             alerts_sent_twice=sum(count - 1 for count in self._dispatched.values()),
@@ -293,11 +308,18 @@ class PrometheusExporter:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._latency = Histogram(
-            "distress_stage_latency_seconds", "Time from chunk capture to the stage's output event",
-            ["stage"], buckets=LATENCY_BUCKETS_S, registry=self.registry,
+            "distress_stage_latency_seconds",
+            "Time from chunk capture to the stage's output event",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
         )
-        self._lag = Gauge("distress_consumer_lag_messages", "Messages a stage group has not committed yet",
-                          ["group"], registry=self.registry)
+        self._lag = Gauge(
+            "distress_consumer_lag_messages",
+            "Messages a stage group has not committed yet",
+            ["group"],
+            registry=self.registry,
+        )
         self._streams = Gauge("distress_streams", "Streams by state", ["state"], registry=self.registry)
         self._incidents = Counter("distress_incidents_opened", "Incidents opened", registry=self.registry)
         self._incidents_seen = 0

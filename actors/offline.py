@@ -151,9 +151,13 @@ class Detector:
         asr = AsrStage(self.settings.topics(), self.recognizer) if self.recognizer else None
         pipeline = OfflinePipeline(self.settings, scorer, asr)
         capture = self.settings.capture
-        actor = CaptureActor(stream_id=stream_id, source=open_source(str(path)), publisher=pipeline,
-                             chunk_samples=capture.chunk_samples(SAMPLE_RATE),
-                             resample_quality=capture.resample_quality)
+        actor = CaptureActor(
+            stream_id=stream_id,
+            source=open_source(str(path)),
+            publisher=pipeline,
+            chunk_samples=capture.chunk_samples(SAMPLE_RATE),
+            resample_quality=capture.resample_quality,
+        )
         report = actor.run()
         if report.failed:
             raise DetectionError(report.reason)
@@ -182,8 +186,10 @@ def summarise(path: str, analysis: Analysis) -> Detection:
         path=path,
         distress=bool(opened),
         score=strongest.score,
-        labels=tuple(LabelScore(label=label, score=score)
-                     for label, score in sorted(best_labels.items(), key=lambda item: -item[1])[:5]),
+        labels=tuple(
+            LabelScore(label=label, score=score)
+            for label, score in sorted(best_labels.items(), key=lambda item: -item[1])[:5]
+        ),
         transcript=" ".join(transcript.text for transcript in transcripts).strip(),
         phrases=tuple(hit for transcript in transcripts for hit in transcript.phrases),
         onset_s=opened[0].onset_sample / SAMPLE_RATE if opened else None,

@@ -219,19 +219,43 @@ def default_stages(settings: Settings) -> tuple[StageSpec, ...]:
         # memory_s: the extractor's context; a speech segment (asr.max_segment_s) and the audio before it; the
         # phrase window and the classifier's patch; the debounce windows and the clip's pre-roll.
         StageSpec(name="features", build=build_features, inputs=("audio_chunks",), memory_s=2.0),
-        StageSpec(name="asr", build=build_asr, inputs=("audio_chunks",), max_batch=16, wants_gpu=True,
-                  memory_s=2 * settings.asr.max_segment_s),
-        StageSpec(name="scorer", build=build_scorer, inputs=("audio_features", "transcripts", "incidents"),
-                  memory_s=2 * settings.scorer.phrase_window_s),
-        StageSpec(name="incidents", build=build_incidents, local_state=True,
-                  inputs=("scores", "transcripts", "audio_chunks", "incidents"),
-                  memory_s=2 * max(settings.incidents.debounce_windows * settings.capture.chunk_seconds,
-                                 settings.incidents.clip_pre_s)),
-        StageSpec(name="alerting", serve=build_alerting, inputs=("incidents", "alerts"), scale_with_partitions=False,
-                  local_state=True),
-        StageSpec(name="projections", serve=build_projections, backlog=projections_backlog,
-                  inputs=("streams", "scores", "incidents", "alerts", "transcripts"), scale_with_partitions=False,
-                  local_state=True),
+        StageSpec(
+            name="asr",
+            build=build_asr,
+            inputs=("audio_chunks",),
+            max_batch=16,
+            wants_gpu=True,
+            memory_s=2 * settings.asr.max_segment_s,
+        ),
+        StageSpec(
+            name="scorer",
+            build=build_scorer,
+            inputs=("audio_features", "transcripts", "incidents"),
+            memory_s=2 * settings.scorer.phrase_window_s,
+        ),
+        StageSpec(
+            name="incidents",
+            build=build_incidents,
+            local_state=True,
+            inputs=("scores", "transcripts", "audio_chunks", "incidents"),
+            memory_s=2
+            * max(settings.incidents.debounce_windows * settings.capture.chunk_seconds, settings.incidents.clip_pre_s),
+        ),
+        StageSpec(
+            name="alerting",
+            serve=build_alerting,
+            inputs=("incidents", "alerts"),
+            scale_with_partitions=False,
+            local_state=True,
+        ),
+        StageSpec(
+            name="projections",
+            serve=build_projections,
+            backlog=projections_backlog,
+            inputs=("streams", "scores", "incidents", "alerts", "transcripts"),
+            scale_with_partitions=False,
+            local_state=True,
+        ),
     ]
     return check_unique([spec for spec in specs if spec.name != "asr" or settings.asr.enabled])
 
@@ -250,13 +274,18 @@ class CaptureRun:
         self._settings = settings
         self._stream_id = stream.id
         self._realtime = realtime
-        self._source = open_source(stream.source, SourceOptions(
-            connect_timeout_s=capture.connect_timeout_s,
-            read_timeout_s=capture.read_timeout_s,
-            reconnect=ReconnectPolicy(max_attempts=capture.reconnect_max_attempts,
-                                      base_delay_s=capture.reconnect_base_delay_s,
-                                      max_delay_s=max(capture.reconnect_max_delay_s, capture.reconnect_base_delay_s)),
-        ))
+        self._source = open_source(
+            stream.source,
+            SourceOptions(
+                connect_timeout_s=capture.connect_timeout_s,
+                read_timeout_s=capture.read_timeout_s,
+                reconnect=ReconnectPolicy(
+                    max_attempts=capture.reconnect_max_attempts,
+                    base_delay_s=capture.reconnect_base_delay_s,
+                    max_delay_s=max(capture.reconnect_max_delay_s, capture.reconnect_base_delay_s),
+                ),
+            ),
+        )
 
     @property
     def live(self) -> bool:
@@ -265,8 +294,11 @@ class CaptureRun:
     def run(self, stop: threading.Event, publisher: EventPublisher) -> CaptureReport:
         capture = self._settings.capture
         return CaptureActor(
-            stream_id=self._stream_id, source=self._source, publisher=publisher,
-            chunk_samples=capture.chunk_samples(TARGET_SAMPLE_RATE), realtime=self._realtime,
+            stream_id=self._stream_id,
+            source=self._source,
+            publisher=publisher,
+            chunk_samples=capture.chunk_samples(TARGET_SAMPLE_RATE),
+            realtime=self._realtime,
             resample_quality=capture.resample_quality,
         ).run(stop)
 

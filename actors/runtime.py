@@ -126,8 +126,9 @@ class _PrefetchBoundedBus(Bus):
             "fetch.max.bytes": max(self._prefetch_kbytes * 1024, 2 * 1_048_576),
             **extra_config,
         }
-        return super().consumer(group_id=group_id, topics=topics, producer=producer,
-                                on_decode_error=on_decode_error, **bounded)
+        return super().consumer(
+            group_id=group_id, topics=topics, producer=producer, on_decode_error=on_decode_error, **bounded
+        )
 
 
 def _prepare_actor_process(settings: Settings) -> None:
@@ -178,10 +179,14 @@ class StageHost:
         runner = self._runner
         counted = runner if isinstance(runner, StageRunner) else None
         return HostStatus(
-            name=self._name, pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
+            name=self._name,
+            pid=os.getpid(),
+            node_id=ray.get_runtime_context().get_node_id(),
             running=runner is not None and self._thread.is_alive(),
-            processed=counted.processed if counted else 0, published=counted.published if counted else 0,
-            restarts=self._restarts, error=self._error,
+            processed=counted.processed if counted else 0,
+            published=counted.published if counted else 0,
+            restarts=self._restarts,
+            error=self._error,
         )
 
     def stop(self, timeout_s: float) -> HostStatus:
@@ -220,9 +225,19 @@ class StageHost:
                 group_id = self._spec.group_id(self._settings)
                 replay = self._lost_memory and self._spec.memory_s > 0
                 worker = StageRunner(
-                    stage, bus, group_id=group_id, max_batch=self._spec.max_batch,
-                    recent_input=partial(recent_input, bus, group_id, self._spec.input_topics(bus.catalogue),
-                                         window_s=self._spec.memory_s) if replay else None,
+                    stage,
+                    bus,
+                    group_id=group_id,
+                    max_batch=self._spec.max_batch,
+                    recent_input=partial(
+                        recent_input,
+                        bus,
+                        group_id,
+                        self._spec.input_topics(bus.catalogue),
+                        window_s=self._spec.memory_s,
+                    )
+                    if replay
+                    else None,
                 )
         except Exception as error:  # reported through ready()/status(); retried with backoff
             self._error = _describe(error)
@@ -232,8 +247,9 @@ class StageHost:
         return worker
 
 
-def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Sequence[tuple[str, int]], *,
-                 window_s: float) -> list[ConsumedEvent]:
+def recent_input(
+    bus: Bus, group_id: str, topics: Sequence[str], partitions: Sequence[tuple[str, int]], *, window_s: float
+) -> list[ConsumedEvent]:
     """The events of ``partitions`` in the last ``window_s`` before the group's committed offsets, oldest first.
 
     The window ends at each partition's last finished event (the one before its committed offset), found first, so
@@ -261,14 +277,16 @@ def recent_input(bus: Bus, group_id: str, topics: Sequence[str], partitions: Seq
                         while window[0].timestamp_ms < consumed.timestamp_ms - window_s * 1000:
                             window.popleft()
     except MetricsError as error:
-        log.warning("cannot read the input to rebuild a stage's memory", extra={"group_id": group_id,
-                                                                                "error": str(error)})
+        log.warning(
+            "cannot read the input to rebuild a stage's memory", extra={"group_id": group_id, "error": str(error)}
+        )
         return []
     return sorted((event for window in finished.values() for event in window), key=lambda c: c.timestamp_ms)
 
 
-def _last_finished_ms(bus: Bus, topics: Sequence[str], targets: Mapping[tuple[str, int], int],
-                      deadline: float) -> dict[tuple[str, int], int]:
+def _last_finished_ms(
+    bus: Bus, topics: Sequence[str], targets: Mapping[tuple[str, int], int], deadline: float
+) -> dict[tuple[str, int], int]:
     """Kafka timestamps of the event before each committed offset; now for one that cannot be read by ``deadline``
     or cannot be decoded (the reader skips it, so waiting for it would only spend the deadline)."""
     last = {key: offset - 1 for key, offset in targets.items()}
@@ -294,8 +312,9 @@ class SourceHost:
     never left waiting for it.
     """
 
-    def __init__(self, stream: StreamConfig, settings: Settings, factory: SourceFactory, realtime: bool,
-                 since_ms: int) -> None:
+    def __init__(
+        self, stream: StreamConfig, settings: Settings, factory: SourceFactory, realtime: bool, since_ms: int
+    ) -> None:
         _prepare_actor_process(settings)
         self._stream = stream
         self._settings = settings
@@ -316,8 +335,13 @@ class SourceHost:
 
     def status(self) -> HostStatus:
         return HostStatus(
-            name=f"source[{self._stream.id}]", pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
-            running=not self._done.is_set(), processed=0, published=0, restarts=int(self._restarted),
+            name=f"source[{self._stream.id}]",
+            pid=os.getpid(),
+            node_id=ray.get_runtime_context().get_node_id(),
+            running=not self._done.is_set(),
+            processed=0,
+            published=0,
+            restarts=int(self._restarted),
             error=self._error,
         )
 
@@ -336,21 +360,26 @@ class SourceHost:
                     log.info("stream already finished before this restart", extra={"stream_id": self._stream.id})
                 elif run is not None and run.started is not None:
                     envelope = run.started.caused()
-                    log.info("continuing the stream after a restart",
-                             extra={"stream_id": self._stream.id, "next_sequence": run.next_sequence})
+                    log.info(
+                        "continuing the stream after a restart",
+                        extra={"stream_id": self._stream.id, "next_sequence": run.next_sequence},
+                    )
                     # Unpaced: a recording is read again up to where it stopped at once (the publisher paces the
                     # rest); a live source arrives in real time anyway.
                     source = self._factory(self._stream, self._settings, False)
-                    source.run(self._stop, ResumingPublisher(producer, run, live=source.live, paced=self._realtime,
-                                                             stop=self._stop))
+                    source.run(
+                        self._stop,
+                        ResumingPublisher(producer, run, live=source.live, paced=self._realtime, stop=self._stop),
+                    )
                 elif not self._stop.is_set():
                     self._factory(self._stream, self._settings, self._realtime).run(self._stop, producer)
         except Exception as error:
             self._error = _describe(error)
             log.exception("capture source failed", extra={"stream_id": self._stream.id})
             with bus.producer() as producer:
-                producer.publish(StreamFailed(**envelope, source=self._stream.source, reason=self._error,
-                                              chunks=0, samples=0))
+                producer.publish(
+                    StreamFailed(**envelope, source=self._stream.source, reason=self._error, chunks=0, samples=0)
+                )
         finally:
             self._done.set()
 
@@ -361,8 +390,10 @@ class SourceHost:
             try:
                 return locate_stream_run(bus, self._stream.id, since_ms=self._since_ms)
             except MetricsError as error:
-                log.warning("cannot read how far the stream got; retrying",
-                            extra={"stream_id": self._stream.id, "error": str(error)})
+                log.warning(
+                    "cannot read how far the stream got; retrying",
+                    extra={"stream_id": self._stream.id, "error": str(error)},
+                )
             self._stop.wait(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
         return None
@@ -402,17 +433,26 @@ def locate_stream_run(bus: Bus, stream_id: str, *, since_ms: int, recent_s: floa
         with EventReader(bus, [bus.catalogue.audio_chunks.name], since_ms=window_start, key=stream_id) as reader:
             for consumed in reader.read_to_end():
                 chunk = consumed.event
-                if (isinstance(chunk, AudioChunkCaptured) and chunk.correlation_id == started.event_id
-                        and (latest is None or chunk.sequence > latest.sequence)):
+                if (
+                    isinstance(chunk, AudioChunkCaptured)
+                    and chunk.correlation_id == started.event_id
+                    and (latest is None or chunk.sequence > latest.sequence)
+                ):
                     latest = chunk
         if latest is not None:
             break
     if latest is None:
-        return StreamRun(started=started, finished=False, next_sequence=0, next_sample_offset=0,
-                         anchor=started.occurred_at)
+        return StreamRun(
+            started=started, finished=False, next_sequence=0, next_sample_offset=0, anchor=started.occurred_at
+        )
     anchor = latest.captured_at - timedelta(seconds=latest.sample_offset / latest.sample_rate)
-    return StreamRun(started=started, finished=False, next_sequence=latest.sequence + 1,
-                     next_sample_offset=latest.sample_offset + len(latest.pcm16) // 2, anchor=anchor)
+    return StreamRun(
+        started=started,
+        finished=False,
+        next_sequence=latest.sequence + 1,
+        next_sample_offset=latest.sample_offset + len(latest.pcm16) // 2,
+        anchor=anchor,
+    )
 
 
 class ResumingPublisher:
@@ -426,8 +466,9 @@ class ResumingPublisher:
     the restart is a gap, as after a reconnect).
     """
 
-    def __init__(self, producer: EventPublisher, run: StreamRun, *, live: bool, paced: bool,
-                 stop: threading.Event) -> None:
+    def __init__(
+        self, producer: EventPublisher, run: StreamRun, *, live: bool, paced: bool, stop: threading.Event
+    ) -> None:
         if run.started is None:
             raise ValueError("nothing to resume: the stream has not started")
         self._producer = producer
@@ -443,8 +484,10 @@ class ResumingPublisher:
             return
         changes: dict[str, Any] = self._started.caused()
         if isinstance(event, AudioChunkCaptured) and self._live:
-            changes.update(sequence=event.sequence + self._next_sequence,
-                           sample_offset=event.sample_offset + self._next_sample_offset)
+            changes.update(
+                sequence=event.sequence + self._next_sequence,
+                sample_offset=event.sample_offset + self._next_sample_offset,
+            )
         elif isinstance(event, AudioChunkCaptured):
             if event.sequence < self._next_sequence:
                 return
@@ -468,8 +511,9 @@ class MetricsHost:
     the actor's constructor (Ray does not retry a failed constructor); until then snapshots are empty.
     """
 
-    def __init__(self, settings: Settings, specs: Sequence[StageSpec], since_ms: int,
-                 stream_ids: Sequence[str] | None) -> None:
+    def __init__(
+        self, settings: Settings, specs: Sequence[StageSpec], since_ms: int, stream_ids: Sequence[str] | None
+    ) -> None:
         _prepare_actor_process(settings)
         self._settings = settings
         self._specs = tuple(specs)
@@ -495,9 +539,16 @@ class MetricsHost:
 
     def status(self) -> HostStatus:
         snapshot = self.snapshot()
-        return HostStatus(name="metrics", pid=os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
-                          running=self._thread.is_alive(), processed=snapshot.events, published=0, restarts=0,
-                          error=None)
+        return HostStatus(
+            name="metrics",
+            pid=os.getpid(),
+            node_id=ray.get_runtime_context().get_node_id(),
+            running=self._thread.is_alive(),
+            processed=snapshot.events,
+            published=0,
+            restarts=0,
+            error=None,
+        )
 
     def stop(self, timeout_s: float) -> None:
         self._stop.set()
@@ -528,8 +579,12 @@ class MetricsHost:
         delay = 0.5
         while not self._stop.is_set():
             try:
-                return PipelineObserver(self._settings.bus(), since_ms=self._since_ms, stream_ids=self._stream_ids,
-                                        on_latency=self._exporter.observe_latency)
+                return PipelineObserver(
+                    self._settings.bus(),
+                    since_ms=self._since_ms,
+                    stream_ids=self._stream_ids,
+                    on_latency=self._exporter.observe_latency,
+                )
             except MetricsError as error:
                 log.warning("metrics cannot read Kafka yet; retrying", extra={"error": str(error)})
             self._stop.wait(delay)
@@ -562,8 +617,10 @@ class RunSummary:
             "incidents": [asdict(incident) for incident in self.snapshot.incidents],
             "alerts_sent": self.snapshot.alerts_sent,
             "alerts_failed": self.snapshot.alerts_failed,
-            "latency": {item.stage: {"p50_s": item.p50_s, "p95_s": item.p95_s, "count": item.count}
-                        for item in self.snapshot.latency},
+            "latency": {
+                item.stage: {"p50_s": item.p50_s, "p95_s": item.p95_s, "count": item.count}
+                for item in self.snapshot.latency
+            },
             "stages": dict(self.stages),
             "elapsed_s": self.elapsed_s,
         }
@@ -582,8 +639,13 @@ def connect_ray(config: RuntimeConfig, address: str | None) -> bool:
         return False
     for attempt in (1, 2):
         try:
-            ray.init(num_cpus=config.local_num_cpus, object_store_memory=config.local_object_store_mb * 1_048_576,
-                     include_dashboard=False, namespace=RAY_NAMESPACE, log_to_driver=True)
+            ray.init(
+                num_cpus=config.local_num_cpus,
+                object_store_memory=config.local_object_store_mb * 1_048_576,
+                include_dashboard=False,
+                namespace=RAY_NAMESPACE,
+                log_to_driver=True,
+            )
             break
         except Exception as error:  # Ray gives up after a fixed 30 s when its node registers slowly (busy machine)
             if attempt == 2 or "timed out during startup" not in str(error):
@@ -637,7 +699,10 @@ class PipelineRuntime:
         self._metrics = _spawn(
             MetricsHost,
             {"name": self._actor_name("metrics"), "num_cpus": 0, "scheduling_strategy": node, **supervised},
-            self.settings, self.stages, since_ms, [s.id for s in self.streams] if stream_filter else None,
+            self.settings,
+            self.stages,
+            since_ms,
+            [s.id for s in self.streams] if stream_filter else None,
         )
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
         gpus = float(resources.get("GPU", 0.0))
@@ -653,12 +718,15 @@ class PipelineRuntime:
             if spec.local_state:
                 options["scheduling_strategy"] = node
             self.stage_hosts[spec.name] = [
-                _spawn(StageHost, {"name": self._actor_name(f"{spec.name}.{index}"), **options},
-                       spec, self.settings, index)
+                _spawn(
+                    StageHost, {"name": self._actor_name(f"{spec.name}.{index}"), **options}, spec, self.settings, index
+                )
                 for index in range(replicas)
             ]
-        statuses: list[HostStatus] = ray.get([host.ready.remote(ready_timeout_s) for hosts in self.stage_hosts.values()
-                            for host in hosts], timeout=ready_timeout_s + 30)
+        statuses: list[HostStatus] = ray.get(
+            [host.ready.remote(ready_timeout_s) for hosts in self.stage_hosts.values() for host in hosts],
+            timeout=ready_timeout_s + 30,
+        )
         failed = [f"{status.name}: {status.error}" for status in statuses if status.error]
         if failed:
             raise RuntimeStartError("stage(s) failed to start: " + "; ".join(failed))
@@ -666,9 +734,16 @@ class PipelineRuntime:
         for stream in self.streams:
             self.source_hosts[stream.id] = _spawn(
                 SourceHost,
-                {"name": self._actor_name(f"source.{stream.id}"), "num_cpus": self.settings.runtime.actor_num_cpus,
-                 **supervised},
-                stream, self.settings, self._source_factory, self._realtime, self._since_ms,
+                {
+                    "name": self._actor_name(f"source.{stream.id}"),
+                    "num_cpus": self.settings.runtime.actor_num_cpus,
+                    **supervised,
+                },
+                stream,
+                self.settings,
+                self._source_factory,
+                self._realtime,
+                self._since_ms,
             )
 
     def stop(self, timeout_s: float = 60.0, drain_s: float = 15.0) -> RunSummary:
@@ -765,8 +840,11 @@ class PipelineRuntime:
         return self.summary()
 
     def summary(self) -> RunSummary:
-        return RunSummary(snapshot=self.snapshot(), elapsed_s=time.time() - self._started_at,
-                          stages={name: len(hosts) for name, hosts in self.stage_hosts.items()})
+        return RunSummary(
+            snapshot=self.snapshot(),
+            elapsed_s=time.time() - self._started_at,
+            stages={name: len(hosts) for name, hosts in self.stage_hosts.items()},
+        )
 
     def host_statuses(self) -> dict[str, list[HostStatus]]:
         statuses: dict[str, list[HostStatus]] = {
@@ -806,8 +884,9 @@ def _spawn(body: type, options: Mapping[str, Any], *args: Any) -> ActorHandle[An
 
 def _with_absolute_paths(settings: Settings) -> Settings:
     """Actors may run with another working directory: resolve the paths they inherit from the driver."""
-    return settings.model_copy(update={"data_dir": settings.data_dir.resolve(),
-                                       "kafka_home": settings.kafka_home.resolve()})
+    return settings.model_copy(
+        update={"data_dir": settings.data_dir.resolve(), "kafka_home": settings.kafka_home.resolve()}
+    )
 
 
 @contextmanager
@@ -851,8 +930,10 @@ class PipelineStatus:
         return {
             "window_s": self.window_s,
             "stages": [asdict(stage) for stage in self.stages],
-            "latency": {item.stage: {"p50_s": item.p50_s, "p95_s": item.p95_s, "count": item.count}
-                        for item in self.recent.latency},
+            "latency": {
+                item.stage: {"p50_s": item.p50_s, "p95_s": item.p95_s, "count": item.count}
+                for item in self.recent.latency
+            },
             "streams": [asdict(stream) for stream in self.recent.streams],
             "incidents": [asdict(incident) for incident in self.recent.incidents],
             "alerts_sent": self.recent.alerts_sent,
@@ -865,9 +946,12 @@ def pipeline_status(settings: Settings, stages: Sequence[StageSpec], *, window_s
     probe = KafkaProbe(settings.kafka_connection())
     grouped = {spec.name: spec.backlog is None for spec in stages}
     health = tuple(
-        StageHealth(stage=spec.name, group_id=spec.group_id(settings) if grouped[spec.name] else None,
-                    consumers=probe.group_members(spec.group_id(settings)) if grouped[spec.name] else None,
-                    lag=spec.unfinished(settings, probe))
+        StageHealth(
+            stage=spec.name,
+            group_id=spec.group_id(settings) if grouped[spec.name] else None,
+            consumers=probe.group_members(spec.group_id(settings)) if grouped[spec.name] else None,
+            lag=spec.unfinished(settings, probe),
+        )
         for spec in stages
     )
     observer = PipelineObserver(settings.bus(), since_ms=int((time.time() - window_s) * 1000))

@@ -177,9 +177,14 @@ class ScorerStage:
         fusion = self._fusion(stream_id)
         before = fusion.threshold(when)
         fusion.record_false_alarm(when)
-        log.info("threshold raised by operator feedback",
-                 extra={"stream_id": stream_id, "threshold_before": round(before, 3),
-                        "threshold_after": round(fusion.threshold(when), 3)})
+        log.info(
+            "threshold raised by operator feedback",
+            extra={
+                "stream_id": stream_id,
+                "threshold_before": round(before, 3),
+                "threshold_after": round(fusion.threshold(when), 3),
+            },
+        )
 
     # ------------------------------------------------------------------------------------------- scoring
 
@@ -260,17 +265,28 @@ class ScorerStage:
         during = [moment for moment in run.recent if start_s <= moment.end_s <= end_s + 1.0]
         strongest = max(during, key=lambda moment: moment.probability, default=None)
         moment = strongest or AcousticMoment(
-            sequence=event.last_sequence, sample_offset=event.start_sample, end_s=end_s, probability=0.0,
-            labels=(), rms_dbfs=-30.0, pitch_hz=0.0,
+            sequence=event.last_sequence,
+            sample_offset=event.start_sample,
+            end_s=end_s,
+            probability=0.0,
+            labels=(),
+            rms_dbfs=-30.0,
+            pitch_hz=0.0,
         )
         anchor = AcousticMoment(
-            sequence=event.last_sequence, sample_offset=event.start_sample, end_s=end_s,
-            probability=moment.probability, labels=moment.labels, rms_dbfs=moment.rms_dbfs, pitch_hz=moment.pitch_hz,
+            sequence=event.last_sequence,
+            sample_offset=event.start_sample,
+            end_s=end_s,
+            probability=moment.probability,
+            labels=moment.labels,
+            rms_dbfs=moment.rms_dbfs,
+            pitch_hz=moment.pitch_hz,
         )
         return self._decide(event, anchor, phrases=event.phrases, model=None)
 
-    def _decide(self, cause: Event, moment: AcousticMoment, *, phrases: tuple[PhraseHit, ...],
-                model: ClassScores | None) -> DistressScored:
+    def _decide(
+        self, cause: Event, moment: AcousticMoment, *, phrases: tuple[PhraseHit, ...], model: ClassScores | None
+    ) -> DistressScored:
         fused = self._fusion(cause.stream_id).fuse(
             now=cause.occurred_at,
             acoustic_probability=moment.probability,
@@ -318,9 +334,12 @@ def top_labels(scores: ClassScores, count: int = TOP_LABELS) -> tuple[LabelScore
 def scorer_from_settings(settings: Settings, *, batch_patches: bool = False) -> ScorerStage:
     """The scorer as configured, knowing no operator feedback yet (offline use)."""
     classifier = DistressClassifier.load(settings.scorer.model_path, settings.scorer.encoder)
-    fusion = FusionConfig(threshold=settings.scorer.threshold, hysteresis=settings.scorer.hysteresis,
-                          acoustic_operating_point=classifier.threshold,
-                          label_operating_points=classifier.label_thresholds)
+    fusion = FusionConfig(
+        threshold=settings.scorer.threshold,
+        hysteresis=settings.scorer.hysteresis,
+        acoustic_operating_point=classifier.threshold,
+        label_operating_points=classifier.label_thresholds,
+    )
     return ScorerStage(
         settings.topics(),
         classifier,

@@ -50,8 +50,17 @@ class StageRunner:
     for it: that was published before the crash.
     """
 
-    def __init__(self, stage: Stage, bus: Bus, *, group_id: str | None = None, max_batch: int = 256,
-                 poll_timeout_s: float = 0.2, linger_s: float = 0.02, recent_input: RecentInput | None = None) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        bus: Bus,
+        *,
+        group_id: str | None = None,
+        max_batch: int = 256,
+        poll_timeout_s: float = 0.2,
+        linger_s: float = 0.02,
+        recent_input: RecentInput | None = None,
+    ) -> None:
         self.stage = stage
         self.max_batch = max_batch
         self.poll_timeout_s = poll_timeout_s
@@ -62,14 +71,16 @@ class StageRunner:
         self._recent_input = recent_input
         self.producer: EventProducer = bus.producer()
         self.consumer: EventConsumer = bus.consumer(
-            group_id=group_id or f"{bus.catalogue.prefix}distress.{stage.name}", topics=list(stage.input_topics()),
+            group_id=group_id or f"{bus.catalogue.prefix}distress.{stage.name}",
+            topics=list(stage.input_topics()),
             producer=self.producer,
         )
 
     def run_once(self) -> int:
         """Process one batch (possibly empty) and commit it; returns the number of input events handled."""
-        batch = self.consumer.consume(max_messages=self.max_batch, timeout_s=self.poll_timeout_s,
-                                      linger_s=self.linger_s)
+        batch = self.consumer.consume(
+            max_messages=self.max_batch, timeout_s=self.poll_timeout_s, linger_s=self.linger_s
+        )
         assigned = self.consumer.assignment()
         if self._recent_input is not None and assigned:
             self._rebuild_state(self._recent_input([(tp.topic, tp.partition) for tp in assigned]))

@@ -91,8 +91,9 @@ def rescore(
     trial = settings.model_copy(update={"scorer": scorer_settings})
     scorer = build_scorer(trial)
     if operating_point is not None:  # before the first chunk: each stream's fusion is created from this config
-        scorer.fusion_config = dataclasses.replace(scorer.fusion_config, acoustic_operating_point=operating_point,
-                                                   label_operating_points={})  # one point, for every label
+        scorer.fusion_config = dataclasses.replace(
+            scorer.fusion_config, acoustic_operating_point=operating_point, label_operating_points={}
+        )  # one point, for every label
     pipeline = OfflinePipeline(trial, scorer)
     report = WhatIfReport(
         model_id=f"{scorer.classifier.model_id} {scorer.classifier.model_version}",

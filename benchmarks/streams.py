@@ -116,18 +116,22 @@ def require_broker(settings: Settings) -> None:
 def trial_settings(settings: Settings, path: str, streams: int, folder: Path) -> Settings:
     """Fresh topics and read model per trial, ASR as the path says, and no alert rate limits (every stream's
     incident must be notified at once)."""
-    alerting = settings.alerting.model_copy(update={
-        "rate_limit": settings.alerting.rate_limit.model_copy(update={"per_stream": None, "overall": None}),
-    })
+    alerting = settings.alerting.model_copy(
+        update={
+            "rate_limit": settings.alerting.rate_limit.model_copy(update={"per_stream": None, "overall": None}),
+        }
+    )
     label = f"bench-{path}-{streams}-{uuid.uuid4().hex[:6]}"
-    return settings.model_copy(update={
-        "topic_prefix": f"{label}.",
-        "database_url": f"sqlite:///{(folder / f'{label}.db').resolve()}",
-        "alerting": alerting,
-        "asr": settings.asr.model_copy(update={"enabled": path == "with_asr"}),
-        "streams": (),
-        "runtime": settings.runtime.model_copy(update={"metrics_port": 0}),
-    })
+    return settings.model_copy(
+        update={
+            "topic_prefix": f"{label}.",
+            "database_url": f"sqlite:///{(folder / f'{label}.db').resolve()}",
+            "alerting": alerting,
+            "asr": settings.asr.model_copy(update={"enabled": path == "with_asr"}),
+            "streams": (),
+            "runtime": settings.runtime.model_copy(update={"metrics_port": 0}),
+        }
+    )
 
 
 def excerpt(recording: Path, folder: Path, *, lead_s: float) -> Excerpt:
@@ -166,7 +170,8 @@ class CpuMeter:
     def __init__(self, runtime: PipelineRuntime, broker_pid: int | None) -> None:
         self._pids: dict[str, list[int]] = {
             stage: [status.pid for status in statuses]
-            for stage, statuses in runtime.host_statuses().items() if statuses
+            for stage, statuses in runtime.host_statuses().items()
+            if statuses
         }
         self._pids["capture"] = [os.getpid()]
         if broker_pid is not None:
@@ -211,21 +216,26 @@ class BacklogSampler:
                 self.max_backlog[spec.name] = max(self.max_backlog[spec.name], backlog)
 
 
-def input_rates(settings: Settings, specs: tuple[StageSpec, ...], streams: int, played_s: float
-                ) -> dict[str, float]:
+def input_rates(settings: Settings, specs: tuple[StageSpec, ...], streams: int, played_s: float) -> dict[str, float]:
     """Each stage's input events per stream per second played (the trial's topics hold nothing else): about 1
     for a stage fed per chunk, far less for one fed per incident."""
     probe = KafkaProbe(settings.kafka_connection())
     catalogue = settings.topics()
-    return {spec.name: round(sum(probe.end_offsets(probe.partitions(spec.input_topics(catalogue))).values())
-                             / (streams * played_s), 3) for spec in specs}
+    return {
+        spec.name: round(
+            sum(probe.end_offsets(probe.partitions(spec.input_topics(catalogue))).values()) / (streams * played_s), 3
+        )
+        for spec in specs
+    }
 
 
 def seconds_behind(max_backlog: Mapping[str, int], rates: Mapping[str, float], streams: int) -> dict[str, float]:
     """Each stage's largest backlog in seconds of its own input: stages consume different event rates, so raw
     backlogs are not comparable."""
-    return {stage: round(backlog / (rates[stage] * streams), 2) if rates[stage] else 0.0
-            for stage, backlog in max_backlog.items()}
+    return {
+        stage: round(backlog / (rates[stage] * streams), 2) if rates[stage] else 0.0
+        for stage, backlog in max_backlog.items()
+    }
 
 
 def onset_to_alert(settings: Settings, since_ms: int, onset_s: float) -> list[float]:
@@ -270,8 +280,10 @@ def play(producer: EventProducer, audio: Path, stream_ids: list[str]) -> list[Ex
             stop.set()
 
     spread = np.linspace(0.0, 1.0, num=len(stream_ids), endpoint=False)
-    threads = [threading.Thread(target=capture, args=(stream_id, float(delay)), name=f"capture-{stream_id}",
-                                daemon=True) for stream_id, delay in zip(stream_ids, spread, strict=True)]
+    threads = [
+        threading.Thread(target=capture, args=(stream_id, float(delay)), name=f"capture-{stream_id}", daemon=True)
+        for stream_id, delay in zip(stream_ids, spread, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -286,8 +298,9 @@ def _wait_for_stable_groups(settings: Settings, runtime: PipelineRuntime, timeou
     """Until every consumer-group stage has all its replicas in a stable group (joining takes seconds on a busy
     machine; audio played before that would measure the join, not the pipeline)."""
     probe = KafkaProbe(settings.kafka_connection())
-    expected = {spec.group_id(settings): len(runtime.stage_hosts[spec.name])
-                for spec in runtime.stages if spec.backlog is None}
+    expected = {
+        spec.group_id(settings): len(runtime.stage_hosts[spec.name]) for spec in runtime.stages if spec.backlog is None
+    }
     deadline = time.monotonic() + timeout_s
     while expected and time.monotonic() < deadline:
         try:
@@ -340,8 +353,9 @@ def _create_topics(settings: Settings) -> None:
 @contextmanager
 def trial_pipeline(settings: Settings) -> Iterator[PipelineRuntime]:
     """A pipeline for one trial; stopped, its actors killed and its topics deleted however the trial ends."""
-    runtime = PipelineRuntime(settings, stages=default_stages(settings), streams=[], source_factory=capture_source,
-                              realtime=True)  # no runtime sources: the trial captures in this process
+    runtime = PipelineRuntime(
+        settings, stages=default_stages(settings), streams=[], source_factory=capture_source, realtime=True
+    )  # no runtime sources: the trial captures in this process
     try:
         _create_topics(settings)
         runtime.start(stream_filter=False)
@@ -373,24 +387,43 @@ def run_trial(settings: Settings, audio: Excerpt, streams: int, *, path: str, fo
         snapshot = runtime.summary().snapshot
         alerts = onset_to_alert(settings, since_ms, audio.onset_s)
         rates = input_rates(settings, runtime.stages, streams, played_s)
-    latency = {item.stage: {"p50_s": round(item.p50_s, 4), "p95_s": round(item.p95_s, 4), "count": item.count}
-               for item in snapshot.latency}
+    latency = {
+        item.stage: {"p50_s": round(item.p50_s, 4), "p95_s": round(item.p95_s, 4), "count": item.count}
+        for item in snapshot.latency
+    }
     with_incident = len({incident.stream_id for incident in snapshot.incidents})
     incident_p95 = latency.get("incident", {}).get("p95_s")
     passed, verdict = judge(streams, caught_up_s, with_incident, incident_p95, failures)
     return Trial(
-        path=path, streams=streams, passed=passed, verdict=verdict, capture_failures=len(failures),
+        path=path,
+        streams=streams,
+        passed=passed,
+        verdict=verdict,
+        capture_failures=len(failures),
         streams_with_incident=with_incident,
-        capture_to_incident_p95_s=incident_p95, onset_to_alert_p95_s=_p95(alerts), alerts_dispatched=len(alerts),
-        caught_up_s=caught_up_s, start_s=start_s, latency=latency, max_backlog=backlog.max_backlog,
-        seconds_behind=seconds_behind(backlog.max_backlog, rates, streams), input_per_stream_s=rates,
-        cpu_s=cpu_s, wall_s=wall_s,
-        load_average_start=load_start, load_average_end=os.getloadavg(),
+        capture_to_incident_p95_s=incident_p95,
+        onset_to_alert_p95_s=_p95(alerts),
+        alerts_dispatched=len(alerts),
+        caught_up_s=caught_up_s,
+        start_s=start_s,
+        latency=latency,
+        max_backlog=backlog.max_backlog,
+        seconds_behind=seconds_behind(backlog.max_backlog, rates, streams),
+        input_per_stream_s=rates,
+        cpu_s=cpu_s,
+        wall_s=wall_s,
+        load_average_start=load_start,
+        load_average_end=os.getloadavg(),
     )
 
 
-def judge(streams: int, caught_up_s: float | None, with_incident: int, incident_p95_s: float | None,
-          capture_failures: Sequence[Exception] = ()) -> tuple[bool, str]:
+def judge(
+    streams: int,
+    caught_up_s: float | None,
+    with_incident: int,
+    incident_p95_s: float | None,
+    capture_failures: Sequence[Exception] = (),
+) -> tuple[bool, str]:
     if capture_failures:
         return False, f"{len(capture_failures)} capture(s) could not hand their audio to Kafka: {capture_failures[0]}"
     if caught_up_s is None:
@@ -449,18 +482,25 @@ def limiting_stage(trials: list[Trial]) -> dict[str, Any] | None:
         "seconds_behind": judged.seconds_behind[stage],
         "max_backlog": judged.max_backlog[stage],
         "cpu_s": judged.cpu_s.get(stage),
-        "why": (f"furthest behind its input at {judged.streams} streams ({judged.seconds_behind[stage]} s of input "
-                f"queued; {judged.verdict})" if failing else
-                f"no trial failed: only a hint, the stage with the most input queued at {judged.streams} streams "
-                f"({judged.seconds_behind[stage]} s)"),
+        "why": (
+            f"furthest behind its input at {judged.streams} streams ({judged.seconds_behind[stage]} s of input "
+            f"queued; {judged.verdict})"
+            if failing
+            else f"no trial failed: only a hint, the stage with the most input queued at {judged.streams} streams "
+            f"({judged.seconds_behind[stage]} s)"
+        ),
     }
 
 
 def report(trial: Trial) -> None:
     """Progress on stderr while the search runs (stdout carries only the result)."""
-    print(f"[{trial.path} N={trial.streams}] {'pass' if trial.passed else 'FAIL'}: {trial.verdict}; onset->alert "
-          f"p95 {trial.onset_to_alert_p95_s} s; load {trial.load_average_start[0]:.1f}->"
-          f"{trial.load_average_end[0]:.1f}", file=sys.stderr, flush=True)
+    print(
+        f"[{trial.path} N={trial.streams}] {'pass' if trial.passed else 'FAIL'}: {trial.verdict}; onset->alert "
+        f"p95 {trial.onset_to_alert_p95_s} s; load {trial.load_average_start[0]:.1f}->"
+        f"{trial.load_average_end[0]:.1f}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -529,6 +569,7 @@ def run(*, max_streams: int | None = None, quick: bool = False) -> dict[str, Any
 
 def render(result: dict[str, Any]) -> str:
     """The result for people: the answers first, then one line per trial."""
+
     def stage(limit: dict[str, Any] | None) -> str:
         return f"{limit['stage']} ({limit['why']})" if limit else "n/a"
 
@@ -552,7 +593,8 @@ def render(result: dict[str, Any]) -> str:
                 f"  {path:8} N={trial['streams']:<4} {'pass' if trial['passed'] else 'FAIL'}  {trial['verdict']}; "
                 f"onset->alert p95 {trial['onset_to_alert_p95_s']} s; behind {trial['seconds_behind']}; "
                 f"pipeline {cores:.2f} cores, machine {trial['cpu_s']['machine'] / max(trial['wall_s'], 1e-9):.2f}; "
-                f"load {trial['load_average_start'][0]:.1f}->{trial['load_average_end'][0]:.1f}")
+                f"load {trial['load_average_start'][0]:.1f}->{trial['load_average_end'][0]:.1f}"
+            )
     return "\n".join(lines)
 
 

@@ -59,9 +59,12 @@ def test_command(
     message = MessageRenderer(dashboard_url=config.dashboard_url, local=router.local).test(utc_now())
     dispatcher = Dispatcher(router.channels, asset=apprise_asset(config))
     with ThreadPoolExecutor(config.max_parallel_deliveries) as pool:
-        results = list(pool.map(
-            lambda channel: dispatcher.send_to(channel, title=message.title, body=message.body, severity="low"),
-            channels))
+        results = list(
+            pool.map(
+                lambda channel: dispatcher.send_to(channel, title=message.title, body=message.body, severity="low"),
+                channels,
+            )
+        )
     _print_results(results, json_output)
     if not all(result.ok for result in results):
         raise typer.Exit(1)
@@ -80,8 +83,9 @@ def _channels_to_test(settings: Settings, url: str | None, tag: str | None) -> S
 
 def _print_results(results: Sequence[DeliveryResult], json_output: bool) -> None:
     if json_output:
-        typer.echo(json.dumps({"ok": all(result.ok for result in results),
-                               "channels": [asdict(result) for result in results]}))
+        typer.echo(
+            json.dumps({"ok": all(result.ok for result in results), "channels": [asdict(result) for result in results]})
+        )
         return
     for result in results:
         reason = f"  {result.reason}" if result.reason else ""
@@ -101,15 +105,27 @@ def list_command(
     with database(load_settings()).connect() as connection:
         rows = [dict(row) for row in connection.execute(query).mappings()]
     if json_output:
-        typer.echo(json.dumps([{name: value.isoformat() if isinstance(value, datetime) else value
-                                for name, value in row.items() if name != "last_offset"} for row in rows]))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        name: value.isoformat() if isinstance(value, datetime) else value
+                        for name, value in row.items()
+                        if name != "last_offset"
+                    }
+                    for row in rows
+                ]
+            )
+        )
         return
     if not rows:
         typer.echo("no alerts")
     for row in rows:
         detail = f"  ({row['detail']})" if row["detail"] else ""
-        typer.echo(f"{row['updated_at']:%Y-%m-%d %H:%M:%S} {row['status']:10} {row['kind'] or '':10} "
-                   f"{row['severity'] or '':8} {row['channel']}  {row['title'] or ''}{detail}")
+        typer.echo(
+            f"{row['updated_at']:%Y-%m-%d %H:%M:%S} {row['status']:10} {row['kind'] or '':10} "
+            f"{row['severity'] or '':8} {row['channel']}  {row['title'] or ''}{detail}"
+        )
 
 
 @app.command("run")

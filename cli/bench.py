@@ -50,8 +50,9 @@ for _name, _help in BENCHMARKS.items():
 @app.command("streams")
 def streams_command(
     json_output: bool = typer.Option(False, "--json", help="Print the full result (every trial) as JSON."),
-    max_streams: int | None = typer.Option(None, "--max-streams", min=1, help="Largest number of streams to try "
-                                           "(default 256)."),
+    max_streams: int | None = typer.Option(
+        None, "--max-streams", min=1, help="Largest number of streams to try (default 256)."
+    ),
     quick: bool = typer.Option(False, "--quick", help="Shorter audio and no bisection (a rough answer sooner)."),
 ) -> None:
     """Concurrent real-time streams the pipeline sustains (acoustic, then with ASR); needs the broker up."""

@@ -20,8 +20,10 @@ from events.kafka.bus import Bus
 def reachable_bus(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> Bus:
     """The event bus of ``settings`` once its cluster has answered, or a ``BrokerError`` within ``timeout_s``."""
     if not LocalBroker(settings).reachable(timeout_s=timeout_s):
-        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap_servers}; start it with `distress broker up` "
-                          "(or set DISTRESS_KAFKA_BOOTSTRAP)")
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}; start it with `distress broker up` "
+            "(or set DISTRESS_KAFKA_BOOTSTRAP)"
+        )
     return settings.bus()
 
 

@@ -61,12 +61,16 @@ def default_stream_id(spec: str) -> str:
 def stream_ids_for(specs: Sequence[str], explicit: Sequence[str]) -> list[str]:
     """One unique, valid id per source: the ``--stream-id`` values in order, or ids derived from the sources."""
     if explicit and len(explicit) != len(specs):
-        raise CaptureUsageError(f"--stream-id given {len(explicit)} time(s) for {len(specs)} source(s); "
-                                "give it once per SOURCE, in the same order, or not at all")
+        raise CaptureUsageError(
+            f"--stream-id given {len(explicit)} time(s) for {len(specs)} source(s); "
+            "give it once per SOURCE, in the same order, or not at all"
+        )
     for stream_id in explicit:
         if not STREAM_ID.match(stream_id):
-            raise CaptureUsageError(f"--stream-id {stream_id!r} is invalid: use 1-64 letters, digits, '.', '_' "
-                                    "or '-', starting with a letter or digit")
+            raise CaptureUsageError(
+                f"--stream-id {stream_id!r} is invalid: use 1-64 letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit"
+            )
     if len(set(explicit)) != len(explicit):
         raise CaptureUsageError("--stream-id values must be unique")
     if explicit:
@@ -84,6 +88,7 @@ def stream_ids_for(specs: Sequence[str], explicit: Sequence[str]) -> list[str]:
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT/SIGTERM end every stream cleanly (StreamEnded "stopped") instead of killing the process."""
+
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
@@ -111,8 +116,12 @@ def run_captures(actors: Sequence[CaptureActor], stop: threading.Event) -> list[
 
 
 def _report_dict(report: CaptureReport) -> dict[str, Any]:
-    return {**asdict(report), "audio_seconds": round(report.audio_seconds, 3),
-            "chunks_per_second": round(report.chunks_per_second, 2), "wall_seconds": round(report.wall_seconds, 3)}
+    return {
+        **asdict(report),
+        "audio_seconds": round(report.audio_seconds, 3),
+        "chunks_per_second": round(report.chunks_per_second, 2),
+        "wall_seconds": round(report.wall_seconds, 3),
+    }
 
 
 def _print_reports(reports: Sequence[CaptureReport], json_output: bool) -> None:
@@ -134,8 +143,8 @@ def _print_reports(reports: Sequence[CaptureReport], json_output: bool) -> None:
             typer.echo(
                 f"{report.stream_id}: {report.outcome} ({report.reason}) — {report.chunks} chunks, "
                 f"{report.audio_seconds:.1f} s audio in {report.wall_seconds:.2f} s, "
-                f"{report.chunks_per_second:.1f} chunks/s" + (f", {report.reconnects} reconnect(s)"
-                                                              if report.reconnects else "")
+                f"{report.chunks_per_second:.1f} chunks/s"
+                + (f", {report.reconnects} reconnect(s)" if report.reconnects else "")
             )
         typer.echo(
             f"{summary['streams']} stream(s): {summary['ended']} ended, {summary['failed']} failed; "
@@ -147,15 +156,27 @@ def _print_reports(reports: Sequence[CaptureReport], json_output: bool) -> None:
 
 
 def capture_command(
-    sources: Annotated[list[str], typer.Argument(
-        metavar="SOURCE", help="Audio file, rtsp/http(s) URL, 'mic' or 'mic:DEVICE', or '-' for raw PCM on stdin.",
-        show_default=False)],
-    stream_id: Annotated[list[str] | None, typer.Option(
-        "--stream-id", help="Stream id, once per SOURCE in order (default: derived from each source).",
-        show_default=False)] = None,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE",
+            help="Audio file, rtsp/http(s) URL, 'mic' or 'mic:DEVICE', or '-' for raw PCM on stdin.",
+            show_default=False,
+        ),
+    ],
+    stream_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stream-id",
+            help="Stream id, once per SOURCE in order (default: derived from each source).",
+            show_default=False,
+        ),
+    ] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace publication by the audio's own clock.")] = False,
-    chunk_seconds: Annotated[float | None, typer.Option(
-        "--chunk-seconds", help="Window length in seconds (default: capture.chunk_seconds, 1.0).")] = None,
+    chunk_seconds: Annotated[
+        float | None,
+        typer.Option("--chunk-seconds", help="Window length in seconds (default: capture.chunk_seconds, 1.0)."),
+    ] = None,
     stdin_rate: Annotated[int, typer.Option("--stdin-rate", help="Sample rate of raw PCM on stdin.")] = 16000,
     stdin_channels: Annotated[int, typer.Option("--stdin-channels", help="Interleaved channels of raw PCM.")] = 1,
     stdin_format: Annotated[str, typer.Option("--stdin-format", help="s16le, s32le, f32le or f64le.")] = "s16le",
@@ -185,8 +206,14 @@ def capture_command(
     stop = threading.Event()
     with bus.producer() as producer, _stop_on_signals(stop):
         actors = [
-            CaptureActor(stream_id=sid, source=source, publisher=producer, chunk_samples=chunk_samples,
-                         realtime=realtime, resample_quality=settings.capture.resample_quality)
+            CaptureActor(
+                stream_id=sid,
+                source=source,
+                publisher=producer,
+                chunk_samples=chunk_samples,
+                realtime=realtime,
+                resample_quality=settings.capture.resample_quality,
+            )
             for sid, source in zip(ids, opened, strict=True)
         ]
         reports = run_captures(actors, stop)

@@ -28,8 +28,12 @@ def _fail(message: str) -> NoReturn:
 def dashboard_command(
     context: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: dashboard.host).")] = None,
-    port: Annotated[int | None, typer.Option(
-        "--port", min=0, max=65535, help="Port to listen on; 0 picks a free one (default: dashboard.port).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="Port to listen on; 0 picks a free one (default: dashboard.port)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the operator dashboard and HTTP API until Ctrl-C."""
     if context.invoked_subcommand is not None:
@@ -43,9 +47,12 @@ def dashboard_command(
         raise CliError(f"cannot listen on {address}: {reason}", kind=kind, exit_code=1) from error
     typer.echo(f"dashboard: {server.url}", err=True)
     if server.one_time_token:
-        typer.echo("no operator accounts configured (dashboard.users / dashboard.tokens); this link signs you in "
-                   f"as '{ONE_TIME_OPERATOR}', once, within {settings.dashboard.sign_in_link_minutes:g} minutes:"
-                   f"\n  {server.sign_in_url}", err=True)
+        typer.echo(
+            "no operator accounts configured (dashboard.users / dashboard.tokens); this link signs you in "
+            f"as '{ONE_TIME_OPERATOR}', once, within {settings.dashboard.sign_in_link_minutes:g} minutes:"
+            f"\n  {server.sign_in_url}",
+            err=True,
+        )
     try:
         server.serve()
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it already handled by shutting down cleanly
@@ -101,14 +108,18 @@ def rotate_key_command() -> None:
     """Sign every browser out for good: all sessions end now, and a new key signs sessions from the next start."""
     settings = load_settings()
     ended = rotate_session_key(settings)
-    typer.echo(f"{ended} session(s) ended; new session key in {session_key_path(settings)}: restart the dashboard "
-               "so that it signs with it", err=True)
+    typer.echo(
+        f"{ended} session(s) ended; new session key in {session_key_path(settings)}: restart the dashboard "
+        "so that it signs with it",
+        err=True,
+    )
 
 
 @app.command("sign-in-link")
 def sign_in_link_command(
-    url: Annotated[str | None, typer.Option(
-        "--url", help="The dashboard's address (default: alerting.dashboard_url).")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="The dashboard's address (default: alerting.dashboard_url).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the link and its expiry as JSON.")] = False,
 ) -> None:
     """A new one-time sign-in link for a dashboard already running on this database (the one printed at its start

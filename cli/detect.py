@@ -48,9 +48,14 @@ def detect_command(
         if json_output:
             typer.echo(json.dumps(detection.as_json()))
             continue
-        table.add_row(str(path), "[bold red]yes[/bold red]" if detection.distress else "no",
-                      f"{detection.score:.2f}", "" if detection.onset_s is None else f"{detection.onset_s:.1f}",
-                      _heard(detection), detection.reason)
+        table.add_row(
+            str(path),
+            "[bold red]yes[/bold red]" if detection.distress else "no",
+            f"{detection.score:.2f}",
+            "" if detection.onset_s is None else f"{detection.onset_s:.1f}",
+            _heard(detection),
+            detection.reason,
+        )
         for warning in detection.warnings:
             typer.echo(f"warning: {path}: {warning}", err=True)
     if not json_output:

@@ -114,7 +114,9 @@ _OS_KINDS: dict[int, tuple[Kind, str]] = {
 
 
 _SQLITE_KINDS: dict[str, Kind] = {
-    "SQLITE_FULL": "disk_full", "SQLITE_READONLY": "permission", "SQLITE_PERM": "permission",
+    "SQLITE_FULL": "disk_full",
+    "SQLITE_READONLY": "permission",
+    "SQLITE_PERM": "permission",
 }
 
 
@@ -156,8 +158,11 @@ def describe(error: BaseException) -> Failure:
     if isinstance(error, OSError):
         kind, reason = describe_os_error(error)
         return Failure(reason, kind, 1)
-    return Failure(f"unexpected {type(error).__name__}: {error} (a bug: rerun with {DEBUG_ENV}=1 for the traceback "
-                   "and report it)", "internal", 1)
+    return Failure(
+        f"unexpected {type(error).__name__}: {error} (a bug: rerun with {DEBUG_ENV}=1 for the traceback and report it)",
+        "internal",
+        1,
+    )
 
 
 def one_line(message: str) -> str:
@@ -174,8 +179,10 @@ def report(failure: Failure, *, json_output: bool) -> None:
 
 
 def _wants_json(context: Context) -> bool:
-    return any("--json" in parameter.opts and bool(context.params.get(parameter.name or ""))
-               for parameter in context.command.params)
+    return any(
+        "--json" in parameter.opts and bool(context.params.get(parameter.name or ""))
+        for parameter in context.command.params
+    )
 
 
 _Callback = TypeVar("_Callback", bound=Callable[..., Any])

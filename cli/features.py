@@ -66,8 +66,9 @@ def per_second_summaries(source: FileSource, config: FeatureConfig = DEFAULT_CON
 
 
 def features_command(
-    path: Annotated[Path, typer.Argument(
-        metavar="FILE", readable=False, help="Audio file (WAV, FLAC, OGG, MP3, M4A, ...).")],  # checked in our words
+    path: Annotated[
+        Path, typer.Argument(metavar="FILE", readable=False, help="Audio file (WAV, FLAC, OGG, MP3, M4A, ...).")
+    ],  # checked in our words
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per second.")] = False,
 ) -> None:
     """Print per-second summaries of the acoustic features of FILE (what the model hears)."""

@@ -40,8 +40,12 @@ DataDirOption = Annotated[
 # The splits no checkpoint learns from; the training split would flatter every network alike.
 HELD_OUT_SPLITS: dict[str, Split] = {"validation": "validation", "test": "test"}
 EventsPerLabelOption = Annotated[
-    int, typer.Option("--events-per-label", min=0,
-                      help="Distress events in everyday context run through the product's chain, per label.")
+    int,
+    typer.Option(
+        "--events-per-label",
+        min=0,
+        help="Distress events in everyday context run through the product's chain, per label.",
+    ),
 ]
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Checkpoint file (default: the shipped one).")
@@ -87,9 +91,7 @@ def train_command(
         Path | None, typer.Option("--output", help="Checkpoint to write (default: the shipped asset path).")
     ] = None,
     data_dir: DataDirOption = None,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Override the number of epochs.")
-    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override the number of epochs.")] = None,
     threads: Annotated[
         int,
         typer.Option(
@@ -105,7 +107,7 @@ def train_command(
             "--seed",
             min=0,
             help="Training seed (default: the shipped checkpoint's). The dataset and its splits stay the same, so "
-                 "networks of several seeds compare (`distress models compare`).",
+            "networks of several seeds compare (`distress models compare`).",
         ),
     ] = None,
     band_mixstyle: Annotated[
@@ -115,7 +117,7 @@ def train_command(
             min=0.0,
             max=1.0,
             help="Share of training patches given another patch's per-band level and spread (Freq-MixStyle); "
-                 "0, the shipped recipe, turns it off.",
+            "0, the shipped recipe, turns it off.",
         ),
     ] = 0.0,
 ) -> None:
@@ -181,14 +183,15 @@ def evaluate_command(
     data_dir: DataDirOption = None,
     card_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--card-dir", help="Where to write MODEL_CARD.md and plots (default: beside the checkpoint)."
-        ),
+        typer.Option("--card-dir", help="Where to write MODEL_CARD.md and plots (default: beside the checkpoint)."),
     ] = None,
     benign_hours: Annotated[
-        float, typer.Option("--benign-hours", min=0.0,
-                            help="Length of the benign stream in hours: several, so its false-alarm rate is not "
-                                 "one hour's luck.")
+        float,
+        typer.Option(
+            "--benign-hours",
+            min=0.0,
+            help="Length of the benign stream in hours: several, so its false-alarm rate is not one hour's luck.",
+        ),
     ] = 3.0,
     events_per_label: EventsPerLabelOption = 40,
     json_output: Annotated[
@@ -226,9 +229,7 @@ def evaluate_command(
         )
     except (DatasetError, ClassifierError, SettingsError, DetectionError, ValueError) as error:
         raise CliError(str(error), kind="model", exit_code=1) from error
-    card = write_model_card(
-        report, classifier, path, card_dir or path.parent, second_stage_note(classifier, report)
-    )
+    card = write_model_card(report, classifier, path, card_dir or path.parent, second_stage_note(classifier, report))
     if json_output:
         typer.echo(json.dumps({**report.as_json(), "model_card": str(card)}, indent=2))
     else:
@@ -245,15 +246,22 @@ def compare_command(
         str, typer.Option("--split", help="validation (choose here) or test (the card's split: report, never choose).")
     ] = "validation",
     benign_hours: Annotated[
-        float, typer.Option("--benign-hours", min=0.0,
-                            help="Hours of benign audio, one stream of its own seed an hour: 15, as one network "
-                                 "differs from another by a few false alarms in 5 h.")
+        float,
+        typer.Option(
+            "--benign-hours",
+            min=0.0,
+            help="Hours of benign audio, one stream of its own seed an hour: 15, as one network "
+            "differs from another by a few false alarms in 5 h.",
+        ),
     ] = 15.0,
     events_per_label: EventsPerLabelOption = 80,
     points_of: Annotated[
         Path | None,
-        typer.Option("--points-of", help="Run every checkpoint at this checkpoint's operating points instead of "
-                                         "its own: is a network better, or only set at other points?"),
+        typer.Option(
+            "--points-of",
+            help="Run every checkpoint at this checkpoint's operating points instead of "
+            "its own: is a network better, or only set at other points?",
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per checkpoint, a line each.")

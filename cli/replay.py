@@ -60,7 +60,8 @@ def replay_command(
     model: Path | None = MODEL,
     threshold: float | None = typer.Option(None, "--threshold", help="With --rescore: a fusion threshold to try."),
     operating_point: float | None = typer.Option(
-        None, "--operating-point",
+        None,
+        "--operating-point",
         help="With --rescore: the classifier probability that alone means distress, for every label (instead of the "
         "checkpoint's own, per label).",
     ),

@@ -49,8 +49,9 @@ class RunUsageError(CliError):
     """The command line or the configured streams are wrong; the message says what (exit code 2)."""
 
 
-def streams_for_run(settings: Settings, sources: Sequence[str], stream_ids: Sequence[str], *,
-                    until_eof: bool) -> list[StreamConfig]:
+def streams_for_run(
+    settings: Settings, sources: Sequence[str], stream_ids: Sequence[str], *, until_eof: bool
+) -> list[StreamConfig]:
     """The configured streams plus ``--source`` ones; with ``--until-eof`` and sources, only those recordings."""
     try:
         ids = stream_ids_for(sources, stream_ids)
@@ -98,8 +99,9 @@ def run_pipeline(
     """Start the pipeline on Ray, run until EOF (or until Ctrl-C/SIGTERM), stop it cleanly and summarise."""
     started_local = connect_ray(settings.runtime, address)
     stop = threading.Event()
-    runtime = PipelineRuntime(settings, stages=stages, streams=streams, source_factory=source_factory,
-                              realtime=realtime)
+    runtime = PipelineRuntime(
+        settings, stages=stages, streams=streams, source_factory=source_factory, realtime=realtime
+    )
     try:
         with stop_on_signals(stop):
             runtime.start(stream_filter=until_eof)
@@ -130,8 +132,10 @@ def _print_summary(summary: RunSummary, json_output: bool, given: Sequence[Strea
         return
     console = Console()
     snapshot = summary.snapshot
-    console.print(f"{len(snapshot.streams)} stream(s), {snapshot.chunks} chunks, {len(snapshot.incidents)} "
-                  f"incident(s), {snapshot.alerts_sent} alert(s) sent in {summary.elapsed_s:.1f} s")
+    console.print(
+        f"{len(snapshot.streams)} stream(s), {snapshot.chunks} chunks, {len(snapshot.incidents)} "
+        f"incident(s), {snapshot.alerts_sent} alert(s) sent in {summary.elapsed_s:.1f} s"
+    )
     streams = Table(title="streams")
     for column in ("stream", "state", "chunks", "reason"):
         streams.add_column(column)
@@ -171,12 +175,18 @@ def _print_status(status: PipelineStatus, json_output: bool) -> None:
     for column in ("stage", "consumer group", "consumers", "lag"):
         stages.add_column(column, justify="right" if column in ("consumers", "lag") else "left")
     for stage in status.stages:
-        stages.add_row(stage.stage, stage.group_id or "(database checkpoint)",
-                       "-" if stage.consumers is None else str(stage.consumers), str(stage.lag))
+        stages.add_row(
+            stage.stage,
+            stage.group_id or "(database checkpoint)",
+            "-" if stage.consumers is None else str(stage.consumers),
+            str(stage.lag),
+        )
     console.print(stages)
     recent = status.recent
-    console.print(f"last {status.window_s:.0f} s: {len(recent.streams)} stream(s), {recent.chunks} chunks, "
-                  f"{len(recent.incidents)} incident(s), {recent.alerts_sent} alert(s) sent")
+    console.print(
+        f"last {status.window_s:.0f} s: {len(recent.streams)} stream(s), {recent.chunks} chunks, "
+        f"{len(recent.incidents)} incident(s), {recent.alerts_sent} alert(s) sent"
+    )
     _print_latency(console, recent)
 
 
@@ -202,8 +212,9 @@ def pipeline_dashboard(settings: Settings, console: Console) -> Iterator[Dashboa
             server = DashboardServer(reader, port=0)
         server.start()
     except (AuthError, OSError, RuntimeError, TimeoutError) as error:
-        raise DashboardStartError(f"the dashboard could not start ({type(error).__name__}: {error}); "
-                                  "fix that or pass --no-dashboard") from error
+        raise DashboardStartError(
+            f"the dashboard could not start ({type(error).__name__}: {error}); fix that or pass --no-dashboard"
+        ) from error
     try:
         console.print(f"dashboard: {server.sign_in_url}", soft_wrap=True, highlight=False)
         yield server
@@ -223,20 +234,29 @@ def linked_to_dashboard(settings: Settings, server: DashboardServer) -> Settings
 
 
 def run_command(
-    source: Annotated[list[str] | None, typer.Option(
-        "--source", "-s", help="Audio file, URL (rtsp/http) or 'mic'; repeatable.")] = None,
-    stream_id: Annotated[list[str] | None, typer.Option(
-        "--stream-id", help="Stream id for each --source, in order (default: derived from the source).")] = None,
-    until_eof: Annotated[bool, typer.Option(
-        "--until-eof", help="Process the recordings, exit once every stage and projection caught up.")] = False,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", "-s", help="Audio file, URL (rtsp/http) or 'mic'; repeatable.")
+    ] = None,
+    stream_id: Annotated[
+        list[str] | None,
+        typer.Option("--stream-id", help="Stream id for each --source, in order (default: derived from the source)."),
+    ] = None,
+    until_eof: Annotated[
+        bool,
+        typer.Option("--until-eof", help="Process the recordings, exit once every stage and projection caught up."),
+    ] = False,
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace files at real-time speed.")] = False,
-    address: Annotated[str | None, typer.Option(
-        "--address", help="Ray cluster to join ('auto', host:port); default RAY_ADDRESS or a local one.")] = None,
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="With --until-eof: give up (exit 1) after this many seconds.")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster to join ('auto', host:port); default RAY_ADDRESS or a local one."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="With --until-eof: give up (exit 1) after this many seconds.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
-    dashboard: Annotated[bool, typer.Option(
-        "--dashboard/--no-dashboard", help="Serve the operator dashboard while the pipeline runs.")] = True,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard/--no-dashboard", help="Serve the operator dashboard while the pipeline runs.")
+    ] = True,
 ) -> None:
     """Run the pipeline as Ray actors (capture per stream, features, ASR, scoring, incidents, alerting, projections)."""
     settings = load_settings()
@@ -245,14 +265,24 @@ def run_command(
         raise RunUsageError(f"--timeout must be positive, got {timeout}")
     started = ensure_broker(settings)
     if started is not None:
-        typer.echo("started the local Kafka broker; it keeps running after this run "
-                   "(`distress broker down` stops it)", err=True)
+        typer.echo(
+            "started the local Kafka broker; it keeps running after this run (`distress broker down` stops it)",
+            err=True,
+        )
     with ExitStack() as serving:
         if dashboard:
             server = serving.enter_context(pipeline_dashboard(settings, Console(stderr=True)))
             settings = linked_to_dashboard(settings, server)
-        summary = run_pipeline(settings, streams, stages=default_stages(settings), source_factory=capture_source,
-                               realtime=realtime, until_eof=until_eof, address=address, timeout_s=timeout)
+        summary = run_pipeline(
+            settings,
+            streams,
+            stages=default_stages(settings),
+            source_factory=capture_source,
+            realtime=realtime,
+            until_eof=until_eof,
+            address=address,
+            timeout_s=timeout,
+        )
     _print_summary(summary, json_output, streams)
     if any(stream.state == "failed" for stream in summary.snapshot.streams):
         raise typer.Exit(2)
@@ -283,8 +313,9 @@ def demo_command(
         settings = settings.model_copy(update={"log_level": "WARNING"})
         configure_logging(settings.log_level, json_lines=settings.log_json)
     try:
-        recording = ensure_demo_recording(settings, lambda path: typer.echo(
-            f"generating the demo recording into {path} ...", err=True))
+        recording = ensure_demo_recording(
+            settings, lambda path: typer.echo(f"generating the demo recording into {path} ...", err=True)
+        )
     except DemoRecordingError as error:
         raise CliError(str(error), kind="runtime", exit_code=1) from error
     console = Console(stderr=True)
@@ -294,8 +325,10 @@ def demo_command(
         for incident in snapshot.incidents:
             if incident.id not in seen:
                 seen.add(incident.id)
-                console.print(f"[bold red]INCIDENT[/] {incident.severity} on {incident.stream_id} at "
-                              f"{incident.onset_s:.1f} s of the recording: {incident.reason}")
+                console.print(
+                    f"[bold red]INCIDENT[/] {incident.severity} on {incident.stream_id} at "
+                    f"{incident.onset_s:.1f} s of the recording: {incident.reason}"
+                )
 
     def show_alert(alert: dict[str, Any]) -> None:
         console.print(f"[bold yellow]ALERT[/] {alert.get('title', '')}\n{alert.get('message', '')}")
@@ -309,8 +342,13 @@ def demo_command(
             summary = run_pipeline(
                 with_sink_route(linked_to_dashboard(settings, server), sink_url),
                 streams,
-                stages=default_stages(settings), source_factory=capture_source, realtime=not fast, until_eof=True,
-                address=None, timeout_s=None, on_progress=show_new_incidents,
+                stages=default_stages(settings),
+                source_factory=capture_source,
+                realtime=not fast,
+                until_eof=True,
+                address=None,
+                timeout_s=None,
+                on_progress=show_new_incidents,
             )
     finally:
         if started is not None:  # a demo leaves nothing running behind it

@@ -16,11 +16,42 @@ from urllib.parse import urlsplit
 _URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://([^\s'\"<>]+)")
 # Lower-case DNS labels with an alphabetic top-level label: a token in the host slot is mixed-case or a bare word.
 _DNS_NAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\.?$")
-_NETWORK_SCHEMES = frozenset({
-    "http", "https", "ws", "wss", "ftp", "ftps", "sftp", "rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "tcp",
-    "rtp", "mms", "mmsh", "file", "json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos",
-    "postgresql", "postgresql+psycopg", "postgres", "mysql", "sqlite", "kafka",
-})
+_NETWORK_SCHEMES = frozenset(
+    {
+        "http",
+        "https",
+        "ws",
+        "wss",
+        "ftp",
+        "ftps",
+        "sftp",
+        "rtsp",
+        "rtsps",
+        "rtmp",
+        "rtmps",
+        "srt",
+        "udp",
+        "tcp",
+        "rtp",
+        "mms",
+        "mmsh",
+        "file",
+        "json",
+        "jsons",
+        "xml",
+        "xmls",
+        "form",
+        "forms",
+        "mailto",
+        "mailtos",
+        "postgresql",
+        "postgresql+psycopg",
+        "postgres",
+        "mysql",
+        "sqlite",
+        "kafka",
+    }
+)
 
 
 def redact_url(url: str) -> str:

@@ -87,8 +87,10 @@ class CaptureConfig(BaseModel):
     @model_validator(mode="after")
     def _delays_in_order(self) -> CaptureConfig:
         if self.reconnect_base_delay_s > self.reconnect_max_delay_s:
-            raise ValueError(f"reconnect_base_delay_s ({self.reconnect_base_delay_s}) exceeds "
-                             f"reconnect_max_delay_s ({self.reconnect_max_delay_s})")
+            raise ValueError(
+                f"reconnect_base_delay_s ({self.reconnect_base_delay_s}) exceeds "
+                f"reconnect_max_delay_s ({self.reconnect_max_delay_s})"
+            )
         return self
 
 
@@ -376,8 +378,10 @@ class DashboardConfig(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> DashboardConfig:
-        for kind, names in (("users", [user.name for user in self.users]),
-                            ("tokens", [token.name for token in self.tokens])):
+        for kind, names in (
+            ("users", [user.name for user in self.users]),
+            ("tokens", [token.name for token in self.tokens]),
+        ):
             if len(names) != len(set(names)):
                 raise ValueError(f"dashboard {kind} must have unique names, got {names}")
             if "system" in names:

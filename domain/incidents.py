@@ -179,9 +179,7 @@ def fold_incident(record: IncidentRecord | None, event: IncidentEvent) -> Incide
     if refusal(record, action) is not None:
         return record
     if isinstance(event, IncidentAcknowledged):
-        return record.evolve(
-            status="acknowledged", acknowledged_at=when, acknowledged_by=event.actor, updated_at=when
-        )
+        return record.evolve(status="acknowledged", acknowledged_at=when, acknowledged_by=event.actor, updated_at=when)
     if isinstance(event, IncidentResolved):
         return record.evolve(
             status="resolved",

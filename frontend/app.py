@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-                               "form-action 'self'",
+    "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -154,14 +154,24 @@ def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
     broadcaster = Broadcaster()
     projectors = ProjectorPool(writer, bus) if settings.dashboard.run_projectors else None
     metrics = DashboardMetrics(
-        incident_counts=read.incident_counts, live_clients=lambda: broadcaster.clients,
-        projected_events=lambda: {} if projectors is None else {
-            name: status.events for name, status in projectors.statuses.items()},
+        incident_counts=read.incident_counts,
+        live_clients=lambda: broadcaster.clients,
+        projected_events=lambda: (
+            {} if projectors is None else {name: status.events for name, status in projectors.statuses.items()}
+        ),
     )
     state = Dashboard(
-        settings=settings, engine=engine, bus=bus, read=read, auth=auth, commands=IncidentCommands(bus),
-        clips=ClipStore(settings.clips_dir), broadcaster=broadcaster, feed=ChangeFeed(engine),
-        projectors=projectors, evidence_cache=EvidenceCache(),
+        settings=settings,
+        engine=engine,
+        bus=bus,
+        read=read,
+        auth=auth,
+        commands=IncidentCommands(bus),
+        clips=ClipStore(settings.clips_dir),
+        broadcaster=broadcaster,
+        feed=ChangeFeed(engine),
+        projectors=projectors,
+        evidence_cache=EvidenceCache(),
         throttle=LoginThrottle(settings.dashboard.sign_in_max_failures, settings.dashboard.sign_in_window_s),
         metrics=metrics,
         health=HealthMonitor(settings, read.ping, projectors, lambda: broadcaster.clients),
@@ -189,11 +199,17 @@ def create_app(settings: Settings, auth: Authenticator) -> FastAPI:
             engine.dispose()
             writer.dispose()
 
-    app = FastAPI(title="distress dashboard", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url="/api/openapi.json",
-                  description="Operator API over the distress read models. Authenticate with "
-                              "`Authorization: Bearer <token>` or the session cookie from `POST /api/session`; "
-                              "commands made with the cookie also need `X-CSRF-Token`.")
+    app = FastAPI(
+        title="distress dashboard",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        description="Operator API over the distress read models. Authenticate with "
+        "`Authorization: Bearer <token>` or the session cookie from `POST /api/session`; "
+        "commands made with the cookie also need `X-CSRF-Token`.",
+    )
     app.state.dashboard = state
     app.include_router(api.router)
     app.add_api_route("/metrics", api.metrics, methods=["GET"], tags=["operations"], response_class=PlainTextResponse)

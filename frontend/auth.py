@@ -102,8 +102,7 @@ def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32,
-                          maxmem=256 * r * n + 1_048_576)
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=256 * r * n + 1_048_576)
 
 
 _DUMMY_HASH = hash_password("no such operator")
@@ -120,8 +119,10 @@ def local_path(target: str) -> str:
     character, white space or backslash anywhere is accepted; nothing is cleaned, since cleaning is what browsers
     do differently.
     """
-    unsafe = any(character.isspace() or ord(character) < 0x20 or ord(character) == 0x7F or character == "\\"
-                 for character in target)
+    unsafe = any(
+        character.isspace() or ord(character) < 0x20 or ord(character) == 0x7F or character == "\\"
+        for character in target
+    )
     return target if target.startswith("/") and not target.startswith("//") and not unsafe else "/"
 
 
@@ -197,8 +198,15 @@ class Authenticator:
     DEVICE_COOKIE = "distress_device"
     DEVICE_S = 90 * 24 * 3600
 
-    def __init__(self, users: Iterable[DashboardUser], tokens: Iterable[DashboardToken], *, secret: bytes,
-                 session_s: float, store: SessionStore) -> None:
+    def __init__(
+        self,
+        users: Iterable[DashboardUser],
+        tokens: Iterable[DashboardToken],
+        *,
+        secret: bytes,
+        session_s: float,
+        store: SessionStore,
+    ) -> None:
         if len(secret) < _SECRET_BYTES:
             raise AuthError(f"the session secret must be at least {_SECRET_BYTES} bytes")
         self.users = {user.name: user.password_hash for user in users}
@@ -323,8 +331,11 @@ class LoginThrottle:
 
     def retry_after(self, attempt: Attempt) -> float | None:
         """Seconds to wait before this attempt may be checked, or None when it may be checked now."""
-        waits = [self._limiter.get_window_stats(item, *key).reset_time - time.time()
-                 for item, key in self._counters(attempt) if not self._limiter.test(item, *key)]
+        waits = [
+            self._limiter.get_window_stats(item, *key).reset_time - time.time()
+            for item, key in self._counters(attempt)
+            if not self._limiter.test(item, *key)
+        ]
         return max(1.0, *waits) if waits else None
 
     def failed(self, attempt: Attempt) -> None:

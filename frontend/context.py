@@ -76,8 +76,11 @@ def require_operator(request: Request) -> Operator:
     """FastAPI dependency for reading endpoints: 401 unless signed in or holding a token."""
     operator = identify(request)
     if operator is None:
-        raise HTTPException(401, "sign in, or send Authorization: Bearer <token>",
-                            headers={"WWW-Authenticate": 'Bearer realm="distress"'})
+        raise HTTPException(
+            401,
+            "sign in, or send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": 'Bearer realm="distress"'},
+        )
     return operator
 
 

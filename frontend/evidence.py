@@ -47,8 +47,14 @@ class RangeNotSatisfiable(Exception):
 def read_stream_span(bus: Bus, topics: Sequence[str], stream_id: str, start: datetime, end: datetime) -> list[Event]:
     """The stream's events on ``topics`` whose Kafka timestamps fall in [start, end), in partition order."""
     try:
-        with TopicLog(bus, topics, since_ms=_millis(start), key=stream_id.encode(), purpose="dashboard.evidence",
-                      timeout_s=KAFKA_TIMEOUT_S) as log:
+        with TopicLog(
+            bus,
+            topics,
+            since_ms=_millis(start),
+            key=stream_id.encode(),
+            purpose="dashboard.evidence",
+            timeout_s=KAFKA_TIMEOUT_S,
+        ) as log:
             until = log.offsets_at(_millis(end))
             return [consumed.event for batch in log.read_until(until) for consumed in batch.events]
     except BusError as error:
@@ -82,8 +88,14 @@ class ClipGeometry:
         return cls(onset_s=onset_s, clip_start_s=max(0.0, onset_s - clip_pre_s))
 
 
-def assemble(incident: IncidentSummary, geometry: ClipGeometry, events: Iterable[Event] | None, *,
-             clip_url: str | None, problem: str | None) -> Evidence:
+def assemble(
+    incident: IncidentSummary,
+    geometry: ClipGeometry,
+    events: Iterable[Event] | None,
+    *,
+    clip_url: str | None,
+    problem: str | None,
+) -> Evidence:
     """The evidence view model; ``events`` is None when the topics could not be read (``problem`` says why)."""
     scores: dict[int, DistressScored] = {}
     transcripts: dict[tuple[int, int], TranscriptProduced] = {}
@@ -93,18 +105,31 @@ def assemble(incident: IncidentSummary, geometry: ClipGeometry, events: Iterable
             scores[event.sample_offset] = event  # a re-delivered window: the later copy wins
         elif isinstance(event, TranscriptProduced) and not event.is_partial and event.end_sample > first_sample:
             transcripts[(event.start_sample, event.end_sample)] = event
-    points = [ScorePoint(t_s=scored.sample_offset / PIPELINE_SAMPLE_RATE - geometry.onset_s, score=scored.score,
-                         is_distress=scored.is_distress, labels={item.label: item.score for item in scored.labels})
-              for _, scored in sorted(scores.items())]
+    points = [
+        ScorePoint(
+            t_s=scored.sample_offset / PIPELINE_SAMPLE_RATE - geometry.onset_s,
+            score=scored.score,
+            is_distress=scored.is_distress,
+            labels={item.label: item.score for item in scored.labels},
+        )
+        for _, scored in sorted(scores.items())
+    ]
     incident_phrases = [PhraseHit(**phrase.model_dump()) for phrase in incident.phrases]
-    lines = [_line(transcript, geometry, [*transcript.phrases, *incident_phrases])
-             for _, transcript in sorted(transcripts.items())]
+    lines = [
+        _line(transcript, geometry, [*transcript.phrases, *incident_phrases])
+        for _, transcript in sorted(transcripts.items())
+    ]
     if not lines and incident.transcript:
         lines = [_untimed_line(incident.transcript, incident_phrases)]
     return Evidence(
-        clip_url=clip_url, clip_start_s=geometry.clip_start_s, clip_duration_s=incident.clip_duration_s,
-        onset_in_clip_s=geometry.onset_s - geometry.clip_start_s, scores=points, top_labels=_top_labels(points),
-        transcripts=lines, problem=problem,
+        clip_url=clip_url,
+        clip_start_s=geometry.clip_start_s,
+        clip_duration_s=incident.clip_duration_s,
+        onset_in_clip_s=geometry.onset_s - geometry.clip_start_s,
+        scores=points,
+        top_labels=_top_labels(points),
+        transcripts=lines,
+        problem=problem,
     )
 
 
@@ -122,9 +147,15 @@ def _line(transcript: TranscriptProduced, geometry: ClipGeometry, phrases: Seque
     if not transcript.words:
         untimed = _untimed_line(transcript.text, phrases)
         return untimed.model_copy(update={"start_s": start_s, "end_s": end_s})
-    tokens = [TranscriptToken(text=word.text, start_s=word.start_s - geometry.clip_start_s,
-                              end_s=word.end_s - geometry.clip_start_s, phrase=_in_phrase(word, phrases))
-              for word in transcript.words]
+    tokens = [
+        TranscriptToken(
+            text=word.text,
+            start_s=word.start_s - geometry.clip_start_s,
+            end_s=word.end_s - geometry.clip_start_s,
+            phrase=_in_phrase(word, phrases),
+        )
+        for word in transcript.words
+    ]
     return TranscriptLine(start_s=start_s, end_s=end_s, text=transcript.text, tokens=tokens, timed=True)
 
 
@@ -140,7 +171,7 @@ def _untimed_line(text: str, phrases: Sequence[PhraseHit]) -> TranscriptLine:
         needle = phrase.matched_text.casefold()
         position = folded.find(needle) if needle else -1
         while position >= 0:
-            marked[position:position + len(needle)] = [True] * len(needle)
+            marked[position : position + len(needle)] = [True] * len(needle)
             position = folded.find(needle, position + len(needle))
     tokens: list[TranscriptToken] = []
     start = 0

@@ -57,8 +57,15 @@ def stage_health(spec: StageSpec, settings: Settings, probe: KafkaProbe) -> Stag
 class HealthMonitor:
     """Probes the broker, the database and the stage groups; ``report`` adds the in-process parts."""
 
-    def __init__(self, settings: Settings, ping_database: Callable[[], None], projectors: ProjectorPool | None,
-                 live_clients: Callable[[], int], *, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ping_database: Callable[[], None],
+        projectors: ProjectorPool | None,
+        live_clients: Callable[[], int],
+        *,
+        timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> None:
         self._settings = settings
         self._stages = default_stages(settings)
         self._ping_database = ping_database
@@ -76,13 +83,26 @@ class HealthMonitor:
                 self._last = self._probe()
                 self._last_at = time.monotonic()
             probed = self._last
-        projectors = {} if self._projectors is None else {
-            name: ProjectorHealth(running=status.running, events=status.events, error=status.error)
-            for name, status in self._projectors.statuses.items()}
-        reasons = [*probed.reasons, *(f"projector {name} stopped" for name, item in projectors.items()
-                                      if not item.running)]
-        return probed.model_copy(update={"status": "degraded" if reasons else "ok", "reasons": reasons,
-                                         "projectors": projectors, "live_clients": self._live_clients()})
+        projectors = (
+            {}
+            if self._projectors is None
+            else {
+                name: ProjectorHealth(running=status.running, events=status.events, error=status.error)
+                for name, status in self._projectors.statuses.items()
+            }
+        )
+        reasons = [
+            *probed.reasons,
+            *(f"projector {name} stopped" for name, item in projectors.items() if not item.running),
+        ]
+        return probed.model_copy(
+            update={
+                "status": "degraded" if reasons else "ok",
+                "reasons": reasons,
+                "projectors": projectors,
+                "live_clients": self._live_clients(),
+            }
+        )
 
     def _probe(self) -> Health:
         database_error: str | None = None
@@ -103,15 +123,25 @@ class HealthMonitor:
             *(["event log (Kafka) unreachable"] if broker_error else []),
             *(["database unavailable"] if database_error else []),
             *(["pipeline state unknown"] if pipeline_error else []),
-            *(f"stage {stage.stage} not running, {stage.lag} events waiting" for stage in stages
-              if stage.state == "stopped"),
+            *(
+                f"stage {stage.stage} not running, {stage.lag} events waiting"
+                for stage in stages
+                if stage.state == "stopped"
+            ),
             *(f"stage {stage.stage} behind, {stage.lag} events waiting" for stage in stages if stage.state == "behind"),
         ]
-        return Health(status="degraded" if reasons else "ok", reasons=reasons, checked_at=datetime.now(UTC),
-                      broker=BrokerHealth(reachable=broker_error is None, error=broker_error),
-                      database=database_error is None, database_error=database_error, pipeline=stages,
-                      pipeline_error=pipeline_error, projectors={}, live_clients=0)
-
+        return Health(
+            status="degraded" if reasons else "ok",
+            reasons=reasons,
+            checked_at=datetime.now(UTC),
+            broker=BrokerHealth(reachable=broker_error is None, error=broker_error),
+            database=database_error is None,
+            database_error=database_error,
+            pipeline=stages,
+            pipeline_error=pipeline_error,
+            projectors={},
+            live_clients=0,
+        )
 
     def _broker_error(self) -> str | None:
         try:

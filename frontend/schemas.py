@@ -225,7 +225,8 @@ class StageHealthOut(_Out):
     lag: int = Field(description="input events the stage has not finished yet")
     state: StageState = Field(
         description="idle: not running with nothing to do; stopped: not running while input waits; behind: "
-                    "more input waiting than it should be")
+        "more input waiting than it should be"
+    )
 
 
 class Health(_Out):

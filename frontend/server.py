@@ -81,11 +81,16 @@ class DashboardServer:
         self.auth, self.one_time_token = build_authenticator(settings)
         self.app = create_app(settings, self.auth)
         self.socket = _listen(host or settings.dashboard.host, settings.dashboard.port if port is None else port)
-        self.server = uvicorn.Server(uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="on",
-            proxy_headers=False,  # X-Forwarded-* is believed only from dashboard.trusted_proxies (frontend.app)
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        ))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                proxy_headers=False,  # X-Forwarded-* is believed only from dashboard.trusted_proxies (frontend.app)
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            )
+        )
         self._thread: threading.Thread | None = None
 
     @property

@@ -90,13 +90,26 @@ class ChangeFeed:
             return []
         table = IncidentRow.__table__
         with self.engine.connect() as connection:
-            incidents = connection.execute(
-                select(table.c.incident_id, table.c.stream_id, table.c.status, table.c.severity, table.c.clip_sha256)
-                .where(table.c.incident_id.in_(list(latest)))
-            ).mappings().all()
-        return [{"incident_id": row["incident_id"], "stream_id": row["stream_id"], "status": row["status"],
-                 "severity": row["severity"], "has_clip": row["clip_sha256"] is not None,
-                 "event_type": latest[row["incident_id"]]} for row in incidents]
+            incidents = (
+                connection.execute(
+                    select(
+                        table.c.incident_id, table.c.stream_id, table.c.status, table.c.severity, table.c.clip_sha256
+                    ).where(table.c.incident_id.in_(list(latest)))
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            {
+                "incident_id": row["incident_id"],
+                "stream_id": row["stream_id"],
+                "status": row["status"],
+                "severity": row["severity"],
+                "has_clip": row["clip_sha256"] is not None,
+                "event_type": latest[row["incident_id"]],
+            }
+            for row in incidents
+        ]
 
 
 class Broadcaster:
@@ -162,8 +175,13 @@ async def event_stream(broadcaster: Broadcaster, hello: dict[str, Any]) -> Async
     keep-alive comments."""
     queue = broadcaster.subscribe()
     try:
-        yield b"".join([f"retry: {RECONNECT_MS}\n".encode(), LiveUpdate(kind="hello", data=hello).encode(),
-                        *(state.encode() for state in broadcaster.states)])
+        yield b"".join(
+            [
+                f"retry: {RECONNECT_MS}\n".encode(),
+                LiveUpdate(kind="hello", data=hello).encode(),
+                *(state.encode() for state in broadcaster.states),
+            ]
+        )
         while True:
             try:
                 update = await asyncio.wait_for(queue.get(), KEEPALIVE_S)

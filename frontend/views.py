@@ -26,8 +26,7 @@ from frontend.schemas import Evidence, IncidentDetail, IncidentSummary
 TEMPLATES_DIR = FilePath(__file__).resolve().parent / "templates"
 router = APIRouter(include_in_schema=False)
 DashboardDep = Annotated[Dashboard, Depends(dashboard)]
-STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "resolved": "Resolved",
-                 "false_alarm": "False alarm"}
+STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "resolved": "Resolved", "false_alarm": "False alarm"}
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 180, 28
 # The classifier's "nothing in particular" label: drawn in a neutral grey, never in an alarm colour.
 BACKGROUND_LABEL = "background"
@@ -65,11 +64,21 @@ def _ago(moment: datetime | None) -> str:
 
 
 def _environment() -> Environment:
-    environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
-                              undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(clock=_clock, ago=_ago, status_label=lambda status: STATUS_LABELS.get(status, status),
-                               iso=lambda moment: moment.isoformat() if moment else "",
-                               detection_delay_s=_detection_delay_s, duration=_duration)
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(
+        clock=_clock,
+        ago=_ago,
+        status_label=lambda status: STATUS_LABELS.get(status, status),
+        iso=lambda moment: moment.isoformat() if moment else "",
+        detection_delay_s=_detection_delay_s,
+        duration=_duration,
+    )
     environment.globals.update(late_detection_s=LATE_DETECTION_S)
     return environment
 
@@ -116,21 +125,35 @@ def score_chart(evidence: Evidence) -> ScoreChart | None:
         return round(CHART_HEIGHT - CHART_PAD - min(1.0, max(0.0, score)) * (CHART_HEIGHT - 2 * CHART_PAD), 1)
 
     colours = iter(range(len(evidence.top_labels)))
-    series = [Series(name=label, css_class="series-background" if label == BACKGROUND_LABEL else
-                     f"series-{next(colours)}", points=" ".join(
-        f"{x(point.t_s)},{y(point.labels.get(label, 0.0))}" for point in points))
-        for label in evidence.top_labels]
-    series.append(Series(name="distress score", css_class="series-score",  # last: drawn on top
-                         points=" ".join(f"{x(point.t_s)},{y(point.score)}" for point in points)))
+    series = [
+        Series(
+            name=label,
+            css_class="series-background" if label == BACKGROUND_LABEL else f"series-{next(colours)}",
+            points=" ".join(f"{x(point.t_s)},{y(point.labels.get(label, 0.0))}" for point in points),
+        )
+        for label in evidence.top_labels
+    ]
+    series.append(
+        Series(
+            name="distress score",
+            css_class="series-score",  # last: drawn on top
+            points=" ".join(f"{x(point.t_s)},{y(point.score)}" for point in points),
+        )
+    )
     step = _tick_step(span)
     tick = first - first % step + (step if first % step else 0.0)
     x_ticks: list[tuple[float, str]] = []
     while tick <= last + 1e-9:
         x_ticks.append((x(tick), f"{tick:+.0f} s" if step >= 1 else f"{tick:+.1f} s"))
         tick += step
-    return ScoreChart(width=CHART_WIDTH, height=CHART_HEIGHT, series=series, x_ticks=x_ticks,
-                      y_ticks=[(y(value), f"{value:.1f}") for value in (0.0, 0.5, 1.0)],
-                      onset_x=x(0.0) if first <= 0.0 <= last else None)
+    return ScoreChart(
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        series=series,
+        x_ticks=x_ticks,
+        y_ticks=[(y(value), f"{value:.1f}") for value in (0.0, 0.5, 1.0)],
+        onset_x=x(0.0) if first <= 0.0 <= last else None,
+    )
 
 
 def _tick_step(span: float) -> float:
@@ -142,8 +165,11 @@ def _tick_step(span: float) -> float:
 
 def _page_context(request: Request, dash: Dashboard, operator: Operator) -> dict[str, Any]:
     session = session_of(request)
-    return {"operator": operator, "csrf_token": dash.auth.csrf_token(session) if session else "",
-            "active_count": dash.read.active_incident_count()}
+    return {
+        "operator": operator,
+        "csrf_token": dash.auth.csrf_token(session) if session else "",
+        "active_count": dash.read.active_incident_count(),
+    }
 
 
 def _to_sign_in(request: Request) -> RedirectResponse:
@@ -152,13 +178,19 @@ def _to_sign_in(request: Request) -> RedirectResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard_page(request: Request, dash: DashboardDep,
-                   wanted: Annotated[IncidentFilter, Depends(incident_filter)]) -> Response:
+def dashboard_page(
+    request: Request, dash: DashboardDep, wanted: Annotated[IncidentFilter, Depends(incident_filter)]
+) -> Response:
     operator = identify(request)
     if operator is None:
         return _to_sign_in(request)
-    return render("dashboard.html", **_page_context(request, dash, operator), **_streams_context(dash),
-                  **_incidents_context(request, dash, wanted), stream_ids=dash.read.stream_ids())
+    return render(
+        "dashboard.html",
+        **_page_context(request, dash, operator),
+        **_streams_context(dash),
+        **_incidents_context(request, dash, wanted),
+        stream_ids=dash.read.stream_ids(),
+    )
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -168,12 +200,14 @@ def incident_page(incident_id: IncidentId, request: Request, dash: DashboardDep)
         return _to_sign_in(request)
     detail = dash.read.incident_detail(incident_id)
     if detail is None:
-        return render("not_found.html", status_code=404, **_page_context(request, dash, operator),
-                      what=f"incident {incident_id}")
+        return render(
+            "not_found.html", status_code=404, **_page_context(request, dash, operator), what=f"incident {incident_id}"
+        )
     evidence = incident_evidence(dash, incident_id)
     assert evidence is not None
-    return render("incident.html", **_page_context(request, dash, operator), detail=detail,
-                  **_evidence_context(evidence))
+    return render(
+        "incident.html", **_page_context(request, dash, operator), detail=detail, **_evidence_context(evidence)
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -236,18 +270,30 @@ def active_count_fragment(operator: Fragment, dash: DashboardDep) -> Response:
 
 
 @router.get("/fragments/incidents", response_class=HTMLResponse)
-def incidents_fragment(request: Request, operator: Fragment, dash: DashboardDep,
-                       wanted: Annotated[IncidentFilter, Depends(incident_filter)]) -> Response:
+def incidents_fragment(
+    request: Request,
+    operator: Fragment,
+    dash: DashboardDep,
+    wanted: Annotated[IncidentFilter, Depends(incident_filter)],
+) -> Response:
     return render("_incidents.html", **_incidents_context(request, dash, wanted))
 
 
-FRAGMENT_TEMPLATES = {"header": "_incident_header.html", "actions": "_actions.html", "timeline": "_timeline.html",
-                      "alerts": "_alerts.html"}
+FRAGMENT_TEMPLATES = {
+    "header": "_incident_header.html",
+    "actions": "_actions.html",
+    "timeline": "_timeline.html",
+    "alerts": "_alerts.html",
+}
 
 
 @router.get("/fragments/incidents/{incident_id}/{part}", response_class=HTMLResponse)
-def incident_fragment(incident_id: IncidentId, part: Literal["header", "actions", "timeline", "alerts", "evidence"],
-                      operator: Fragment, dash: DashboardDep) -> Response:
+def incident_fragment(
+    incident_id: IncidentId,
+    part: Literal["header", "actions", "timeline", "alerts", "evidence"],
+    operator: Fragment,
+    dash: DashboardDep,
+) -> Response:
     if part == "evidence":
         evidence = incident_evidence(dash, incident_id)
         if evidence is None:

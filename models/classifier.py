@@ -315,9 +315,7 @@ class DistressClassifier:
         expected = ("(batch, " if batched else "(") + f"{PATCH_FRAMES}, {N_MELS})"
         shape_ok = array.ndim == (3 if batched else 2) and array.shape[-2:] == (PATCH_FRAMES, N_MELS)
         if not shape_ok:
-            raise ClassifierError(
-                f"log-mel patch must have shape {expected} (frames, mel bands), got {array.shape}"
-            )
+            raise ClassifierError(f"log-mel patch must have shape {expected} (frames, mel bands), got {array.shape}")
         if not np.issubdtype(array.dtype, np.floating):
             raise ClassifierError(f"log-mel patch must be floating point, got {array.dtype}")
         if not np.all(np.isfinite(array)):
@@ -336,18 +334,14 @@ class DistressClassifier:
             for row, d in zip(probabilities, distress, strict=True)
         ]
 
-    def score_arrays(
-        self, patches: npt.NDArray[np.float32]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def score_arrays(self, patches: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Calibrated (class probabilities (n, labels), distress probabilities (n,)) for validated patches."""
         probabilities, calibrated = self.cnn_scores(patches)
         if self.second_stage is not None:
             return self.second_stage.refine(patches, probabilities, calibrated)
         return probabilities, torch.sigmoid(torch.from_numpy(calibrated)).numpy()
 
-    def cnn_scores(
-        self, patches: npt.NDArray[np.float32]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def cnn_scores(self, patches: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """The CNN's own calibrated (class probabilities, distress logit): what a second stage gates and blends."""
         with torch.inference_mode():
             logits, distress_logit = self.network(torch.from_numpy(patches))

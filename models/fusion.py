@@ -95,13 +95,17 @@ class StreamFusion:
         rms_dbfs: float,
         pitch_hz: float,
     ) -> FusedScore:
-        for name, value in (("acoustic_probability", acoustic_probability), ("rms_dbfs", rms_dbfs),
-                            ("pitch_hz", pitch_hz)):
+        for name, value in (
+            ("acoustic_probability", acoustic_probability),
+            ("rms_dbfs", rms_dbfs),
+            ("pitch_hz", pitch_hz),
+        ):
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
         top = max(labels, key=lambda label: label.score, default=None)
-        top_distress = max((label for label in labels if label.label in DISTRESS_LABELS), key=lambda label: label.score,
-                           default=None)
+        top_distress = max(
+            (label for label in labels if label.label in DISTRESS_LABELS), key=lambda label: label.score, default=None
+        )
         acoustic = on_fusion_scale(acoustic_probability, self.config, top_distress.label if top_distress else None)
         acoustic *= loudness_weight(rms_dbfs, self.config)
         if top is not None and top.label in VOICED_DISTRESS_LABELS and pitch_hz >= self.config.high_pitch_hz:
@@ -142,8 +146,11 @@ def loudness_weight(rms_dbfs: float, config: FusionConfig) -> float:
 
 def explain(labels: Iterable[LabelScore], phrases: Iterable[PhraseHit], rms_dbfs: float) -> str:
     """Human-readable evidence, e.g. "scream 0.93 + 'help me' at 12.4 s (-8 dBFS)"."""
-    parts = [f"{label.label} {label.score:.2f}" for label in sorted(labels, key=lambda item: -item.score)
-             if label.label in DISTRESS_LABELS and label.score >= 0.3][:2]
+    parts = [
+        f"{label.label} {label.score:.2f}"
+        for label in sorted(labels, key=lambda item: -item.score)
+        if label.label in DISTRESS_LABELS and label.score >= 0.3
+    ][:2]
     parts += [f"'{hit.matched_text}' at {hit.start_s:.1f} s" for hit in sorted(phrases, key=lambda hit: -hit.score)[:2]]
     if not parts:
         return f"no distress evidence ({rms_dbfs:.0f} dBFS)"

@@ -95,4 +95,3 @@ class SpeechRecognizer:
         if spotter is None:
             spotter = self._spotters[stream_id] = PhraseSpotter(self.lexicons.for_stream(stream_id))
         return spotter
-

@@ -204,9 +204,7 @@ def _staged_insert(dialect: Dialect, table: Table, overwrite: bool) -> _BulkInse
     )
 
 
-def _processors(
-    dialect: Dialect, table: Table, columns: Sequence[str]
-) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
     return tuple(
         (index, processor)
         for index, name in enumerate(columns)

@@ -34,8 +34,14 @@ class ProjectorStatus:
 class ProjectorPool:
     """One thread per projection, following its topics until ``stop``."""
 
-    def __init__(self, engine: Engine, bus: Bus, projections: tuple[Projection, ...] = tuple(PROJECTIONS.values()),
-                 *, poll_timeout_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        bus: Bus,
+        projections: tuple[Projection, ...] = tuple(PROJECTIONS.values()),
+        *,
+        poll_timeout_s: float = 0.2,
+    ) -> None:
         self.engine = engine
         self.bus = bus
         self.projections = projections
@@ -46,8 +52,9 @@ class ProjectorPool:
 
     def start(self) -> None:
         for projection in self.projections:
-            thread = threading.Thread(target=self._follow, args=(projection,), name=f"projector-{projection.name}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._follow, args=(projection,), name=f"projector-{projection.name}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -71,8 +78,10 @@ class ProjectorPool:
                     status.events = earlier + projector.stats.events
             except Exception as error:  # reported by /api/health, retried with backoff
                 status.running, status.error = False, redact_text(f"{type(error).__name__}: {error}")
-                log.warning("projector failed; retrying", extra={"projection": projection.name,
-                                                                 "error": status.error, "retry_in_s": delay})
+                log.warning(
+                    "projector failed; retrying",
+                    extra={"projection": projection.name, "error": status.error, "retry_in_s": delay},
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
             finally:

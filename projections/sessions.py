@@ -42,44 +42,58 @@ class SessionStore:
         """Records a new session; sessions that have expired are dropped on the way (the table stays small)."""
         with self.writer.begin() as connection:
             connection.execute(delete(SESSIONS).where(SESSIONS.c.expires_at <= issued_at))
-            connection.execute(insert(SESSIONS).values(session_sha256=digest(session_id), operator=operator,
-                                                       issued_at=issued_at, expires_at=expires_at))
+            connection.execute(
+                insert(SESSIONS).values(
+                    session_sha256=digest(session_id), operator=operator, issued_at=issued_at, expires_at=expires_at
+                )
+            )
 
     def active(self, session_id: str, now: datetime) -> StoredSession | None:
         """The session if it exists, has not expired and was not ended."""
         with self.reader.connect() as connection:
             row = connection.execute(
-                select(SESSIONS.c.operator, SESSIONS.c.expires_at)
-                .where(SESSIONS.c.session_sha256 == digest(session_id), SESSIONS.c.revoked_at.is_(None),
-                       SESSIONS.c.expires_at > now)
+                select(SESSIONS.c.operator, SESSIONS.c.expires_at).where(
+                    SESSIONS.c.session_sha256 == digest(session_id),
+                    SESSIONS.c.revoked_at.is_(None),
+                    SESSIONS.c.expires_at > now,
+                )
             ).first()
         return None if row is None else StoredSession(operator=row.operator, expires_at=row.expires_at)
 
     def end(self, session_id: str, now: datetime) -> None:
         with self.writer.begin() as connection:
-            connection.execute(update(SESSIONS).where(SESSIONS.c.session_sha256 == digest(session_id),
-                                                      SESSIONS.c.revoked_at.is_(None)).values(revoked_at=now))
+            connection.execute(
+                update(SESSIONS)
+                .where(SESSIONS.c.session_sha256 == digest(session_id), SESSIONS.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
 
     def end_all(self, now: datetime) -> int:
         """Ends every session still standing; returns how many there were."""
         with self.writer.begin() as connection:
-            ended = connection.execute(update(SESSIONS).where(SESSIONS.c.revoked_at.is_(None),
-                                                              SESSIONS.c.expires_at > now).values(revoked_at=now))
+            ended = connection.execute(
+                update(SESSIONS)
+                .where(SESSIONS.c.revoked_at.is_(None), SESSIONS.c.expires_at > now)
+                .values(revoked_at=now)
+            )
         return ended.rowcount
 
     def add_link(self, token: str, operator: str, *, expires_at: datetime) -> None:
         with self.writer.begin() as connection:
             connection.execute(delete(LINKS).where(LINKS.c.expires_at <= datetime.now(UTC)))
-            connection.execute(insert(LINKS).values(token_sha256=digest(token), operator=operator,
-                                                    expires_at=expires_at))
+            connection.execute(
+                insert(LINKS).values(token_sha256=digest(token), operator=operator, expires_at=expires_at)
+            )
 
     def redeem_link(self, token: str, now: datetime) -> str | None:
         """The link's operator if it is unused and unexpired, marking it used in the same statement (so two
         concurrent sign-ins with one link cannot both succeed); None otherwise."""
         with self.writer.begin() as connection:
             used = connection.execute(
-                update(LINKS).where(LINKS.c.token_sha256 == digest(token), LINKS.c.used_at.is_(None),
-                                    LINKS.c.expires_at > now).values(used_at=now).returning(LINKS.c.operator)
+                update(LINKS)
+                .where(LINKS.c.token_sha256 == digest(token), LINKS.c.used_at.is_(None), LINKS.c.expires_at > now)
+                .values(used_at=now)
+                .returning(LINKS.c.operator)
             ).first()
         return None if used is None else str(used.operator)
 

@@ -27,15 +27,24 @@ from tests.conftest import REPO_ROOT
 RAY = str(REPO_ROOT / ".venv" / "bin" / "ray")
 
 
-def run(command: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT,
-        timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+def run(
+    command: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT, timeout_s: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 @pytest.mark.slow
-def test_ray_up_runs_the_pipeline_on_the_launched_cluster_and_ray_down_removes_it(kafka_broker: LocalBroker[Settings],
-                                                                                   tmp_path: Path) -> None:
+def test_ray_up_runs_the_pipeline_on_the_launched_cluster_and_ray_down_removes_it(
+    kafka_broker: LocalBroker[Settings], tmp_path: Path
+) -> None:
     prepared = run(["bash", "tools/prepare_ssh.sh"], timeout_s=120)
     if prepared.returncode != 0:
         reason = f"cannot prepare SSH to 127.0.0.1: {prepared.stderr.strip()}"
@@ -60,14 +69,29 @@ def test_ray_up_runs_the_pipeline_on_the_launched_cluster_and_ray_down_removes_i
             "DISTRESS_RUNTIME": json.dumps({"metrics_port": 0}),
         }
         # From outside the checkout: the actors' code comes from the cluster's environment, not the driver's cwd.
-        result = run([sys.executable, "-m", "cli", "run", "--address", "auto", "--source", str(recording),
-                      "--until-eof", "--json"], env={**env, "PYTHONPATH": str(REPO_ROOT)}, cwd=tmp_path)
+        result = run(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "run",
+                "--address",
+                "auto",
+                "--source",
+                str(recording),
+                "--until-eof",
+                "--json",
+            ],
+            env={**env, "PYTHONPATH": str(REPO_ROOT)},
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Connected to Ray cluster" in result.stderr and "Started a local Ray instance" not in result.stderr
         assert result.stdout.startswith("{"), result.stdout[:3000]
         summary = json.loads(result.stdout)
         assert [(stream["id"], stream["state"], stream["chunks"]) for stream in summary["streams"]] == [
-            ("hall", "ended", 2)]
+            ("hall", "ended", 2)
+        ]
         assert summary["latency"]["features"]["count"] == 2
     finally:
         down = run([RAY, "down", "-y", "ray_cluster.yaml"])

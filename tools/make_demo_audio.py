@@ -53,8 +53,24 @@ def speak(text: str, voice: str, words_per_minute: int, pitch: int, *, amplitude
         raise SystemExit("espeak-ng is required to generate the demo recording (Debian: apt-get install espeak-ng)")
     with tempfile.TemporaryDirectory() as folder:
         wav = Path(folder) / "speech.wav"
-        subprocess.run([espeak, "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), "-a", str(amplitude),
-                        "-w", str(wav), text], check=True, capture_output=True)
+        subprocess.run(
+            [
+                espeak,
+                "-v",
+                voice,
+                "-s",
+                str(words_per_minute),
+                "-p",
+                str(pitch),
+                "-a",
+                str(amplitude),
+                "-w",
+                str(wav),
+                text,
+            ],
+            check=True,
+            capture_output=True,
+        )
         samples, rate = soundfile.read(wav, dtype="float32")
     return np.asarray(soxr.resample(samples, rate, SAMPLE_RATE), dtype=np.float32)
 

@@ -145,13 +145,16 @@ class AlertingStage:
             return []
         now = self.clock()
         if now - event.occurred_at > timedelta(minutes=self.config.max_delay_minutes):
-            log.info("transition too old to notify", extra={"incident_id": incident.incident_id,
-                                                             "transition": transition, "event_id": event.event_id})
+            log.info(
+                "transition too old to notify",
+                extra={"incident_id": incident.incident_id, "transition": transition, "event_id": event.event_id},
+            )
             return []
         if transition in STALE_ONCE_RESPONDED and incident.responded:
             return []  # re-delivered after the state was rebuilt past an acknowledgement
-        routes = self.router.routes_for(stream_id=event.stream_id, severity=incident.severity,
-                                        transition=transition, at=event.occurred_at)
+        routes = self.router.routes_for(
+            stream_id=event.stream_id, severity=incident.severity, transition=transition, at=event.occurred_at
+        )
         decisions: list[AlertEvent] = []
         over_limit: str | None = None
         admission_checked = False
@@ -165,16 +168,30 @@ class AlertingStage:
                 if not route.digest and not admission_checked:
                     over_limit, admission_checked = self._over_rate_limit(event, incident, now), True
                 if route.digest or over_limit:
-                    decisions.append(self._defer(event, incident, transition, route, channel.id, key, now,
-                                                 reason=over_limit or "digest"))
+                    decisions.append(
+                        self._defer(
+                            event, incident, transition, route, channel.id, key, now, reason=over_limit or "digest"
+                        )
+                    )
                     continue
                 message = self.renderer.transition(incident, transition, event, key)
-                decisions.append(AlertRequested(
-                    **event.caused(), occurred_at=now, alert_key=key, incident_id=incident.incident_id,
-                    channel=channel.id, transition_event_id=event.event_id, severity=incident.severity,
-                    title=message.title, body=message.body, kind="notify", route=route.name, tier=0,
-                    clip_sha256=incident.clip_sha256 if isinstance(event, IncidentOpened) else None,
-                ))
+                decisions.append(
+                    AlertRequested(
+                        **event.caused(),
+                        occurred_at=now,
+                        alert_key=key,
+                        incident_id=incident.incident_id,
+                        channel=channel.id,
+                        transition_event_id=event.event_id,
+                        severity=incident.severity,
+                        title=message.title,
+                        body=message.body,
+                        kind="notify",
+                        route=route.name,
+                        tier=0,
+                        clip_sha256=incident.clip_sha256 if isinstance(event, IncidentOpened) else None,
+                    )
+                )
         return decisions
 
     def _over_rate_limit(self, event: IncidentEvent, incident: IncidentState, now: datetime) -> str | None:
@@ -191,16 +208,35 @@ class AlertingStage:
             return f"rate limit: {limit.overall} alerts per {window} overall"
         return None
 
-    def _defer(self, event: IncidentEvent, incident: IncidentState, transition: str, route: AlertRoute,
-               channel_id: str, key: str, now: datetime, *, reason: str) -> AlertDeferred:
+    def _defer(
+        self,
+        event: IncidentEvent,
+        incident: IncidentState,
+        transition: str,
+        route: AlertRoute,
+        channel_id: str,
+        key: str,
+        now: datetime,
+        *,
+        reason: str,
+    ) -> AlertDeferred:
         interval = timedelta(minutes=self.config.digest_minutes)
         window_start = datetime.fromtimestamp(
-            (now.timestamp() // interval.total_seconds()) * interval.total_seconds(), UTC)
+            (now.timestamp() // interval.total_seconds()) * interval.total_seconds(), UTC
+        )
         digest_key = alert_key("digest", route.name, event.stream_id, f"{window_start:%Y%m%dT%H%M%SZ}", channel_id)
         return AlertDeferred(
-            **event.caused(), occurred_at=now, alert_key=key, incident_id=incident.incident_id, channel=channel_id,
-            transition_event_id=event.event_id, severity=incident.severity, route=route.name, reason=reason,
-            digest_key=digest_key, digest_due_at=window_start + interval,
+            **event.caused(),
+            occurred_at=now,
+            alert_key=key,
+            incident_id=incident.incident_id,
+            channel=channel_id,
+            transition_event_id=event.event_id,
+            severity=incident.severity,
+            route=route.name,
+            reason=reason,
+            digest_key=digest_key,
+            digest_due_at=window_start + interval,
             summary=self.renderer.digest_line(incident, transition, event.occurred_at),
         )
 
@@ -211,8 +247,11 @@ class AlertingStage:
                 route = self.router.route(route_name)
                 if route is None:
                     continue
-                due = [number for number, tier in enumerate(route.escalation, start=1)
-                       if anchored_at + timedelta(minutes=tier.after_minutes) <= now]
+                due = [
+                    number
+                    for number, tier in enumerate(route.escalation, start=1)
+                    if anchored_at + timedelta(minutes=tier.after_minutes) <= now
+                ]
                 if not due or self.ledger.highest_tier(incident.incident_id, route_name) > due[-1]:
                     continue
                 tier_number = due[-1]
@@ -223,23 +262,42 @@ class AlertingStage:
                         continue
                     message = self.renderer.escalation(incident, tier_number, tier.after_minutes, key)
                     yield AlertRequested(
-                        stream_id=incident.stream_id, correlation_id=incident.correlation_id, occurred_at=now,
-                        alert_key=key, incident_id=incident.incident_id, channel=channel.id,
-                        transition_event_id=transition_event_id, severity=incident.severity, title=message.title,
-                        body=message.body, kind="escalation", route=route_name, tier=tier_number,
+                        stream_id=incident.stream_id,
+                        correlation_id=incident.correlation_id,
+                        occurred_at=now,
+                        alert_key=key,
+                        incident_id=incident.incident_id,
+                        channel=channel.id,
+                        transition_event_id=transition_event_id,
+                        severity=incident.severity,
+                        title=message.title,
+                        body=message.body,
+                        kind="escalation",
+                        route=route_name,
+                        tier=tier_number,
                         clip_sha256=incident.clip_sha256,
                     )
 
     def _digests(self, now: datetime) -> Iterator[AlertRequested]:
         for digest in self.ledger.due_digests(now):
             items = sorted(digest.items.values(), key=lambda item: item.occurred_at)
-            message = self.renderer.digest(digest.stream_id, [item.summary for item in items],
-                                           [item.reason for item in items], digest.alert_key)
+            message = self.renderer.digest(
+                digest.stream_id, [item.summary for item in items], [item.reason for item in items], digest.alert_key
+            )
             yield AlertRequested(
-                stream_id=digest.stream_id, occurred_at=now, alert_key=digest.alert_key, incident_id="",
-                channel=digest.channel, transition_event_id="",
-                severity=max((item.severity for item in items), key=severity_rank), title=message.title,
-                body=message.body, kind="digest", route=digest.route, tier=0, clip_sha256=None,
+                stream_id=digest.stream_id,
+                occurred_at=now,
+                alert_key=digest.alert_key,
+                incident_id="",
+                channel=digest.channel,
+                transition_event_id="",
+                severity=max((item.severity for item in items), key=severity_rank),
+                title=message.title,
+                body=message.body,
+                kind="digest",
+                route=digest.route,
+                tier=0,
+                clip_sha256=None,
             )
 
     # ------------------------------------------------------------------------------------------ deliveries
@@ -270,9 +328,14 @@ class AlertingStage:
             elif now - request.occurred_at > expiry:  # the actor was down far longer than the retry schedule
                 reason = f"expired: not sent within {self.config.max_delay_minutes:g} min plus the retry schedule"
             else:
-                future = self._pool.submit(self.dispatcher.send, request.channel, title=request.title,
-                                           body=request.body, severity=request.severity,
-                                           clip_sha256=request.clip_sha256)
+                future = self._pool.submit(
+                    self.dispatcher.send,
+                    request.channel,
+                    title=request.title,
+                    body=request.body,
+                    severity=request.severity,
+                    clip_sha256=request.clip_sha256,
+                )
                 self._in_flight[future] = (request, delivery.attempts + 1)
                 continue
             gave_up = DeliveryResult(channel=request.channel, ok=False, retryable=False, reason=reason)
@@ -280,19 +343,33 @@ class AlertingStage:
 
     def _settle(self, request: AlertRequested, result: DeliveryResult, *, attempts: int) -> AlertEvent:
         now = self.clock()
-        common = {**request.caused(), "occurred_at": now, "alert_key": request.alert_key,
-                  "incident_id": request.incident_id, "channel": request.channel}
+        common = {
+            **request.caused(),
+            "occurred_at": now,
+            "alert_key": request.alert_key,
+            "incident_id": request.incident_id,
+            "channel": request.channel,
+        }
         outcome: AlertEvent
         if result.ok:
             outcome = AlertDispatched(**common, attempts=attempts)
-            log.info("alert dispatched", extra={"alert_key": request.alert_key, "channel": request.channel,
-                                                "attempts": attempts})
+            log.info(
+                "alert dispatched",
+                extra={"alert_key": request.alert_key, "channel": request.channel, "attempts": attempts},
+            )
         else:
             final = not result.retryable or attempts >= self.config.retry.max_attempts
             outcome = AlertFailed(**common, attempts=attempts, reason=result.reason, final=final)
-            log.warning("alert delivery failed", extra={"alert_key": request.alert_key, "channel": request.channel,
-                                                        "attempts": attempts, "final": final,
-                                                        "reason": result.reason})
+            log.warning(
+                "alert delivery failed",
+                extra={
+                    "alert_key": request.alert_key,
+                    "channel": request.channel,
+                    "attempts": attempts,
+                    "final": final,
+                    "reason": result.reason,
+                },
+            )
         self.ledger.record(outcome, durable=False)
         return outcome
 
@@ -305,12 +382,17 @@ def build_stage(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
     config = settings.alerting
     channels = ChannelRegistry.from_config(config)
     router = Router(config, channels)
-    renderer = MessageRenderer(dashboard_url=config.dashboard_url, local=router.local,
-                               stream_names={stream.id: stream.name for stream in settings.streams if stream.name})
-    dispatcher = Dispatcher(channels, asset=apprise_asset(config),
-                            clips=ClipStore(settings.clips_dir) if config.attach_clips else None)
-    return AlertingStage(config, settings.topics(), router=router, dispatcher=dispatcher, renderer=renderer,
-                         clock=clock)
+    renderer = MessageRenderer(
+        dashboard_url=config.dashboard_url,
+        local=router.local,
+        stream_names={stream.id: stream.name for stream in settings.streams if stream.name},
+    )
+    dispatcher = Dispatcher(
+        channels, asset=apprise_asset(config), clips=ClipStore(settings.clips_dir) if config.attach_clips else None
+    )
+    return AlertingStage(
+        config, settings.topics(), router=router, dispatcher=dispatcher, renderer=renderer, clock=clock
+    )
 
 
 def run_until_signalled(settings: Settings) -> None:
@@ -329,8 +411,10 @@ def run_alerting(settings: Settings, stop: threading.Event) -> None:
     try:
         since = utc_now() - timedelta(minutes=settings.alerting.history_horizon_minutes)
         stage.recover(read_history(bus, stage.input_topics(), since=since))
-        log.info("alerting ledger rebuilt", extra={"deliveries": len(stage.ledger.deliveries()),
-                                                   "deferred": len(stage.ledger.deferred())})
+        log.info(
+            "alerting ledger rebuilt",
+            extra={"deliveries": len(stage.ledger.deliveries()), "deferred": len(stage.ledger.deferred())},
+        )
         runner = StageRunner(stage, bus)
         try:
             while not stop.is_set():

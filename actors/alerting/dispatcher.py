@@ -44,16 +44,22 @@ class Dispatcher:
         self.asset = asset
         self.clips = clips
 
-    def send(self, channel_id: str, *, title: str, body: str, severity: str,
-             clip_sha256: str | None = None) -> DeliveryResult:
+    def send(
+        self, channel_id: str, *, title: str, body: str, severity: str, clip_sha256: str | None = None
+    ) -> DeliveryResult:
         channel = self.channels.get(channel_id)
         if channel is None:
-            return DeliveryResult(channel=channel_id, ok=False, retryable=False,
-                                  reason=f"channel {channel_id!r} is not configured any more")
+            return DeliveryResult(
+                channel=channel_id,
+                ok=False,
+                retryable=False,
+                reason=f"channel {channel_id!r} is not configured any more",
+            )
         return self.send_to(channel, title=title, body=body, severity=severity, clip_sha256=clip_sha256)
 
-    def send_to(self, channel: Channel, *, title: str, body: str, severity: str,
-                clip_sha256: str | None = None) -> DeliveryResult:
+    def send_to(
+        self, channel: Channel, *, title: str, body: str, severity: str, clip_sha256: str | None = None
+    ) -> DeliveryResult:
         services = Apprise(asset=self.asset)
         services.add(channel.service)
         try:

@@ -65,9 +65,12 @@ class IncidentBook:
     def apply(self, event: IncidentEvent) -> IncidentState:
         state = self._incidents.get(event.incident_id)
         if state is None:
-            state = IncidentState(incident_id=event.incident_id, stream_id=event.stream_id,
-                                  correlation_id=event.correlation_id or event.event_id,
-                                  last_event_at=event.occurred_at)
+            state = IncidentState(
+                incident_id=event.incident_id,
+                stream_id=event.stream_id,
+                correlation_id=event.correlation_id or event.event_id,
+                last_event_at=event.occurred_at,
+            )
             self._incidents[event.incident_id] = state
         if event.event_id in state.applied:
             return state

@@ -126,18 +126,22 @@ class Ledger:
 
     def admitted(self, *, since: datetime, stream_id: str | None = None) -> int:
         """Distinct transitions notified immediately since ``since`` (on one stream, or anywhere): rate limits."""
-        return len({
-            delivery.request.transition_event_id
-            for delivery in self._deliveries.values()
-            if delivery.request is not None and delivery.request.kind == "notify"
-            and delivery.request.occurred_at >= since
-            and (stream_id is None or delivery.request.stream_id == stream_id)
-        })
+        return len(
+            {
+                delivery.request.transition_event_id
+                for delivery in self._deliveries.values()
+                if delivery.request is not None
+                and delivery.request.kind == "notify"
+                and delivery.request.occurred_at >= since
+                and (stream_id is None or delivery.request.stream_id == stream_id)
+            }
+        )
 
     def transition_admitted(self, transition_event_id: str) -> bool:
         """Whether some channel already got this transition immediately (so the rest must, too)."""
         return any(
-            delivery.request is not None and delivery.request.kind == "notify"
+            delivery.request is not None
+            and delivery.request.kind == "notify"
             and delivery.request.transition_event_id == transition_event_id
             for delivery in self._deliveries.values()
         )
@@ -150,8 +154,9 @@ class Ledger:
         return self._tiers.get((incident_id, route), 0)
 
     def due_digests(self, now: datetime) -> list[Digest]:
-        return [digest for digest in self._digests.values()
-                if digest.due_at <= now and not self.knows(digest.alert_key)]
+        return [
+            digest for digest in self._digests.values() if digest.due_at <= now and not self.knows(digest.alert_key)
+        ]
 
     def prune(self, before: datetime) -> None:
         """Forget settled facts older than ``before``; decisions that old are never revisited (max delay)."""
@@ -176,10 +181,16 @@ class Ledger:
 
     def _record_deferred(self, event: AlertDeferred) -> None:
         self._deferred.setdefault(event.alert_key, event)
-        digest = self._digests.setdefault(event.digest_key, Digest(
-            alert_key=event.digest_key, stream_id=event.stream_id, route=event.route, channel=event.channel,
-            due_at=event.digest_due_at,
-        ))
+        digest = self._digests.setdefault(
+            event.digest_key,
+            Digest(
+                alert_key=event.digest_key,
+                stream_id=event.stream_id,
+                route=event.route,
+                channel=event.channel,
+                due_at=event.digest_due_at,
+            ),
+        )
         digest.items.setdefault(event.alert_key, event)
         self._anchor(event.incident_id, event.route, event.occurred_at, event.transition_event_id)
 

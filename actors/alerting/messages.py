@@ -40,8 +40,13 @@ def severity_rank(severity: str) -> int:
 class MessageRenderer:
     """Renders transitions, escalations, digests and test messages for one deployment."""
 
-    def __init__(self, *, dashboard_url: str, local: Callable[[datetime], datetime],
-                 stream_names: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        dashboard_url: str,
+        local: Callable[[datetime], datetime],
+        stream_names: Mapping[str, str] | None = None,
+    ) -> None:
         self.dashboard_url = dashboard_url.rstrip("/")
         self.local = local
         self.stream_names = dict(stream_names or {})
@@ -57,10 +62,15 @@ class MessageRenderer:
         where = self.stream_names.get(incident.stream_id) or incident.stream_id
         summary, lead, note = _describe(transition, event, incident)
         when = incident.onset_at if transition == "opened" and incident.onset_at else event.occurred_at
-        lines = [f"{lead} on {self.stream_label(incident.stream_id)}.", *([note] if note else []),
-                 *self._facts(incident, when)]
-        return Message(title=f"[{incident.severity.upper()}] {where}: {summary}",
-                       body=self._finish(lines, incident.incident_id, alert_key))
+        lines = [
+            f"{lead} on {self.stream_label(incident.stream_id)}.",
+            *([note] if note else []),
+            *self._facts(incident, when),
+        ]
+        return Message(
+            title=f"[{incident.severity.upper()}] {where}: {summary}",
+            body=self._finish(lines, incident.incident_id, alert_key),
+        )
 
     def escalation(self, incident: IncidentState, tier: int, waited_minutes: float, alert_key: str) -> Message:
         where = self.stream_names.get(incident.stream_id) or incident.stream_id
@@ -69,14 +79,18 @@ class MessageRenderer:
             f"ESCALATION (tier {tier}): not acknowledged after {waited} on {self.stream_label(incident.stream_id)}.",
             *self._facts(incident, incident.onset_at or incident.last_event_at),
         ]
-        return Message(title=f"[{incident.severity.upper()}] ESCALATION {tier}: {where} unacknowledged for {waited}",
-                       body=self._finish(lines, incident.incident_id, alert_key))
+        return Message(
+            title=f"[{incident.severity.upper()}] ESCALATION {tier}: {where} unacknowledged for {waited}",
+            body=self._finish(lines, incident.incident_id, alert_key),
+        )
 
     def digest_line(self, incident: IncidentState, transition: str, at: datetime) -> str:
         """One transition as a line of a digest, complete on its own (the digest is rendered from these)."""
         reason = f": {incident.reason}" if incident.reason else ""
-        return (f"{self.local(at):%H:%M} {incident.severity.upper()} {transition}{reason} - "
-                f"{self.incident_link(incident.incident_id)}")
+        return (
+            f"{self.local(at):%H:%M} {incident.severity.upper()} {transition}{reason} - "
+            f"{self.incident_link(incident.incident_id)}"
+        )
 
     def digest(self, stream_id: str, lines: Sequence[str], reasons: Sequence[str], alert_key: str) -> Message:
         where = self.stream_names.get(stream_id) or stream_id
@@ -89,7 +103,7 @@ class MessageRenderer:
         return Message(
             title="distress test notification",
             body=f"Test message sent at {self._time(at)}. If you can read this, the channel works.\n"
-                 f"Dashboard: {self.dashboard_url}",
+            f"Dashboard: {self.dashboard_url}",
         )
 
     def _facts(self, incident: IncidentState, when: datetime) -> list[str]:

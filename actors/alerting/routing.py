@@ -79,8 +79,9 @@ def _service(expanded_url: str, what: str, asset: AppriseAsset) -> NotifyBase:
     return services[0]
 
 
-def load_apprise_config_channels(paths: Sequence[Path], *, asset: AppriseAsset,
-                                 taken: set[str] | None = None) -> list[Channel]:
+def load_apprise_config_channels(
+    paths: Sequence[Path], *, asset: AppriseAsset, taken: set[str] | None = None
+) -> list[Channel]:
     """Every service of the Apprise config files, with its tags; ``${ENV}`` in the files is expanded first.
 
     A service is identified by its redacted URL, numbered ``#2``, ``#3``… where that is not unique (``taken``

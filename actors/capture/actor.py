@@ -139,10 +139,19 @@ class CaptureActor:
             raise
         self.publisher.flush()
         report = run.report(outcome, reason, time.monotonic() - began)
-        log.info("stream finished", extra={"stream_id": self.stream_id, "source": self.source.description,
-                                           "outcome": outcome, "reason": reason, "chunks": report.chunks,
-                                           "samples": report.samples, "padded_samples": report.padded_samples,
-                                           "reconnects": report.reconnects})
+        log.info(
+            "stream finished",
+            extra={
+                "stream_id": self.stream_id,
+                "source": self.source.description,
+                "outcome": outcome,
+                "reason": reason,
+                "chunks": report.chunks,
+                "samples": report.samples,
+                "padded_samples": report.padded_samples,
+                "reconnects": report.reconnects,
+            },
+        )
         return report
 
     def clock_mode(self) -> ClockMode:
@@ -187,8 +196,13 @@ class _StreamRun:
         if self.started is not None:
             self._publish_tail(wait=False)
         self.actor.publisher.publish(
-            StreamFailed(**self._envelope(), source=self.actor.source.description, reason=reason,
-                         chunks=self.chunker.emitted_chunks, samples=self.chunker.emitted_samples)
+            StreamFailed(
+                **self._envelope(),
+                source=self.actor.source.description,
+                reason=reason,
+                chunks=self.chunker.emitted_chunks,
+                samples=self.chunker.emitted_samples,
+            )
         )
         log.warning("stream failed", extra={"stream_id": self.actor.stream_id, "reason": reason})
 
@@ -223,27 +237,43 @@ class _StreamRun:
             realtime=self.actor.realtime,
         )
         self.actor.publisher.publish(self.started)
-        log.info("stream started", extra={"stream_id": self.actor.stream_id, "source": self.actor.source.description,
-                                          "source_rate": first.sample_rate, "source_channels": first.channels})
+        log.info(
+            "stream started",
+            extra={
+                "stream_id": self.actor.stream_id,
+                "source": self.actor.source.description,
+                "source_rate": first.sample_rate,
+                "source_channels": first.channels,
+            },
+        )
 
     def _finish(self, reason: str) -> tuple[Literal["ended"], str]:
         ended_by_source = reason == "eof"
         self._publish_tail(wait=reason != "stopped", pad=ended_by_source)
         heard = self.chunker.emitted_samples - self.padded
         if heard == 0:
-            raise SourceError(self.actor.source.description,
-                              "zero-length audio: too few source frames for a single 16 kHz sample")
+            raise SourceError(
+                self.actor.source.description, "zero-length audio: too few source frames for a single 16 kHz sample"
+            )
         if ended_by_source and heard < MIN_SCORED_SAMPLES:
-            raise SourceError(self.actor.source.description,
-                              f"too short to score: {heard / TARGET_SAMPLE_RATE:.3f} s of audio, at least "
-                              f"{MIN_SCORED_SAMPLES / TARGET_SAMPLE_RATE:.1f} s is needed")
+            raise SourceError(
+                self.actor.source.description,
+                f"too short to score: {heard / TARGET_SAMPLE_RATE:.3f} s of audio, at least "
+                f"{MIN_SCORED_SAMPLES / TARGET_SAMPLE_RATE:.1f} s is needed",
+            )
         if self.actor.source.warnings:
             reason = f"{reason}; input only partly read: {'; '.join(self.actor.source.warnings)}"
-            log.warning("stream input only partly read", extra={"stream_id": self.actor.stream_id,
-                                                                 "warnings": self.actor.source.warnings})
+            log.warning(
+                "stream input only partly read",
+                extra={"stream_id": self.actor.stream_id, "warnings": self.actor.source.warnings},
+            )
         self.actor.publisher.publish(
-            StreamEnded(**self._envelope(), reason=reason, chunks=self.chunker.emitted_chunks,
-                        samples=self.chunker.emitted_samples)
+            StreamEnded(
+                **self._envelope(),
+                reason=reason,
+                chunks=self.chunker.emitted_chunks,
+                samples=self.chunker.emitted_samples,
+            )
         )
         return "ended", reason
 
@@ -264,8 +294,10 @@ class _StreamRun:
         heard = self.chunker.received
         if MIN_SCORED_SAMPLES <= heard < SCORING_WINDOW_SAMPLES:
             self.padded = SCORING_WINDOW_SAMPLES - heard
-            log.info("short stream padded with a noise floor to one scoring window",
-                     extra={"stream_id": self.actor.stream_id, "samples": heard, "padded_samples": self.padded})
+            log.info(
+                "short stream padded with a noise floor to one scoring window",
+                extra={"stream_id": self.actor.stream_id, "samples": heard, "padded_samples": self.padded},
+            )
         floor = np.random.default_rng(PADDING_SEED).standard_normal(self.padded) * PADDING_NOISE_RMS
         return NormalisedAudio(heard, floor.astype(np.float32), np.zeros(0, dtype=np.int64))
 

@@ -143,8 +143,9 @@ def _frame_samples(frame: av.AudioFrame) -> Float32Array:
     return np.ascontiguousarray(interleaved, dtype=np.float32)
 
 
-def _decode_audio(container: av.container.InputContainer, description: str, stop: threading.Event,
-                  damaged: list[float] | None = None) -> Iterator[AudioBlock]:
+def _decode_audio(
+    container: av.container.InputContainer, description: str, stop: threading.Event, damaged: list[float] | None = None
+) -> Iterator[AudioBlock]:
     """Decoded blocks of a container's first audio stream; a missing stream or decoder is a ``SourceError``.
 
     With ``damaged``, a packet the decoder refuses is skipped, its seconds appended there, and decoding goes on
@@ -188,8 +189,9 @@ _MP3_FRAME_COUNT_TAGS: Final = (b"Xing", b"Info", b"VBRI")
 _MP3_FIRST_FRAME_BYTES: Final = 4096
 # FFmpeg containers whose duration is a header field; elsewhere (ADTS AAC, raw MP3, ...) it is estimated from the
 # bit rate, off by over 1 % on complete files.
-_DECLARING_CONTAINERS: Final = frozenset({"mov", "mp4", "m4a", "matroska", "webm", "asf", "flac", "ogg", "wav", "w64",
-                                          "aiff", "caf"})
+_DECLARING_CONTAINERS: Final = frozenset(
+    {"mov", "mp4", "m4a", "matroska", "webm", "asf", "flac", "ogg", "wav", "w64", "aiff", "caf"}
+)
 
 
 def wav_declared_frames(path: Path) -> int | None:
@@ -258,8 +260,10 @@ def missing_audio(heard_s: float, declared_s: float | None) -> str | None:
     """A warning when clearly less was decoded than the container declares (see ``MISSING_TOLERANCE_S``)."""
     if declared_s is None or declared_s - heard_s <= max(MISSING_TOLERANCE_S, MISSING_TOLERANCE_FRACTION * declared_s):
         return None
-    return (f"only {heard_s:.1f} s of the {declared_s:.1f} s the file declares could be decoded "
-            f"({declared_s - heard_s:.1f} s never heard): the file is cut off or damaged")
+    return (
+        f"only {heard_s:.1f} s of the {declared_s:.1f} s the file declares could be decoded "
+        f"({declared_s - heard_s:.1f} s never heard): the file is cut off or damaged"
+    )
 
 
 def _decoding_stopped(heard_s: float, declared_s: float | None, reason: str) -> str:
@@ -339,8 +343,10 @@ class FileSource:
         if missing is not None:
             self.warnings.append(missing)
         elif is_ogg and ogg_cut_off(self.path):
-            self.warnings.append(f"the Ogg stream ends after {heard_s:.1f} s without its end-of-stream page: "
-                                 "the recording was cut off, what followed was never heard")
+            self.warnings.append(
+                f"the Ogg stream ends after {heard_s:.1f} s without its end-of-stream page: "
+                "the recording was cut off, what followed was never heard"
+            )
 
     def _blocks_with_pyav(self, stop: threading.Event) -> Iterator[AudioBlock]:
         try:
@@ -363,8 +369,12 @@ class FileSource:
             if stop.is_set():
                 return
             if heard_s == 0:
-                raise SourceError(self.description, "unreadable or corrupt audio: no packet could be decoded" if damaged
-                                  else "zero-length audio: the file decodes to no samples")
+                raise SourceError(
+                    self.description,
+                    "unreadable or corrupt audio: no packet could be decoded"
+                    if damaged
+                    else "zero-length audio: the file decodes to no samples",
+                )
             if damaged:
                 self.warnings.append(f"{len(damaged)} damaged packet(s) skipped, {sum(damaged):.2f} s never heard")
             self._check_complete(heard_s + sum(damaged), is_ogg=container.format.name == "ogg")
@@ -467,8 +477,10 @@ class UrlSource:
                 with self._open() as container:
                     if connected_before:
                         self.reconnects += 1
-                        log.info("network source reconnected",
-                                 extra={"source": self.description, "reconnects": self.reconnects})
+                        log.info(
+                            "network source reconnected",
+                            extra={"source": self.description, "reconnects": self.reconnects},
+                        )
                     for block in _decode_audio(container, self.description, stop):
                         yield replace(block, discontinuity=connected_before and not delivered)
                         delivered = True
@@ -482,9 +494,15 @@ class UrlSource:
             if failures >= self.reconnect.max_attempts:
                 raise SourceError(self.description, f"gave up after {failures} failed attempt(s): {reason}")
             delay = self.reconnect.delay_s(failures, self._rng)
-            log.warning("network source failed; reconnecting",
-                        extra={"source": self.description, "reason": redact_text(reason), "failures": failures,
-                               "delay_s": round(delay, 3)})
+            log.warning(
+                "network source failed; reconnecting",
+                extra={
+                    "source": self.description,
+                    "reason": redact_text(reason),
+                    "failures": failures,
+                    "delay_s": round(delay, 3),
+                },
+            )
             if stop.wait(delay):
                 return
 
@@ -536,8 +554,12 @@ class MicrophoneSource:
 
         try:
             stream = sounddevice.InputStream(
-                device=self.device, samplerate=rate, channels=channels, dtype="float32",
-                blocksize=max(1, round(rate * MICROPHONE_BLOCK_SECONDS)), callback=on_audio,
+                device=self.device,
+                samplerate=rate,
+                channels=channels,
+                dtype="float32",
+                blocksize=max(1, round(rate * MICROPHONE_BLOCK_SECONDS)),
+                callback=on_audio,
             )
         except sounddevice.PortAudioError as error:
             raise SourceError(self.description, f"cannot open the microphone: {error}") from error
@@ -552,8 +574,10 @@ class MicrophoneSource:
                 yield AudioBlock(samples, rate)
         if overflows:
             log.warning("microphone blocks dropped", extra={"source": self.description, "dropped_blocks": overflows})
-            self.warnings.append(f"{overflows * MICROPHONE_BLOCK_SECONDS:.2f} s of microphone audio dropped: "
-                                 "the capture fell more than ten seconds behind")
+            self.warnings.append(
+                f"{overflows * MICROPHONE_BLOCK_SECONDS:.2f} s of microphone audio dropped: "
+                "the capture fell more than ten seconds behind"
+            )
 
 
 # --------------------------------------------------------------------------------------------- raw PCM
@@ -618,8 +642,10 @@ class RawPcmSource:
                 total_frames += whole // frame_bytes
                 yield AudioBlock(self._to_float(data[:whole]), self.pcm_format.sample_rate)
         if leftover:
-            log.warning("raw PCM ended inside a frame; partial frame dropped",
-                        extra={"source": self.description, "dropped_bytes": len(leftover)})
+            log.warning(
+                "raw PCM ended inside a frame; partial frame dropped",
+                extra={"source": self.description, "dropped_bytes": len(leftover)},
+            )
             self.warnings.append(f"the input ended inside a PCM frame: its last {len(leftover)} byte(s) were dropped")
         if total_frames == 0 and not stop.is_set():
             raise SourceError(self.description, "zero-length audio: no complete PCM frame was read")
@@ -675,15 +701,21 @@ class SourceOptions:
         return cls(
             connect_timeout_s=capture.connect_timeout_s,
             read_timeout_s=capture.read_timeout_s,
-            reconnect=ReconnectPolicy(max_attempts=capture.reconnect_max_attempts,
-                                      base_delay_s=capture.reconnect_base_delay_s,
-                                      max_delay_s=capture.reconnect_max_delay_s),
+            reconnect=ReconnectPolicy(
+                max_attempts=capture.reconnect_max_attempts,
+                base_delay_s=capture.reconnect_base_delay_s,
+                max_delay_s=capture.reconnect_max_delay_s,
+            ),
             raw_pcm=raw_pcm or RawPcmFormat(),
         )
 
 
-def open_source(spec: str, options: SourceOptions = SourceOptions(), *, stdin: BinaryIO | None = None,
-                ) -> AudioSource:
+def open_source(
+    spec: str,
+    options: SourceOptions = SourceOptions(),
+    *,
+    stdin: BinaryIO | None = None,
+) -> AudioSource:
     """The source a command-line string names: ``-`` (stdin), ``mic``/``mic:DEVICE``, a URL, or a file path.
 
     Nothing is opened yet: errors of the source itself surface from ``blocks`` (so they become StreamFailed);
@@ -701,8 +733,13 @@ def open_source(spec: str, options: SourceOptions = SourceOptions(), *, stdin: B
     scheme = _SCHEME.match(spec)
     if scheme is not None:
         if scheme.group(1).lower() not in URL_SCHEMES:
-            raise SourceError(redact_url(spec), f"unsupported URL scheme {scheme.group(1)!r}; use one of "
-                              f"{', '.join(URL_SCHEMES)}")
-        return UrlSource(spec, connect_timeout_s=options.connect_timeout_s, read_timeout_s=options.read_timeout_s,
-                         reconnect=options.reconnect)
+            raise SourceError(
+                redact_url(spec), f"unsupported URL scheme {scheme.group(1)!r}; use one of {', '.join(URL_SCHEMES)}"
+            )
+        return UrlSource(
+            spec,
+            connect_timeout_s=options.connect_timeout_s,
+            read_timeout_s=options.read_timeout_s,
+            reconnect=options.reconnect,
+        )
     return FileSource(Path(spec))

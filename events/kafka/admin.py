@@ -32,8 +32,7 @@ def ensure_topics(
     specs = list(specs)
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
-        NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication_factor,
-                 config=spec.config())
+        NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication_factor, config=spec.config())
         for spec in specs
         if spec.name not in existing
     ]
@@ -126,8 +125,9 @@ class KafkaProbe:
         try:
             answer = self._ask(
                 f"read the committed offsets of group {group_id}",
-                lambda: reader.committed([TopicPartition(topic, partition) for topic, partition in partitions],
-                                         timeout=self._timeout_s),
+                lambda: reader.committed(
+                    [TopicPartition(topic, partition) for topic, partition in partitions], timeout=self._timeout_s
+                ),
             )
         finally:
             reader.close()
@@ -163,8 +163,11 @@ class KafkaProbe:
         def ask() -> dict[str, int]:
             described = self._admin.describe_consumer_groups(list(group_ids))
             groups = {group_id: future.result(timeout=self._timeout_s) for group_id, future in described.items()}
-            return {group_id: len(group.members) for group_id, group in groups.items()
-                    if group.state == ConsumerGroupState.STABLE}
+            return {
+                group_id: len(group.members)
+                for group_id, group in groups.items()
+                if group.state == ConsumerGroupState.STABLE
+            }
 
         return self._ask("describe consumer groups", ask)
 
@@ -175,8 +178,10 @@ class KafkaProbe:
         def ask() -> dict[Partition, int]:
             wanted = {TopicPartition(topic, partition): spec for topic, partition in partitions}
             futures = self._admin.list_offsets(wanted, request_timeout=self._timeout_s)
-            return {(tp.topic, tp.partition): future.result(timeout=self._timeout_s).offset
-                    for tp, future in futures.items()}
+            return {
+                (tp.topic, tp.partition): future.result(timeout=self._timeout_s).offset
+                for tp, future in futures.items()
+            }
 
         return self._ask("list offsets", ask)
 
@@ -207,5 +212,3 @@ _SETTLING = {
     KafkaError._TRANSPORT,
     KafkaError._ALL_BROKERS_DOWN,
 }
-
-

@@ -90,9 +90,15 @@ class LocalBroker(Generic[SettingsT]):
 
     def status(self) -> BrokerStatus:
         if not self.settings.uses_local_broker:
-            return BrokerStatus(managed=False, running=True, reachable=self.reachable(),
-                                bootstrap_servers=self.settings.bootstrap_servers, pid=None, data_dir=None,
-                                log_file=None)
+            return BrokerStatus(
+                managed=False,
+                running=True,
+                reachable=self.reachable(),
+                bootstrap_servers=self.settings.bootstrap_servers,
+                pid=None,
+                data_dir=None,
+                log_file=None,
+            )
         pid = self._live_pid()
         return BrokerStatus(
             managed=True,
@@ -133,11 +139,21 @@ class LocalBroker(Generic[SettingsT]):
             self._format(java, classpath)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
-                [java, f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}",
-                 f"-Dlog4j2.configurationFile={self.log4j_file.resolve()}",
-                 f"-Dkafka.logs.dir={self.root.resolve()}",
-                 "-cp", classpath, "kafka.Kafka", str(self.properties_file.resolve())],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    java,
+                    f"-Xmx{self.settings.kafka_heap}",
+                    f"-Xms{self.settings.kafka_heap}",
+                    f"-Dlog4j2.configurationFile={self.log4j_file.resolve()}",
+                    f"-Dkafka.logs.dir={self.root.resolve()}",
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(self.properties_file.resolve()),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
         self._started = process
@@ -181,8 +197,20 @@ class LocalBroker(Generic[SettingsT]):
 
     def _format(self, java: str, classpath: str) -> None:
         cluster_id = _run([java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"]).strip().splitlines()[-1]
-        _run([java, "-cp", classpath, f"-Dlog4j2.configurationFile={self.log4j_file.resolve()}",
-              "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file.resolve())])
+        _run(
+            [
+                java,
+                "-cp",
+                classpath,
+                f"-Dlog4j2.configurationFile={self.log4j_file.resolve()}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.properties_file.resolve()),
+            ]
+        )
 
     def _write_config(self) -> None:
         port, controller_port = self.settings.kafka_port, self.settings.kafka_controller_port

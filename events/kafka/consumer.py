@@ -95,6 +95,7 @@ def usable(message: Message) -> bool:
     log.warning("consumer error", extra={"kafka_error": error.str()})
     return False
 
+
 class EventConsumer:
     """Batched, manually committed consumption of decoded events, with dead-lettering of bad messages."""
 
@@ -134,8 +135,9 @@ class EventConsumer:
         )
         self._consumer.subscribe(list(topics), on_revoke=self._on_revoke, on_lost=self._on_lost)
 
-    def consume(self, max_messages: int = 500, timeout_s: float = 1.0, *,
-                linger_s: float | None = None) -> list[ConsumedEvent]:
+    def consume(
+        self, max_messages: int = 500, timeout_s: float = 1.0, *, linger_s: float | None = None
+    ) -> list[ConsumedEvent]:
         """Up to ``max_messages`` decoded events; undecodable ones are handled by the error callback.
 
         librdkafka returns a batch only when it is full or ``timeout_s`` has passed, so below full batches every
@@ -160,8 +162,9 @@ class EventConsumer:
                 self.checkpoint.record(topic, partition, offset)
                 continue
             _, timestamp_ms = message.timestamp()
-            events.append(ConsumedEvent(event=event, topic=topic, partition=partition, offset=offset,
-                                        timestamp_ms=timestamp_ms))
+            events.append(
+                ConsumedEvent(event=event, topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
+            )
         return events
 
     def mark_processed(self, consumed: ConsumedEvent) -> None:
@@ -222,8 +225,13 @@ class EventConsumer:
         action = self._on_decode_error(failure)
         log.warning(
             "undecodable message",
-            extra={"topic": failure.topic, "partition": failure.partition, "offset": failure.offset,
-                   "error": str(error), "action": action.value},
+            extra={
+                "topic": failure.topic,
+                "partition": failure.partition,
+                "offset": failure.offset,
+                "error": str(error),
+                "action": action.value,
+            },
         )
         if action is ErrorAction.RAISE:
             raise error
@@ -283,4 +291,3 @@ def dead_letter_headers(failure: DecodeFailure) -> list[tuple[str, bytes]]:
         ("dlq.error_type", type(failure.error).__name__.encode()),
         ("dlq.error", str(failure.error).encode()),
     ]
-

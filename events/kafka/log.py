@@ -25,6 +25,7 @@ from events.kafka.consumer import ConsumedEvent, usable
 
 log = logging.getLogger(__name__)
 
+
 class LogPositionError(BusError):
     """A stored position does not fit the topic (missing topic, or a checkpoint beyond its end)."""
 
@@ -214,11 +215,19 @@ class TopicLog:
         )
 
     def _offsets_at(self, partitions: Sequence[Partition], timestamp_ms: int) -> dict[Partition, int]:
-        found = self._ask("look up offsets by time", lambda: self._consumer.offsets_for_times(
-            [TopicPartition(topic, partition, timestamp_ms) for topic, partition in partitions],
-            timeout=self._timeout_s))
-        return {(item.topic, item.partition): item.offset if item.offset >= 0 else self._watermarks(
-            (item.topic, item.partition))[1] for item in found}
+        found = self._ask(
+            "look up offsets by time",
+            lambda: self._consumer.offsets_for_times(
+                [TopicPartition(topic, partition, timestamp_ms) for topic, partition in partitions],
+                timeout=self._timeout_s,
+            ),
+        )
+        return {
+            (item.topic, item.partition): item.offset
+            if item.offset >= 0
+            else self._watermarks((item.topic, item.partition))[1]
+            for item in found
+        }
 
     def _ask(self, what: str, call: Callable[[], Answer]) -> Answer:
         """``call``, retried while the cluster settles (new topics without leaders yet) for up to the timeout."""
@@ -235,8 +244,9 @@ class TopicLog:
     def _partitions(self, topic: str, retry_for_s: float = 10.0) -> list[int]:
         deadline = time.monotonic() + retry_for_s
         while True:
-            metadata = self._ask("read topic metadata", lambda: self._consumer.list_topics(
-                topic=topic, timeout=self._timeout_s)).topics.get(topic)
+            metadata = self._ask(
+                "read topic metadata", lambda: self._consumer.list_topics(topic=topic, timeout=self._timeout_s)
+            ).topics.get(topic)
             if metadata is not None and metadata.error is None and metadata.partitions:
                 return sorted(metadata.partitions)
             settling = metadata is not None and metadata.error is not None and metadata.error.code() in _SETTLING
@@ -302,8 +312,15 @@ class EventReader:
     Undecodable messages are skipped here; the stages already dead-letter them.
     """
 
-    def __init__(self, bus: Bus, topics: Sequence[str], *, since_ms: int | None = None,
-                 offsets: Mapping[Partition, int] | None = None, key: str | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        topics: Sequence[str],
+        *,
+        since_ms: int | None = None,
+        offsets: Mapping[Partition, int] | None = None,
+        key: str | None = None,
+    ) -> None:
         if (since_ms is None) == (offsets is None):
             raise ValueError("EventReader starts at since_ms or at offsets: give exactly one")
         self._bus = bus
@@ -327,8 +344,12 @@ class EventReader:
                 }
             )
         )
-        self._consumer.assign([TopicPartition(topic, partition, offset if offset >= 0 else OFFSET_END)
-                               for (topic, partition), offset in start.items()])
+        self._consumer.assign(
+            [
+                TopicPartition(topic, partition, offset if offset >= 0 else OFFSET_END)
+                for (topic, partition), offset in start.items()
+            ]
+        )
 
     def poll(self, max_messages: int = 1000, timeout_s: float = 0.2) -> list[ConsumedEvent]:
         consumed = []
@@ -346,8 +367,11 @@ class EventReader:
             except CodecError:
                 self.undecodable += 1
                 continue
-            consumed.append(ConsumedEvent(event=event, topic=topic, partition=partition, offset=offset,
-                                          timestamp_ms=message.timestamp()[1]))
+            consumed.append(
+                ConsumedEvent(
+                    event=event, topic=topic, partition=partition, offset=offset, timestamp_ms=message.timestamp()[1]
+                )
+            )
         return consumed
 
     def caught_up_with(self, ends: Mapping[Partition, int]) -> bool:

@@ -63,8 +63,9 @@ class EventProducer:
         """Produce bytes as they are (used for dead letters, which must keep the original bytes)."""
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=list(headers),
-                                       on_delivery=self._on_delivery)
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers), on_delivery=self._on_delivery
+                )
                 break
             except BufferError:  # local queue full: serve delivery reports to make room (backpressure)
                 self._producer.poll(0.1)
@@ -93,5 +94,3 @@ class EventProducer:
             self.delivered += 1
         else:
             self._failures.append(f"{message.topic()}: {error.str()}")
-
-

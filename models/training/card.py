@@ -22,7 +22,7 @@ from models.training.train import MIN_HEARD_FRAMES
 
 
 def _largest_sources_text(report: EvaluationReport) -> str:
-    """"shout: nexuiz-data:torus, 263 of 500; ...": each distress label's largest source and its share of clips."""
+    """ "shout: nexuiz-data:torus, 263 of 500; ...": each distress label's largest source and its share of clips."""
     support = {metrics.label: metrics.support for metrics in report.classes}
     distress = [source for source in report.sources if source.label in DISTRESS_LABELS]
     largest = [  # sources are sorted by label and name, so a tie goes to the first name
@@ -113,8 +113,7 @@ def _context_summary(train_config: dict[str, Any]) -> str:
 def _rule_table() -> str:
     lines = ["| package family | file path pattern | label |", "|---|---|---|"]
     lines += [
-        f"| {rule.package} | `{rule.pattern.replace('|', '&#124;')}` | {rule.label or 'excluded'} |"
-        for rule in RULES
+        f"| {rule.package} | `{rule.pattern.replace('|', '&#124;')}` | {rule.label or 'excluded'} |" for rule in RULES
     ]
     return "\n".join(lines)
 
@@ -170,9 +169,7 @@ def write_model_card(
         sources=format_sources(report),
         ms_single=cost.ms_per_patch,
         ms_batched=cost.ms_per_patch_batched,
-        ms_stage=(
-            f"{cost.second_stage_ms_per_patch:.2f}" if cost.second_stage_ms_per_patch is not None else "none:"
-        ),
+        ms_stage=(f"{cost.second_stage_ms_per_patch:.2f}" if cost.second_stage_ms_per_patch is not None else "none:"),
         streams=cost.streams_per_core,
         second_stage=second_stage_note_text,
         rules=_rule_table(),

@@ -60,8 +60,14 @@ class Candidate:
 def at_points_of(classifier: DistressClassifier, reference: DistressClassifier) -> DistressClassifier:
     """The same network deciding at ``reference``'s operating points."""
     return DistressClassifier(
-        classifier.network, classifier.calibration, reference.threshold, classifier.model_id,
-        classifier.model_version, classifier.metadata, classifier.second_stage, reference.label_thresholds,
+        classifier.network,
+        classifier.calibration,
+        reference.threshold,
+        classifier.model_id,
+        classifier.model_version,
+        classifier.metadata,
+        classifier.second_stage,
+        reference.label_thresholds,
     )
 
 
@@ -211,8 +217,10 @@ def format_comparison(comparisons: Sequence[Comparison], split: str) -> str:
         by_label = ", ".join(f"{label} {count}" for label, count in row.false_alarms_by_label().items())
         caught = "—" if row.events is None else f"{row.events.recall:.3f}"
         points = "" if row.points_of is None else f" (of {Path(row.points_of).name})"
-        caught_by_label = "—" if row.events is None else ", ".join(
-            f"{label} {row.events.recall_of(label):.2f}" for label in row.events.events
+        caught_by_label = (
+            "—"
+            if row.events is None
+            else ", ".join(f"{label} {row.events.recall_of(label):.2f}" for label in row.events.events)
         )
         lines.append(
             f"| {Path(row.checkpoint).name} ({row.model_version}, {row.sha256[:8]}) | "

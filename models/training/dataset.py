@@ -68,9 +68,7 @@ class DatasetConfig:
     """Everything that determines the dataset; its hash names the cache directory."""
 
     seed: int = 20260522
-    clips_per_label: dict[str, int] = field(
-        default_factory=lambda: {"train": 2000, "validation": 500, "test": 500}
-    )
+    clips_per_label: dict[str, int] = field(default_factory=lambda: {"train": 2000, "validation": 500, "test": 500})
     sound_packages: tuple[str, ...] = ALL_SOUND_PACKAGES
     espeak_voices: int = 60
     sentences_per_voice: int = 10
@@ -84,9 +82,7 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         if set(self.clips_per_label) != set(SPLITS) or min(self.clips_per_label.values()) < 1:
-            raise DatasetError(
-                f"clips_per_label needs a positive count for each of {SPLITS}: {self.clips_per_label}"
-            )
+            raise DatasetError(f"clips_per_label needs a positive count for each of {SPLITS}: {self.clips_per_label}")
         if not 0 < self.validation_fraction + self.test_fraction < 0.8:
             raise DatasetError("validation_fraction + test_fraction must be in (0, 0.8)")
         if not 0 <= self.train_animal_share < 1:
@@ -127,9 +123,7 @@ def _unit_hash(seed: int, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_splits(
-    source_ids: Sequence[str], families: Sequence[str], config: DatasetConfig
-) -> dict[str, Split]:
+def assign_splits(source_ids: Sequence[str], families: Sequence[str], config: DatasetConfig) -> dict[str, Split]:
     """Deterministically assign each source to a split, stratified by family.
 
     Within each family (e.g. "scream recordings", "TTS voices") sources are ordered by a seeded hash and the
@@ -253,9 +247,7 @@ class _SplitMaterial:
             if rec.animal:
                 animals[rec.source_id].append(rec)
         self.animal_call = _uniform_over_sources(animals) if animal_share > 0 else None
-        self.recordings_by_label: dict[str, dict[str, list[Recording]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
+        self.recordings_by_label: dict[str, dict[str, list[Recording]]] = defaultdict(lambda: defaultdict(list))
         for rec in recordings:
             self.recordings_by_label[rec.label][rec.source_id].append(rec)
         self.recorded_background = self.recorded("background")  # built once: every clip draws a bed or two
@@ -384,9 +376,7 @@ def _foreground_producers(material: _SplitMaterial, label: str) -> list[tuple[fl
         ]
     available = [(w, p) for w, p in producers if p is not None]
     if not available:
-        raise DatasetError(
-            f"no source of {label!r} in the {material.split} split; add sound packages or voices"
-        )
+        raise DatasetError(f"no source of {label!r} in the {material.split} split; add sound packages or voices")
     return available
 
 
@@ -433,9 +423,7 @@ def _make_clip(rng: Rng, material: _SplitMaterial, label: str) -> tuple[Audio, s
 def _synthesise_voice_pool(voice: Voice, config: DatasetConfig, cache_dir: Path) -> dict[str, list[Audio]]:
     """Speech and to-be-shouted utterances of one voice, cached as WAV so rebuilding is fast."""
     directory = cache_dir / "tts" / voice.engine / voice.name.replace("+", "_")
-    rng = np.random.default_rng(
-        [config.seed, int(hashlib.sha256(voice.source_id.encode()).hexdigest()[:8], 16)]
-    )
+    rng = np.random.default_rng([config.seed, int(hashlib.sha256(voice.source_id.encode()).hexdigest()[:8], 16)])
     plan: dict[str, list[tuple[str, int, int]]] = {
         "speech": [
             (str(rng.choice(EVERYDAY_SENTENCES)), int(rng.integers(30, 70)), int(rng.integers(130, 190)))
@@ -579,9 +567,7 @@ def benign_stream(
                 segment[cursor : cursor + len(utterance)] += utterance
                 cursor += len(utterance) + int(rng.uniform(0.2, 1.5) * SAMPLE_RATE)
         elif scene < 0.5:
-            segment = np.concatenate([material.babble(rng) for _ in range(length // CLIP_SAMPLES + 1)])[
-                :length
-            ]
+            segment = np.concatenate([material.babble(rng) for _ in range(length // CLIP_SAMPLES + 1)])[:length]
         elif scene < 0.65:
             segment = synth.music_like(rng, length)
         elif scene < 0.85 and background is not None:
@@ -599,9 +585,7 @@ def benign_stream(
         out[position : position + length] = segment
         position += length
     floor = synth.room_tone(rng, total)
-    return np.clip(out + floor * (10 ** (-60 / 20) / max(1e-9, synth.rms(floor))), -1.0, 1.0).astype(
-        np.float32
-    )
+    return np.clip(out + floor * (10 ** (-60 / 20) / max(1e-9, synth.rms(floor))), -1.0, 1.0).astype(np.float32)
 
 
 def join_event(clips: ClipSet, first: int, count: int, rng: Rng) -> Audio:
@@ -695,9 +679,7 @@ def load_dataset(directory: Path) -> Dataset:
         raise DatasetError(f"{directory} holds no dataset (no manifest.json); build it first")
     manifest = json.loads(manifest_path.read_text())
     if manifest["labels"] != list(LABELS):
-        raise DatasetError(
-            f"{directory} was built for labels {manifest['labels']}, the model uses {list(LABELS)}"
-        )
+        raise DatasetError(f"{directory} was built for labels {manifest['labels']}, the model uses {list(LABELS)}")
     raw = manifest["config"]
     config = DatasetConfig.from_dict(raw)
     sets = {}

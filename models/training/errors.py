@@ -14,7 +14,5 @@ class MissingPackageError(DatasetError):
 
     def __init__(self, packages: Sequence[str], what: str) -> None:
         names = " ".join(sorted(set(packages)))
-        super().__init__(
-            f"{what} needs the Debian package(s) {names}: install with `apt-get install -y {names}`"
-        )
+        super().__init__(f"{what} needs the Debian package(s) {names}: install with `apt-get install -y {names}`")
         self.packages = tuple(sorted(set(packages)))

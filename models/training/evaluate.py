@@ -194,7 +194,9 @@ class EvaluationReport:
             "recall_at_threshold": self.recall_at_threshold,
             "fpr_at_threshold": self.fpr_at_threshold,
             "benign": None if self.benign is None else asdict(self.benign),
-            "events": None if self.events is None else {
+            "events": None
+            if self.events is None
+            else {
                 **asdict(self.events),
                 "recall": self.events.recall,
                 "recall_by_label": {label: self.events.recall_of(label) for label in self.events.events},
@@ -223,9 +225,7 @@ def class_metrics(
     return tuple(metrics), confusion
 
 
-def benign_run(
-    classifier: DistressClassifier, audio: Audio, chain: ProductChain | None = None
-) -> BenignRun:
+def benign_run(classifier: DistressClassifier, audio: Audio, chain: ProductChain | None = None) -> BenignRun:
     """Slide the classifier over a long benign signal (a patch every 0.5 s) and, given the product's ``chain``,
     also run it through its decisions: a raw window over threshold is not yet an alarm."""
     frames = log_mel(audio)
@@ -234,11 +234,12 @@ def benign_run(
     incidents = len(chain(audio)) if chain is not None else None
     share = None
     if classifier.second_stage is not None:
-        share = float(np.mean(cnn_only(classifier).stream_scores(frames, STREAM_HOP_FRAMES)[1]
-                              >= classifier.second_stage.blend.gate))
-    return BenignRun(
-        len(audio) / SAMPLE_RATE, len(distress), over, decisions, float(distress.max()), incidents, share
-    )
+        share = float(
+            np.mean(
+                cnn_only(classifier).stream_scores(frames, STREAM_HOP_FRAMES)[1] >= classifier.second_stage.blend.gate
+            )
+        )
+    return BenignRun(len(audio) / SAMPLE_RATE, len(distress), over, decisions, float(distress.max()), incidents, share)
 
 
 def event_recall(
@@ -297,13 +298,18 @@ def event_context(config: DatasetConfig, split: Split, data_dir: Path) -> Audio:
 def cnn_only(classifier: DistressClassifier) -> DistressClassifier:
     """The same checkpoint without its second stage: what the gate compares, and the CNN's own scores."""
     return DistressClassifier(
-        classifier.network, classifier.calibration, classifier.threshold, classifier.model_id,
-        classifier.model_version, classifier.metadata,
+        classifier.network,
+        classifier.calibration,
+        classifier.threshold,
+        classifier.model_id,
+        classifier.model_version,
+        classifier.metadata,
     )
 
 
-def _ms_per_patch(score: Callable[[npt.NDArray[np.float32]], object], patches: npt.NDArray[np.float32],
-                  repeats: int) -> float:
+def _ms_per_patch(
+    score: Callable[[npt.NDArray[np.float32]], object], patches: npt.NDArray[np.float32], repeats: int
+) -> float:
     score(patches)
     started = time.perf_counter()
     for _ in range(repeats):
@@ -431,7 +437,7 @@ def evaluate(
 
 
 def thresholds_text(threshold: float, label_thresholds: dict[str, float]) -> str:
-    """"0.990; crying 0.971, glass 0.946": the checkpoint's threshold, then the labels whose own differs."""
+    """ "0.990; crying 0.971, glass 0.946": the checkpoint's threshold, then the labels whose own differs."""
     own = [f"{label} {value:.3f}" for label, value in sorted(label_thresholds.items()) if value != threshold]
     return f"{threshold:.3f}" + (f"; {', '.join(own)}" if own else "")
 
@@ -440,8 +446,7 @@ def format_table(report: EvaluationReport) -> str:
     """The evaluation as Markdown: per-class table, then the distress metrics."""
     lines = ["| class | precision | recall | support |", "|---|---:|---:|---:|"]
     lines += [
-        f"| {c.label}{' *' if c.label in DISTRESS_LABELS else ''} | {c.precision:.3f} | {c.recall:.3f} | "
-        f"{c.support} |"
+        f"| {c.label}{' *' if c.label in DISTRESS_LABELS else ''} | {c.precision:.3f} | {c.recall:.3f} | {c.support} |"
         for c in report.classes
     ]
     lines += [
@@ -484,10 +489,12 @@ def format_sources(report: EvaluationReport, rows: int = 8) -> str:
     missing = sorted(distress, key=lambda s: (s.over_point - s.clips, s.label, s.source))[:rows]
     everyday = [source for source in report.sources if source.label not in DISTRESS_LABELS and source.over_point]
     taken = sorted(everyday, key=lambda s: (-s.over_point, s.label, s.source))[:rows]
-    return "\n\n".join([
-        _source_table("distress source", "missed", [(s, s.clips - s.over_point) for s in missing]),
-        _source_table("everyday source", "taken for distress", [(s, s.over_point) for s in taken]),
-    ])
+    return "\n\n".join(
+        [
+            _source_table("distress source", "missed", [(s, s.clips - s.over_point) for s in missing]),
+            _source_table("everyday source", "taken for distress", [(s, s.over_point) for s in taken]),
+        ]
+    )
 
 
 def _source_table(kind: str, counted: str, rows: list[tuple[SourceScore, int]]) -> str:

@@ -62,9 +62,7 @@ class FileRule:
 # "impact"; ambience, machinery, music, footsteps, pickups, animals and weather are "background".
 RULES: tuple[FileRule, ...] = (
     # OpenArena (Quake III engine): player models "sarge" and "neko", team voices, weapons, world ambience.
-    FileRule(
-        "openarena", r"sound/player/(?P<group>\w+)/(death|pain|fall|falling|drown|gasp)\w*\.\w+$", "scream"
-    ),
+    FileRule("openarena", r"sound/player/(?P<group>\w+)/(death|pain|fall|falling|drown|gasp)\w*\.\w+$", "scream"),
     FileRule("openarena", r"sound/player/(?P<group>\w+)/taunt\.\w+$", "shout"),
     FileRule("openarena", r"sound/voices/(?P<group>\w+)/", "speech"),
     FileRule("openarena", r"sound/weapons/(?P<group>machinegun)/machgf", "impact"),
@@ -77,9 +75,7 @@ RULES: tuple[FileRule, ...] = (
     FileRule("openarena", r"sound/(?P<group>movers|items)/", "background"),
     FileRule("openarena", r"^(?P<group>music)/", "background"),
     # Nexuiz: nine player models with pain/death cries and shouted team "coms", announcers, weapons, ambience.
-    FileRule(
-        "nexuiz", r"sound/player/(?P<group>[\w-]+)/player/(death|pain|fall|falling|drown|gasp)", "scream"
-    ),
+    FileRule("nexuiz", r"sound/player/(?P<group>[\w-]+)/player/(death|pain|fall|falling|drown|gasp)", "scream"),
     FileRule("nexuiz", r"sound/player/(?P<group>torus)/(death|pain|fall|drown|gasp)", "scream"),
     FileRule("nexuiz", r"sound/player/(?P<group>[\w-]+)/coms/", "shout"),
     FileRule(
@@ -100,9 +96,7 @@ RULES: tuple[FileRule, ...] = (
     FileRule("nexuiz", r"sound/weapons/(?P<group>hagexp)\d", "impact"),
     FileRule("nexuiz", r"sound/weapons/(?P<group>tuba)_note", "background"),
     FileRule("nexuiz", r"sound/weapons/(?P<group>brass|casings)\d", "background"),
-    FileRule(
-        "nexuiz", r"sound/misc/(?P<group>metalfootstep|footstep|hitground|metalhitground)\d", "background"
-    ),
+    FileRule("nexuiz", r"sound/misc/(?P<group>metalfootstep|footstep|hitground|metalhitground)\d", "background"),
     FileRule("nexuiz", r"sound/(?P<group>ambient|desertfactory|weather)/", "background"),
     # Warzone 2100: three screams, a "help!", radio speech, war effects, vehicles. The multiplayer taunts
     # ("time to die", "had enough?", maniacal laughs) are banter in character voices, two of the three at a

@@ -24,8 +24,7 @@ def roc_auc(scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating])
         if tied.sum() > 1:
             ranks[tied] = ranks[tied].mean()
     return float(
-        (ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2)
-        / (len(positives) * len(negatives))
+        (ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives))
     )
 
 
@@ -42,9 +41,7 @@ def count_decisions(
     return int(over.sum()), int(starts.sum())
 
 
-def threshold_at_fpr(
-    scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating], fpr: float
-) -> float:
+def threshold_at_fpr(scores: npt.NDArray[np.floating], targets: npt.NDArray[np.floating], fpr: float) -> float:
     """The lowest threshold whose false-positive rate on negatives (score >= threshold) is at most ``fpr``."""
     negatives = np.sort(scores[targets <= 0.5])[::-1]
     if len(negatives) == 0:

@@ -81,11 +81,7 @@ def mains_hum(rng: Rng, n: int) -> Audio:
     t = np.arange(n) / SAMPLE_RATE
     out = np.zeros(n)
     for harmonic in range(1, int(rng.integers(3, 12))):
-        out += (
-            rng.uniform(0.1, 1.0)
-            / harmonic
-            * np.sin(2 * np.pi * base * harmonic * t + rng.uniform(0, 2 * np.pi))
-        )
+        out += rng.uniform(0.1, 1.0) / harmonic * np.sin(2 * np.pi * base * harmonic * t + rng.uniform(0, 2 * np.pi))
     out += 0.05 * rng.standard_normal(n)
     return normalise_peak(out, 0.5)
 
@@ -213,9 +209,7 @@ def _contour(
     peak_at = rng.uniform(0.15, 0.6)
     x = np.linspace(0.0, 1.0, n)
     rising = start_hz + (peak_hz - start_hz) * np.sin(np.pi / 2 * np.minimum(x / peak_at, 1.0))
-    falling = peak_hz + (end_hz - peak_hz) * (np.maximum(x - peak_at, 0.0) / (1 - peak_at)) ** rng.uniform(
-        0.7, 2.0
-    )
+    falling = peak_hz + (end_hz - peak_hz) * (np.maximum(x - peak_at, 0.0) / (1 - peak_at)) ** rng.uniform(0.7, 2.0)
     base = np.where(x < peak_at, rising, falling)
     t = np.arange(n) / SAMPLE_RATE
     wobble = vibrato * np.sin(2 * np.pi * rng.uniform(4.0, 9.0) * t + rng.uniform(0, 6.28))
@@ -305,9 +299,7 @@ def cry(rng: Rng, speaker: dict[str, float]) -> Audio:
         breath_n = int(rng.uniform(0.1, 0.5) * SAMPLE_RATE)
         breath_n = min(breath_n, n_total - pos)
         if breath_n > 100:  # in-breath: band-passed noise, sometimes a high voiced squeak
-            sos = sps.butter(
-                2, [rng.uniform(500, 1500), rng.uniform(3000, 6000)], "band", fs=SAMPLE_RATE, output="sos"
-            )
+            sos = sps.butter(2, [rng.uniform(500, 1500), rng.uniform(3000, 6000)], "band", fs=SAMPLE_RATE, output="sos")
             breath = sps.sosfilt(sos, rng.standard_normal(breath_n)) * _envelope(breath_n, 0.05, 0.05)
             out[pos : pos + breath_n] += breath * rng.uniform(0.02, 0.15) / max(1e-9, float(np.std(breath)))
             pos += breath_n
@@ -380,9 +372,7 @@ def slam(rng: Rng) -> Audio:
     for _ in range(int(rng.integers(3, 10))):
         freq = rng.uniform(300, 5000) if metal else rng.uniform(60, 900)
         decay = rng.uniform(0.05, 0.6) if metal else rng.uniform(0.02, 0.15)
-        out += (
-            rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * freq * t + rng.uniform(0, 6.28)) * np.exp(-t / decay)
-        )
+        out += rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * freq * t + rng.uniform(0, 6.28)) * np.exp(-t / decay)
     return normalise_peak(out)
 
 
@@ -432,9 +422,7 @@ def small_impact(rng: Rng) -> Audio:
         length = min(n - onset, int(rng.uniform(0.01, 0.06) * SAMPLE_RATE))
         burst = _decaying_noise(rng, length, rng.uniform(0.002, 0.01))
         cutoff = rng.uniform(500, 4000)
-        out[onset : onset + length] += sps.sosfilt(
-            sps.butter(2, cutoff, "low", fs=SAMPLE_RATE, output="sos"), burst
-        )
+        out[onset : onset + length] += sps.sosfilt(sps.butter(2, cutoff, "low", fs=SAMPLE_RATE, output="sos"), burst)
     return normalise_peak(out, 0.3)
 
 

@@ -161,9 +161,9 @@ LOG_MEL_FLOOR = math.log(LOG_MEL_OFFSET)
 EQ_KNOTS = 6
 
 
-def _crops(rng: np.random.Generator, features: npt.NDArray[np.float32], indices: npt.NDArray[np.int64]) -> (
-    npt.NDArray[np.float32]
-):
+def _crops(
+    rng: np.random.Generator, features: npt.NDArray[np.float32], indices: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
     """A random PATCH_FRAMES crop of each clip (time-shift augmentation)."""
     offsets = rng.integers(0, features.shape[1] - PATCH_FRAMES + 1, size=len(indices))
     frame_index = offsets[:, None] + np.arange(PATCH_FRAMES)[None, :]
@@ -204,9 +204,7 @@ def _augment(
     single band, instant, level or recording channel."""
     n, n_mels = len(batch), batch.shape[2]
     if config.level_db > 0:
-        batch += (rng.uniform(-config.level_db, config.level_db, size=(n, 1, 1)) * LOG_POWER_PER_DB).astype(
-            np.float32
-        )
+        batch += (rng.uniform(-config.level_db, config.level_db, size=(n, 1, 1)) * LOG_POWER_PER_DB).astype(np.float32)
     if config.eq_db > 0:
         knots = rng.normal(0.0, config.eq_db, size=(n, EQ_KNOTS))
         positions = np.linspace(0, EQ_KNOTS - 1, n_mels)
@@ -244,9 +242,11 @@ def _mix_band_statistics(rng: np.random.Generator, batch: torch.Tensor, config: 
     mean = batch.mean(dim=1, keepdim=True)
     spread = (batch.var(dim=1, keepdim=True) + 1e-6).sqrt()
     mixed = batch.clone()
-    mixed[chosen] = (batch[chosen] - mean[chosen]) / spread[chosen] * (
-        own * spread[chosen] + (1 - own) * spread[partners]
-    ) + own * mean[chosen] + (1 - own) * mean[partners]
+    mixed[chosen] = (
+        (batch[chosen] - mean[chosen]) / spread[chosen] * (own * spread[chosen] + (1 - own) * spread[partners])
+        + own * mean[chosen]
+        + (1 - own) * mean[partners]
+    )
     return mixed.clamp_min(LOG_MEL_FLOOR)  # nothing is quieter than silence
 
 
@@ -414,9 +414,7 @@ def train(
         if config.second_stage
         else None
     )
-    digest, validation = save_with_threshold(
-        cnn, stage, validation_set, config, data_dir, output, best_epoch, history
-    )
+    digest, validation = save_with_threshold(cnn, stage, validation_set, config, data_dir, output, best_epoch, history)
     parameters = parameter_count(network) + (parameter_count(stage.head) if stage else 0)
     return TrainResult(output, digest, parameters, best_epoch, validation, time.monotonic() - started)
 
@@ -450,9 +448,7 @@ def fit(
     network.band_std.copy_(torch.from_numpy(band_std))
 
     steps_per_epoch = math.ceil(len(train_features) / config.batch_size)
-    optimiser = torch.optim.AdamW(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
     )
@@ -472,15 +468,19 @@ def fit(
             labels, distress = train_labels[indices], train_distress[indices]
             if context is not None and per_kind:
                 batch, labels, distress = _with_context(
-                    rng, context, per_kind, (batch, labels, distress), train_features, overlay_pool, band_mean,
+                    rng,
+                    context,
+                    per_kind,
+                    (batch, labels, distress),
+                    train_features,
+                    overlay_pool,
+                    band_mean,
                     config,
                 )
             if config.band_mixstyle_probability > 0:  # no draws when off: the shipped recipe's stream stays
                 batch = _mix_band_statistics(rng, batch, config)
             logits, distress_logit = network(batch)
-            loss = class_loss(logits, labels) + config.distress_loss_weight * distress_loss(
-                distress_logit, distress
-            )
+            loss = class_loss(logits, labels) + config.distress_loss_weight * distress_loss(distress_logit, distress)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -544,9 +544,7 @@ def calibrated(network: DistressNet, validation_set: ValidationSet) -> DistressC
     """The CNN with its class temperature and distress Platt scaling fitted on validation (no threshold yet)."""
     validation_patches, validation_labels, validation_distress = validation_set
     logits, distress_logit = _forward_all(network, validation_patches)
-    calibration = fit_calibration(
-        logits, validation_labels, distress_logit, torch.from_numpy(validation_distress)
-    )
+    calibration = fit_calibration(logits, validation_labels, distress_logit, torch.from_numpy(validation_distress))
     return DistressClassifier(network, calibration, threshold=0.5)
 
 
@@ -587,7 +585,9 @@ def _fit_head(
             batch = order[start : start + 256]
             class_logits, distress_logit = head(inputs[batch])
             loss = nn.functional.cross_entropy(
-                class_logits, labels[batch], label_smoothing=config.head_label_smoothing,
+                class_logits,
+                labels[batch],
+                label_smoothing=config.head_label_smoothing,
                 ignore_index=IGNORED_CLASS,
             ) + nn.functional.binary_cross_entropy_with_logits(distress_logit, distress[batch])
             optimiser.zero_grad()
@@ -621,14 +621,24 @@ def fit_second_stage(
     patches, labels = last_patches(train_features), train_clips.labels
     distress = distress_targets(labels)
     if context is not None and config.head_context_patches:
-        positive = np.sort(rng.choice(len(context.positive_starts),
-                                      min(config.head_context_patches, len(context.positive_starts)), replace=False))
-        negative = np.sort(rng.choice(context.negative_starts,
-                                      min(config.head_context_patches, len(context.negative_starts)), replace=False))
-        patches = np.concatenate([patches, context.patches(context.positive_starts[positive]),
-                                  context.patches(negative)])
-        labels = np.concatenate([labels, context.positive_labels[positive],
-                                 np.full(len(negative), IGNORED_CLASS, dtype=np.int64)])
+        positive = np.sort(
+            rng.choice(
+                len(context.positive_starts),
+                min(config.head_context_patches, len(context.positive_starts)),
+                replace=False,
+            )
+        )
+        negative = np.sort(
+            rng.choice(
+                context.negative_starts, min(config.head_context_patches, len(context.negative_starts)), replace=False
+            )
+        )
+        patches = np.concatenate(
+            [patches, context.patches(context.positive_starts[positive]), context.patches(negative)]
+        )
+        labels = np.concatenate(
+            [labels, context.positive_labels[positive], np.full(len(negative), IGNORED_CLASS, dtype=np.int64)]
+        )
         distress = np.concatenate([distress, np.ones(len(positive), np.float32), np.zeros(len(negative), np.float32)])
     head = _fit_head(config, _encoder_embeddings(encoder, bridge, patches, progress), labels, distress)
     validation_patches, validation_labels, validation_distress = validation_set

@@ -235,9 +235,7 @@ def speak(voice: Voice, text: str, pitch: int, rate_wpm: int, workdir: Path) -> 
         command = ["text2wave", "-eval", f"(voice_{voice.name})", str(script), "-o", str(out)]
     result = subprocess.run(command, capture_output=True, timeout=120, check=False)
     if result.returncode != 0 or not out.exists():
-        raise DatasetError(
-            f"{voice.source_id} failed to speak {text!r}: {result.stderr.decode(errors='replace')}"
-        )
+        raise DatasetError(f"{voice.source_id} failed to speak {text!r}: {result.stderr.decode(errors='replace')}")
     data, rate = soundfile.read(out, dtype="float32")
     return to_mono_16k(data, rate)
 

@@ -25,12 +25,19 @@ def stage() -> AsrStage:
 
 
 def chunks(stream_id: str, audio: npt.NDArray[np.float32]) -> list[AudioChunkCaptured]:
-    pieces = [audio[start:start + RATE] for start in range(0, audio.size, RATE)]
+    pieces = [audio[start : start + RATE] for start in range(0, audio.size, RATE)]
     return [
-        AudioChunkCaptured(stream_id=stream_id, sequence=index, sample_offset=index * RATE, sample_rate=RATE,
-                           captured_at=datetime.now(UTC),
-                           pcm16=encode_pcm16(piece), clipped_samples=0, nonfinite_samples=0,
-                           is_last=index == len(pieces) - 1)
+        AudioChunkCaptured(
+            stream_id=stream_id,
+            sequence=index,
+            sample_offset=index * RATE,
+            sample_rate=RATE,
+            captured_at=datetime.now(UTC),
+            pcm16=encode_pcm16(piece),
+            clipped_samples=0,
+            nonfinite_samples=0,
+            is_last=index == len(pieces) - 1,
+        )
         for index, piece in enumerate(pieces)
     ]
 
@@ -62,8 +69,12 @@ def test_shouted_call_for_help_is_transcribed_with_phrase_in_stream_time(stage: 
 def test_silence_and_redelivered_chunks_produce_nothing(stage: AsrStage) -> None:
     silence = chunks("quiet", np.zeros(4 * RATE, dtype=np.float32))
     assert transcribe(stage, silence) == []
-    speech = chunks("repeat", np.concatenate([synthesize("Call the police!", voice="en", rate=160, pitch=50),
-                                              np.zeros(RATE, dtype=np.float32)]))
+    speech = chunks(
+        "repeat",
+        np.concatenate(
+            [synthesize("Call the police!", voice="en", rate=160, pitch=50), np.zeros(RATE, dtype=np.float32)]
+        ),
+    )
     first = transcribe(stage, speech[:-1])
     again = transcribe(stage, speech[:-1])  # redelivered: skipped, not fed twice
     assert again == []

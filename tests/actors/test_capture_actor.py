@@ -72,12 +72,25 @@ def test_a_file_becomes_started_chunks_ended_with_exact_accounting(kafka_setting
     assert total == round(2.5 * 16000)
     assert [len(chunk.pcm16) // 2 for chunk in chunks] == [16000, 16000, 8000]
     assert_contiguous(chunks)
-    assert ended.event == StreamEnded(**started.event.caused(), event_id=ended.event.event_id,
-                                      occurred_at=ended.event.occurred_at, reason="eof", chunks=3, samples=total)
+    assert ended.event == StreamEnded(
+        **started.event.caused(),
+        event_id=ended.event.event_id,
+        occurred_at=ended.event.occurred_at,
+        reason="eof",
+        chunks=3,
+        samples=total,
+    )
     assert started.event == StreamStarted(
-        stream_id="lobby", event_id=started.event.event_id, occurred_at=started.event.occurred_at,
-        source=str(path), source_kind="file", sample_rate=16000, chunk_samples=16000, source_sample_rate=44100,
-        source_channels=2, realtime=False,
+        stream_id="lobby",
+        event_id=started.event.event_id,
+        occurred_at=started.event.occurred_at,
+        source=str(path),
+        source_kind="file",
+        sample_rate=16000,
+        chunk_samples=16000,
+        source_sample_rate=44100,
+        source_channels=2,
+        realtime=False,
     )
     assert all(chunk.correlation_id == started.event.event_id for chunk in chunks)
     assert started.topic == bus.catalogue.streams.name
@@ -100,8 +113,9 @@ def test_non_finite_and_clipped_samples_are_counted_per_chunk(kafka_settings: Se
     signal[13000:13010, 0] = 1.5  # clipped: beyond full scale
     path = write_audio(tmp_path / "glitchy.wav", signal, 16000, subtype="FLOAT")
     with bus.producer() as producer:
-        report = CaptureActor(stream_id="glitchy", source=FileSource(path), publisher=producer,
-                              chunk_samples=8000).run()
+        report = CaptureActor(
+            stream_id="glitchy", source=FileSource(path), publisher=producer, chunk_samples=8000
+        ).run()
     chunks = chunks_of(captured_events(bus), "glitchy")
     assert [(chunk.nonfinite_samples, chunk.clipped_samples) for chunk in chunks] == [(2, 0), (1, 10)]
     assert (report.nonfinite_samples, report.clipped_samples) == (3, 10)
@@ -117,8 +131,9 @@ def test_non_finite_and_clipped_samples_are_counted_per_chunk(kafka_settings: Se
     ],
     ids=["missing", "directory"],
 )
-def test_an_unusable_source_publishes_only_stream_failed(kafka_settings: Settings, tmp_path: Path, make: object,
-                                                         reason: str) -> None:
+def test_an_unusable_source_publishes_only_stream_failed(
+    kafka_settings: Settings, tmp_path: Path, make: object, reason: str
+) -> None:
     bus = kafka_settings.bus()
     bus.ensure_topics()
     path = make(tmp_path)  # type: ignore[operator]
@@ -140,11 +155,13 @@ def test_audio_captured_before_a_network_failure_is_published_before_stream_fail
     bus.ensure_topics()
     payload = write_audio(tmp_path / "a.wav", tone(2.0, 16000), 16000).read_bytes()
     # the first response breaks off half-way, then the server answers 503 until the actor gives up
-    served = ServedAudio(payload, drop_first=1, drop_after_bytes=len(payload) // 2, error_status=503,
-                         error_from_request=2)
+    served = ServedAudio(
+        payload, drop_first=1, drop_after_bytes=len(payload) // 2, error_status=503, error_from_request=2
+    )
     with http_audio_server(served) as base, bus.producer() as producer:
-        report = CaptureActor(stream_id="cam", source=UrlSource(f"{base}/a.wav", reconnect=FAST_RETRY),
-                              publisher=producer).run()
+        report = CaptureActor(
+            stream_id="cam", source=UrlSource(f"{base}/a.wav", reconnect=FAST_RETRY), publisher=producer
+        ).run()
     received = captured_events(bus)
     chunks = chunks_of(received, "cam")
     failed = only(received, StreamFailed, "cam").event
@@ -157,16 +174,21 @@ def test_audio_captured_before_a_network_failure_is_published_before_stream_fail
     assert len(served.requests) == FAST_RETRY.max_attempts  # the broken-off response was the first failure
 
 
-def test_a_dropped_http_stream_reconnects_and_continues_the_same_stream(kafka_settings: Settings,
-                                                                        tmp_path: Path) -> None:
+def test_a_dropped_http_stream_reconnects_and_continues_the_same_stream(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
     bus = kafka_settings.bus()
     bus.ensure_topics()
     original = tone(1.5, 22050)
     payload = write_audio(tmp_path / "a.wav", original, 22050).read_bytes()
     served = ServedAudio(payload, drop_first=1, drop_after_bytes=len(payload) // 3)
     with http_audio_server(served) as base, bus.producer() as producer:
-        report = CaptureActor(stream_id="radio", source=UrlSource(f"{base}/live", reconnect=FAST_RETRY),
-                              publisher=producer, chunk_samples=4000).run()
+        report = CaptureActor(
+            stream_id="radio",
+            source=UrlSource(f"{base}/live", reconnect=FAST_RETRY),
+            publisher=producer,
+            chunk_samples=4000,
+        ).run()
     received = captured_events(bus)
     chunks = chunks_of(received, "radio")
     ended = only(received, StreamEnded, "radio").event
@@ -184,8 +206,9 @@ def test_realtime_pacing_stamps_chunks_by_sample_time(kafka_settings: Settings, 
     path = write_audio(tmp_path / "short.wav", tone(1.0, 48000), 48000)  # one scoring window: nothing padded
     began = time.monotonic()
     with bus.producer() as producer:
-        CaptureActor(stream_id="paced", source=FileSource(path), publisher=producer, chunk_samples=4000,
-                     realtime=True).run()
+        CaptureActor(
+            stream_id="paced", source=FileSource(path), publisher=producer, chunk_samples=4000, realtime=True
+        ).run()
     elapsed = time.monotonic() - began
     received = captured_events(bus)
     chunks = chunks_of(received, "paced")
@@ -205,8 +228,9 @@ def test_stopping_a_live_stream_publishes_what_arrived_and_ends_it(kafka_setting
     stop = threading.Event()
     with os.fdopen(read_fd, "rb") as reader, bus.producer() as producer:
         publisher = ChunkSignallingPublisher(producer)
-        actor = CaptureActor(stream_id="pipe", source=RawPcmSource(stream=reader), publisher=publisher,
-                             chunk_samples=1600)
+        actor = CaptureActor(
+            stream_id="pipe", source=RawPcmSource(stream=reader), publisher=publisher, chunk_samples=1600
+        )
         results: list[CaptureReport] = []
         runner = threading.Thread(target=lambda: results.append(actor.run(stop)))
         runner.start()

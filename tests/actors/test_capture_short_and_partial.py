@@ -26,8 +26,9 @@ def capture(settings: Settings, stream_id: str, path: Path) -> tuple[CaptureRepo
     bus = settings.bus()
     bus.ensure_topics()
     with bus.producer() as producer:
-        report = CaptureActor(stream_id=stream_id, source=FileSource(path), publisher=producer,
-                              chunk_samples=4000).run()
+        report = CaptureActor(
+            stream_id=stream_id, source=FileSource(path), publisher=producer, chunk_samples=4000
+        ).run()
     return report, captured_events(bus)
 
 
@@ -37,8 +38,9 @@ def test_the_scoring_window_holds_a_whole_classifier_patch() -> None:
     assert MIN_SCORED_SAMPLES == 1600  # 0.1 s at 16 kHz
 
 
-def test_a_short_recording_is_padded_with_a_noise_floor_after_it_to_one_scoring_window(kafka_settings: Settings,
-                                                                                      tmp_path: Path) -> None:
+def test_a_short_recording_is_padded_with_a_noise_floor_after_it_to_one_scoring_window(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
     path = write_audio(tmp_path / "clip.wav", tone(0.3, 44100), 44100)
     report, received = capture(kafka_settings, "clip", path)
     chunks = chunks_of(received, "clip")
@@ -51,12 +53,14 @@ def test_a_short_recording_is_padded_with_a_noise_floor_after_it_to_one_scoring_
     assert np.abs(published[:4800]).max() > 0.4  # the tone first, at its own times
     floor = published[4800:]  # then the noise floor, the same every time
     assert np.sqrt(np.mean(np.square(floor))) == pytest.approx(PADDING_NOISE_RMS, rel=0.1)
-    np.testing.assert_allclose(floor, np.random.default_rng(PADDING_SEED).standard_normal(floor.size)
-                               * PADDING_NOISE_RMS, atol=1 / 32767)  # PCM16 quantisation
+    np.testing.assert_allclose(
+        floor, np.random.default_rng(PADDING_SEED).standard_normal(floor.size) * PADDING_NOISE_RMS, atol=1 / 32767
+    )  # PCM16 quantisation
 
 
-def test_input_shorter_than_a_tenth_of_a_second_fails_naming_its_length(kafka_settings: Settings,
-                                                                        tmp_path: Path) -> None:
+def test_input_shorter_than_a_tenth_of_a_second_fails_naming_its_length(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
     path = write_audio(tmp_path / "click.wav", tone(0.05, 16000), 16000)
     report, received = capture(kafka_settings, "click", path)
     failed = only(received, StreamFailed, "click").event

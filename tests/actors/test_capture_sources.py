@@ -106,8 +106,10 @@ def _empty_wav(path: Path) -> Path:
         (lambda tmp: tmp, "is a directory"),
         (lambda tmp: (tmp / "empty.wav", (tmp / "empty.wav").write_bytes(b""))[0], "zero-length audio"),
         (lambda tmp: _empty_wav(tmp / "silent.wav"), "zero-length audio"),
-        (lambda tmp: (tmp / "junk.wav", (tmp / "junk.wav").write_bytes(bytes(range(256)) * 20))[0],
-         "unreadable or corrupt audio"),
+        (
+            lambda tmp: (tmp / "junk.wav", (tmp / "junk.wav").write_bytes(bytes(range(256)) * 20))[0],
+            "unreadable or corrupt audio",
+        ),
         (lambda tmp: unknown_codec_wav(tmp / "codec.wav"), "unsupported codec"),
     ],
     ids=["missing", "directory", "empty-file", "zero-frames", "corrupt", "unsupported-codec"],
@@ -169,10 +171,10 @@ def test_a_wav_cut_short_of_its_header_is_read_to_its_end_and_says_how_much_is_m
     assert len(source.warnings) == 1 and "only 31.0 s of the 120.0 s the file declares" in source.warnings[0]
 
 
-@pytest.mark.parametrize(("suffix", "says"), [(".mp3", "of the 20.0 s the file declares"),
-                                              (".ogg", "without its end-of-stream page")])
-def test_a_lossy_file_cut_off_mid_stream_keeps_what_was_heard_and_warns(tmp_path: Path, suffix: str,
-                                                                         says: str) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "says"), [(".mp3", "of the 20.0 s the file declares"), (".ogg", "without its end-of-stream page")]
+)
+def test_a_lossy_file_cut_off_mid_stream_keeps_what_was_heard_and_warns(tmp_path: Path, suffix: str, says: str) -> None:
     original = write_audio(tmp_path / "long.wav", tone(20.0, 44100), 44100)
     path = encode_with_ffmpeg(original, tmp_path / f"long{suffix}")
     source = FileSource(cut_at(path, 0.25))
@@ -182,8 +184,7 @@ def test_a_lossy_file_cut_off_mid_stream_keeps_what_was_heard_and_warns(tmp_path
 
 
 @pytest.mark.parametrize(("suffix", "damage"), [(".flac", "cut"), (".flac", "garbled")])
-def test_a_decoder_error_part_way_keeps_the_audio_before_it_and_warns(tmp_path: Path, suffix: str,
-                                                                      damage: str) -> None:
+def test_a_decoder_error_part_way_keeps_the_audio_before_it_and_warns(tmp_path: Path, suffix: str, damage: str) -> None:
     original = write_audio(tmp_path / "long.wav", tone(20.0, 44100), 44100)
     path = encode_with_ffmpeg(original, tmp_path / f"long{suffix}")
     source = FileSource(cut_at(path, 0.25) if damage == "cut" else garbled_middle(path))
@@ -211,8 +212,23 @@ def test_damaged_packets_are_skipped_counted_and_the_rest_still_heard(tmp_path: 
 
 def mp3_without_frame_count(path: Path, target: Path) -> Path:
     """An MP3 without a Xing header but with 30 kB of ID3 tag: libsndfile's length estimate counts the tag."""
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(path), "-write_xing", "0",
-                    "-metadata", f"comment={'x' * 30000}", str(target)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(path),
+            "-write_xing",
+            "0",
+            "-metadata",
+            f"comment={'x' * 30000}",
+            str(target),
+        ],
+        check=True,
+        timeout=60,
+    )
     return target
 
 
@@ -220,8 +236,11 @@ def mp3_without_frame_count(path: Path, target: Path) -> Path:
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", "-noxing.mp3"])
 def test_complete_files_carry_no_warning(tmp_path: Path, suffix: str, seconds: float) -> None:
     original = write_audio(tmp_path / "source.wav", tone(seconds, 44100), 44100)
-    path = (mp3_without_frame_count(original, tmp_path / "a.mp3") if suffix == "-noxing.mp3"
-            else encode_with_ffmpeg(original, tmp_path / f"a{suffix}"))
+    path = (
+        mp3_without_frame_count(original, tmp_path / "a.mp3")
+        if suffix == "-noxing.mp3"
+        else encode_with_ffmpeg(original, tmp_path / f"a{suffix}")
+    )
     source = FileSource(path)
     heard = heard_seconds(read_all(source))
     assert source.warnings == []
@@ -286,16 +305,20 @@ RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 
 def _gst_rtsp_server_available() -> bool:
     probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
-    return SYSTEM_PYTHON.exists() and subprocess.run([str(SYSTEM_PYTHON), "-c", probe], capture_output=True,
-                                                     check=False).returncode == 0
+    return (
+        SYSTEM_PYTHON.exists()
+        and subprocess.run([str(SYSTEM_PYTHON), "-c", probe], capture_output=True, check=False).returncode == 0
+    )
 
 
 @pytest.fixture
 def rtsp_url() -> Iterator[str]:
     """A real RTSP server (gst-rtsp-server) serving one second of a 440 Hz stereo tone per client."""
     if not _gst_rtsp_server_available():
-        pytest.skip("needs Debian packages python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
-                    "gstreamer1.0-plugins-good")
+        pytest.skip(
+            "needs Debian packages python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
+            "gstreamer1.0-plugins-good"
+        )
     server = subprocess.Popen([str(SYSTEM_PYTHON), str(RTSP_SERVER), "1.0"], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -345,8 +368,9 @@ def test_raw_s16le_stdin_is_scaled_to_float() -> None:
 def test_raw_stereo_float_pcm_with_a_partial_trailing_frame() -> None:
     frames = np.array([[0.25, -0.5], [1.0, 0.0], [np.nan, 0.1]], dtype="<f4")
     data = frames.tobytes() + b"\x00\x01\x02"  # three stray bytes: not a whole frame, dropped
-    source = RawPcmSource(stream=io.BytesIO(data),
-                          pcm_format=RawPcmFormat(sample_rate=8000, channels=2, sample_format="f32le"))
+    source = RawPcmSource(
+        stream=io.BytesIO(data), pcm_format=RawPcmFormat(sample_rate=8000, channels=2, sample_format="f32le")
+    )
     blocks = read_all(source)
     np.testing.assert_array_equal(joined(blocks), frames)
     assert blocks[0].sample_rate == 8000
@@ -439,8 +463,9 @@ def test_microphone_capture_through_alsa_and_portaudio(tmp_path: Path) -> None:
     config = tmp_path / "asoundrc"
     config.write_text(TEST_MICROPHONE_CONF.format(infile=infile))
     env = {**os.environ, "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{config}", "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-c", READ_ONE_SECOND], env=env, capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", READ_ONE_SECOND], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     if "PortAudio library not found" in result.stderr:
         pytest.skip("needs PortAudio (Debian package libportaudio2)")
     assert result.returncode == 0, result.stderr
@@ -468,10 +493,13 @@ def test_source_strings_name_their_kind() -> None:
     assert url.description == "rtsp://***@10.1.2.3:554/***?***" and url.kind == "url" and url.live
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("ftp://host/a.wav", "unsupported URL scheme 'ftp'"),
-    ("  ", "empty source"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("ftp://host/a.wav", "unsupported URL scheme 'ftp'"),
+        ("  ", "empty source"),
+    ],
+)
 def test_malformed_source_strings_are_rejected(spec: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         open_source(spec)

@@ -24,15 +24,29 @@ CATALOGUE = TopicCatalogue(prefix="unit.")
 CONFIG = FeatureConfig()
 
 
-def chunk_events(signal: np.ndarray, sizes: list[int], run_id: str = "run-1", stream_id: str = "ward-7",
-                 ) -> list[AudioChunkCaptured]:
+def chunk_events(
+    signal: np.ndarray,
+    sizes: list[int],
+    run_id: str = "run-1",
+    stream_id: str = "ward-7",
+) -> list[AudioChunkCaptured]:
     chunks, offset = [], 0
     for sequence, size in enumerate(sizes):
-        chunks.append(AudioChunkCaptured(
-            stream_id=stream_id, correlation_id=run_id, causation_id=run_id, sequence=sequence, sample_offset=offset,
-            sample_rate=16000, captured_at=datetime.now(UTC), pcm16=encode_pcm16(signal[offset : offset + size]),
-            clipped_samples=0, nonfinite_samples=0, is_last=sequence == len(sizes) - 1,
-        ))
+        chunks.append(
+            AudioChunkCaptured(
+                stream_id=stream_id,
+                correlation_id=run_id,
+                causation_id=run_id,
+                sequence=sequence,
+                sample_offset=offset,
+                sample_rate=16000,
+                captured_at=datetime.now(UTC),
+                pcm16=encode_pcm16(signal[offset : offset + size]),
+                clipped_samples=0,
+                nonfinite_samples=0,
+                is_last=sequence == len(sizes) - 1,
+            )
+        )
         offset += size
     assert offset == signal.shape[0]
     return chunks
@@ -41,8 +55,9 @@ def chunk_events(signal: np.ndarray, sizes: list[int], run_id: str = "run-1", st
 def handle(stage: FeatureStage, chunks: list[AudioChunkCaptured]) -> list[FeaturesExtracted]:
     outputs = []
     for offset, chunk in enumerate(chunks):
-        consumed = ConsumedEvent(event=chunk, topic=CATALOGUE.audio_chunks.name, partition=0, offset=offset,
-                                 timestamp_ms=0)
+        consumed = ConsumedEvent(
+            event=chunk, topic=CATALOGUE.audio_chunks.name, partition=0, offset=offset, timestamp_ms=0
+        )
         for event in stage.handle(consumed):
             assert isinstance(event, FeaturesExtracted)
             outputs.append(event)
@@ -72,8 +87,9 @@ def test_features_per_chunk_equal_features_of_the_whole_stream() -> None:
         frames = slice(output.first_frame, output.first_frame + output.frames)
         assert output.summary.rms_dbfs_mean == pytest.approx(float(whole.dbfs[frames].mean()), abs=1e-3)
         assert output.summary.pitch_hz_median == pytest.approx(220.0, rel=0.03)
-    assert all(o.correlation_id == "run-1" and o.causation_id == c.event_id for o, c in zip(outputs, chunks,
-                                                                                            strict=True))
+    assert all(
+        o.correlation_id == "run-1" and o.causation_id == c.event_id for o, c in zip(outputs, chunks, strict=True)
+    )
 
 
 def test_a_chunk_shorter_than_a_frame_yields_an_empty_patch_and_a_silent_summary() -> None:
@@ -155,12 +171,14 @@ def test_feature_stage_on_kafka_emits_one_event_per_captured_chunk(kafka_setting
     finally:
         runner.close()
     with bus.producer() as producer:
-        reader = bus.consumer(group_id=f"r-{uuid.uuid4()}", topics=[bus.catalogue.audio_features.name],
-                              producer=producer)
+        reader = bus.consumer(
+            group_id=f"r-{uuid.uuid4()}", topics=[bus.catalogue.audio_features.name], producer=producer
+        )
         consumed = drain(reader, report.chunks)
         reader.close()
-    features = sorted((c.event for c in consumed if isinstance(c.event, FeaturesExtracted)),
-                      key=lambda event: event.sequence)
+    features = sorted(
+        (c.event for c in consumed if isinstance(c.event, FeaturesExtracted)), key=lambda event: event.sequence
+    )
     assert len(consumed) == len(features) == report.chunks
     assert [event.sequence for event in features] == list(range(report.chunks))
     assert sum(event.frames for event in features) == CONFIG.frames_in(report.samples)

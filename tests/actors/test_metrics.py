@@ -32,29 +32,78 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def chunk(stream_id: str = "s", sequence: int = 0) -> AudioChunkCaptured:
-    return AudioChunkCaptured(stream_id=stream_id, sequence=sequence, sample_offset=sequence * 8000, sample_rate=8000,
-                              captured_at=NOW, pcm16=b"\0\0" * 4, clipped_samples=0, nonfinite_samples=0,
-                              is_last=False)
+    return AudioChunkCaptured(
+        stream_id=stream_id,
+        sequence=sequence,
+        sample_offset=sequence * 8000,
+        sample_rate=8000,
+        captured_at=NOW,
+        pcm16=b"\0\0" * 4,
+        clipped_samples=0,
+        nonfinite_samples=0,
+        is_last=False,
+    )
 
 
 def features(cause: Event) -> FeaturesExtracted:
-    summary = FeatureSummary(rms_dbfs_mean=-30.0, rms_dbfs_max=-20.0, zcr_mean=0.1, centroid_hz_mean=1000.0,
-                             rolloff_hz_mean=3000.0, flux_mean=0.1, flatness_mean=0.2, pitch_hz_median=0.0,
-                             voiced_fraction=0.0)
-    return FeaturesExtracted(**cause.caused(), sequence=0, sample_offset=0, first_frame=0, frames=0, n_mels=64,
-                             log_mel_f16=b"", summary=summary, is_last=False)
+    summary = FeatureSummary(
+        rms_dbfs_mean=-30.0,
+        rms_dbfs_max=-20.0,
+        zcr_mean=0.1,
+        centroid_hz_mean=1000.0,
+        rolloff_hz_mean=3000.0,
+        flux_mean=0.1,
+        flatness_mean=0.2,
+        pitch_hz_median=0.0,
+        voiced_fraction=0.0,
+    )
+    return FeaturesExtracted(
+        **cause.caused(),
+        sequence=0,
+        sample_offset=0,
+        first_frame=0,
+        frames=0,
+        n_mels=64,
+        log_mel_f16=b"",
+        summary=summary,
+        is_last=False,
+    )
 
 
 def score(cause: Event, sample_offset: int = 0) -> DistressScored:
-    return DistressScored(**cause.caused(), sequence=0, sample_offset=sample_offset, score=0.9,
-                          acoustic_probability=0.9, threshold=0.5, is_distress=True, labels=(), phrases=(),
-                          rms_dbfs=-10.0, pitch_hz=0.0, reason="scream", model_id="m", model_version="1")
+    return DistressScored(
+        **cause.caused(),
+        sequence=0,
+        sample_offset=sample_offset,
+        score=0.9,
+        acoustic_probability=0.9,
+        threshold=0.5,
+        is_distress=True,
+        labels=(),
+        phrases=(),
+        rms_dbfs=-10.0,
+        pitch_hz=0.0,
+        reason="scream",
+        model_id="m",
+        model_version="1",
+    )
 
 
 def opened(cause: Event, incident_id: str = "i-1", onset_sample: int = 0) -> IncidentOpened:
-    return IncidentOpened(**cause.caused(), incident_id=incident_id, severity="high", score=0.9, reason="scream",
-                          onset_sample=onset_sample, onset_at=NOW, labels=(), phrases=(), transcript="",
-                          clip_sha256=None, clip_duration_s=None)
+    return IncidentOpened(
+        **cause.caused(),
+        incident_id=incident_id,
+        severity="high",
+        score=0.9,
+        reason="scream",
+        onset_sample=onset_sample,
+        onset_at=NOW,
+        labels=(),
+        phrases=(),
+        transcript="",
+        clip_sha256=None,
+        clip_duration_s=None,
+    )
 
 
 def dispatched(cause: IncidentOpened, key: str = "k-1") -> AlertDispatched:
@@ -74,7 +123,11 @@ def test_latency_follows_the_causation_chain_back_to_the_chunk() -> None:
     assert tracker.observe(incident, 1_250) == [("incident", 0.25)]
     assert tracker.observe(alert, 2_000) == [("alert", 1.0)]
     assert [(item.stage, item.count, item.p50_s) for item in tracker.latencies()] == [
-        ("features", 1, 0.04), ("score", 1, 0.1), ("incident", 1, 0.25), ("alert", 1, 1.0)]
+        ("features", 1, 0.04),
+        ("score", 1, 0.1),
+        ("incident", 1, 0.25),
+        ("alert", 1, 1.0),
+    ]
 
 
 def test_events_seen_before_their_causes_are_resolved_when_the_causes_arrive() -> None:
@@ -137,16 +190,37 @@ def test_group_lag_counts_what_a_group_has_not_committed(kafka_settings: Setting
 def test_observer_summarises_streams_incidents_and_alerts(kafka_settings: Settings) -> None:
     bus = kafka_settings.bus()
     bus.ensure_topics()
-    started = StreamStarted(stream_id="cam", source="cam.wav", source_kind="file", sample_rate=8000,
-                            chunk_samples=8000, source_sample_rate=8000, source_channels=1, realtime=False)
+    started = StreamStarted(
+        stream_id="cam",
+        source="cam.wav",
+        source_kind="file",
+        sample_rate=8000,
+        chunk_samples=8000,
+        source_sample_rate=8000,
+        source_channels=1,
+        realtime=False,
+    )
     audio = chunk("cam", 3)
     incident = opened(score(audio, sample_offset=24_000), incident_id="cam-i", onset_sample=24_000)
     alert = dispatched(incident)
     with bus.producer() as producer:
-        escalated = IncidentEscalated(**incident.caused(), incident_id="cam-i", from_severity="high",
-                                      to_severity="critical", reason="a call for help followed")
-        for event in (started, audio, incident, escalated, alert, alert, chunk("other"),
-                      StreamEnded(**started.caused(), reason="eof", chunks=1, samples=8000)):
+        escalated = IncidentEscalated(
+            **incident.caused(),
+            incident_id="cam-i",
+            from_severity="high",
+            to_severity="critical",
+            reason="a call for help followed",
+        )
+        for event in (
+            started,
+            audio,
+            incident,
+            escalated,
+            alert,
+            alert,
+            chunk("other"),
+            StreamEnded(**started.caused(), reason="eof", chunks=1, samples=8000),
+        ):
             producer.publish(event)
     observer = PipelineObserver(bus, since_ms=0, stream_ids=["cam"])
     try:
@@ -156,7 +230,8 @@ def test_observer_summarises_streams_incidents_and_alerts(kafka_settings: Settin
         observer.close()
     assert [(s.id, s.state, s.chunks, s.source) for s in snapshot.streams] == [("cam", "ended", 1, "cam.wav")]
     assert [(i.id, i.onset_s, i.reason, i.severity) for i in snapshot.incidents] == [
-        ("cam-i", 3.0, "scream", "critical")]  # the reason it opened for, the severity it has now
+        ("cam-i", 3.0, "scream", "critical")
+    ]  # the reason it opened for, the severity it has now
     assert (snapshot.alerts_sent, snapshot.alerts_sent_twice) == (1, 1)  # the same alert key dispatched twice
     assert snapshot.finished(["cam"]) and not snapshot.finished(["cam", "other"])
 

@@ -19,8 +19,11 @@ def normalise(blocks: list[AudioBlock]) -> tuple[NormalisedAudio, Normaliser]:
     for previous, following in itertools.pairwise(pieces):
         assert previous.end == following.start  # contiguous output
     return (
-        NormalisedAudio(0, np.concatenate([piece.samples for piece in pieces]),
-                        np.concatenate([piece.nonfinite_positions for piece in pieces])),
+        NormalisedAudio(
+            0,
+            np.concatenate([piece.samples for piece in pieces]),
+            np.concatenate([piece.nonfinite_positions for piece in pieces]),
+        ),
         normaliser,
     )
 

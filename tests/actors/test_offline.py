@@ -16,14 +16,15 @@ from events.catalogue import DistressScored
 @pytest.mark.parametrize(("chunk_seconds", "windows"), [(1.0, 6), (0.5, 11)])
 def test_detect_scores_a_window_per_configured_chunk(tmp_path: Path, chunk_seconds: float, windows: int) -> None:
     recording = tmp_path / "room.wav"
-    soundfile.write(recording, (0.01 * np.random.default_rng(3).standard_normal(6 * 16_000)).astype(np.float32),
-                    16_000)
+    soundfile.write(recording, (0.01 * np.random.default_rng(3).standard_normal(6 * 16_000)).astype(np.float32), 16_000)
     settings = load_settings()
     settings = settings.model_copy(
-        update={"capture": settings.capture.model_copy(update={"chunk_seconds": chunk_seconds})})
+        update={"capture": settings.capture.model_copy(update={"chunk_seconds": chunk_seconds})}
+    )
 
-    scored = [event for event in Detector(settings, with_asr=False).events(recording)
-              if isinstance(event, DistressScored)]
+    scored = [
+        event for event in Detector(settings, with_asr=False).events(recording) if isinstance(event, DistressScored)
+    ]
 
     # A patch needs 96 frames (~1 s of audio); from then on every chunk ends one scored window.
     assert len(scored) == windows

@@ -27,13 +27,18 @@ class SteppedClock:
 
 
 def chunk(offset: int, length: int = 16000) -> Chunk:
-    return Chunk(sequence=offset // 16000, sample_offset=offset, samples=np.zeros(length, dtype=np.float32),
-                 nonfinite_samples=0, clipped_samples=0, is_last=False)
+    return Chunk(
+        sequence=offset // 16000,
+        sample_offset=offset,
+        samples=np.zeros(length, dtype=np.float32),
+        nonfinite_samples=0,
+        clipped_samples=0,
+        is_last=False,
+    )
 
 
 def clock_for(mode: ClockMode, time: SteppedClock, stop: threading.Event | None = None) -> ChunkClock:
-    return ChunkClock(mode, sample_rate=16000, stop=stop or threading.Event(), monotonic=time.monotonic,
-                      wall=time.wall)
+    return ChunkClock(mode, sample_rate=16000, stop=stop or threading.Event(), monotonic=time.monotonic, wall=time.wall)
 
 
 def test_paced_due_times_come_from_sample_positions_so_lateness_does_not_accumulate() -> None:

@@ -29,15 +29,18 @@ def scorer_spec(**overrides: object) -> StageSpec:
     return StageSpec(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"name": "bad name!"}, "letters, digits"),
-    ({"inputs": ()}, "non-empty subset"),
-    ({"inputs": ("dead_letters",)}, "non-empty subset"),
-    ({"inputs": ("audio_chunks", "no_such_topic")}, "no_such_topic"),
-    ({"max_batch": 0}, "max_batch"),
-    ({"build": None}, "exactly one of build"),
-    ({"serve": build_projections}, "exactly one of build"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"name": "bad name!"}, "letters, digits"),
+        ({"inputs": ()}, "non-empty subset"),
+        ({"inputs": ("dead_letters",)}, "non-empty subset"),
+        ({"inputs": ("audio_chunks", "no_such_topic")}, "no_such_topic"),
+        ({"max_batch": 0}, "max_batch"),
+        ({"build": None}, "exactly one of build"),
+        ({"serve": build_projections}, "exactly one of build"),
+    ],
+)
 def test_bad_declarations_are_refused_with_the_reason(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(PipelineError, match=message):
         scorer_spec(**overrides)
@@ -100,14 +103,18 @@ def test_capture_source_publishes_a_recording_as_one_stream(kafka_settings: Sett
     bus = kafka_settings.bus()
     bus.ensure_topics()
     with bus.producer() as producer:
-        capture_source(StreamConfig(id="rec", source=str(recording)), kafka_settings, False).run(threading.Event(),
-                                                                                                  producer)
+        capture_source(StreamConfig(id="rec", source=str(recording)), kafka_settings, False).run(
+            threading.Event(), producer
+        )
     with bus.producer() as producer:
-        reader = bus.consumer(group_id="check", topics=[bus.catalogue.streams.name, bus.catalogue.audio_chunks.name],
-                              producer=producer)
+        reader = bus.consumer(
+            group_id="check", topics=[bus.catalogue.streams.name, bus.catalogue.audio_chunks.name], producer=producer
+        )
         events = [consumed.event for consumed in drain(reader, 5)]
         reader.close()
-    assert [type(event) for event in events if not isinstance(event, AudioChunkCaptured)] == [StreamStarted,
-                                                                                               StreamEnded]
+    assert [type(event) for event in events if not isinstance(event, AudioChunkCaptured)] == [
+        StreamStarted,
+        StreamEnded,
+    ]
     chunks = sorted((e.sequence, len(e.pcm16) // 2) for e in events if isinstance(e, AudioChunkCaptured))
     assert chunks == [(0, 16_000), (1, 16_000), (2, 8_000)]

@@ -51,12 +51,14 @@ def ray_cluster() -> None:
 
 
 def runtime_settings(settings: Settings, partitions: int = 1) -> Settings:
-    return settings.model_copy(update={
-        "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
-        "topic_partitions": partitions,
-        "log_json": False,
-        "runtime": settings.runtime.model_copy(update={"metrics_port": 0, "caught_up_poll_s": 0.5}),
-    })
+    return settings.model_copy(
+        update={
+            "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+            "topic_partitions": partitions,
+            "log_json": False,
+            "runtime": settings.runtime.model_copy(update={"metrics_port": 0, "caught_up_poll_s": 0.5}),
+        }
+    )
 
 
 @pytest.fixture
@@ -67,8 +69,13 @@ def settings(kafka_settings: Settings) -> Settings:
 @pytest.fixture
 def started(kafka_settings: Settings, ray_cluster: None, request: pytest.FixtureRequest) -> Iterator[PipelineRuntime]:
     streams, realtime, partitions = request.param
-    runtime = PipelineRuntime(runtime_settings(kafka_settings, partitions), stages=toy_stages(), streams=streams,
-                              source_factory=build_toy_source, realtime=realtime)
+    runtime = PipelineRuntime(
+        runtime_settings(kafka_settings, partitions),
+        stages=toy_stages(),
+        streams=streams,
+        source_factory=build_toy_source,
+        realtime=realtime,
+    )
     runtime.start(stream_filter=True)
     yield runtime
     runtime.stop()
@@ -78,8 +85,11 @@ def incident_onsets(summary: RunSummary) -> set[tuple[str, float]]:
     return {(incident.stream_id, incident.onset_s) for incident in summary.snapshot.incidents}
 
 
-FAST_STREAMS = [StreamConfig(id="a", source=toy_source(6, [2])), StreamConfig(id="b", source=toy_source(5, [1, 3])),
-                StreamConfig(id="broken", source="no-such-kind")]
+FAST_STREAMS = [
+    StreamConfig(id="a", source=toy_source(6, [2])),
+    StreamConfig(id="b", source=toy_source(5, [1, 3])),
+    StreamConfig(id="broken", source="no-such-kind"),
+]
 
 
 @pytest.mark.parametrize("started", [(FAST_STREAMS, False, 2)], indirect=True)
@@ -106,8 +116,10 @@ def test_until_eof_summary_has_every_stream_incident_alert_and_stage_latency(sta
     assert set(as_json["incidents"][0]) >= {"id", "stream_id", "onset_s", "reason"}
 
 
-REALTIME_STREAMS = [StreamConfig(id="r1", source=toy_source(14, [3, 11])),
-                    StreamConfig(id="r2", source=toy_source(14, [5]))]
+REALTIME_STREAMS = [
+    StreamConfig(id="r1", source=toy_source(14, [3, 11])),
+    StreamConfig(id="r2", source=toy_source(14, [5])),
+]
 
 
 @pytest.mark.parametrize("started", [(REALTIME_STREAMS, True, 1)], indirect=True)
@@ -124,13 +136,14 @@ def test_stage_actors_killed_with_sigkill_restart_and_the_run_loses_nothing(star
     summary = started.wait_until_caught_up(threading.Event(), timeout_s=180)
     assert incident_onsets(summary) == {("r1", 3.0), ("r1", 11.0), ("r2", 5.0)}
     assert [(stream.id, stream.state, stream.chunks) for stream in summary.snapshot.streams] == [
-        ("r1", "ended", 14), ("r2", "ended", 14)]
+        ("r1", "ended", 14),
+        ("r2", "ended", 14),
+    ]
     latency = {item.stage: item.count for item in summary.snapshot.latency}
     assert latency["score"] >= 28  # every chunk scored (a replayed batch may score some twice)
 
 
-@pytest.mark.parametrize("started", [([StreamConfig(id="cam", source=toy_source(12, [2, 9]))], True, 1)],
-                         indirect=True)
+@pytest.mark.parametrize("started", [([StreamConfig(id="cam", source=toy_source(12, [2, 9]))], True, 1)], indirect=True)
 def test_a_killed_capture_actor_continues_its_stream_without_repeating_a_chunk(started: PipelineRuntime) -> None:
     while sum(item.count for item in started.snapshot().latency if item.stage == "score") < 4:
         time.sleep(0.2)
@@ -140,8 +153,11 @@ def test_a_killed_capture_actor_continues_its_stream_without_repeating_a_chunk(s
     assert incident_onsets(summary) == {("cam", 2.0), ("cam", 9.0)}
     (restarted,) = started.host_statuses()["capture"]
     assert restarted.pid != capture.pid and restarted.restarts == 1
-    with EventReader(started.settings.bus(), [started.settings.topics().streams.name,
-                                              started.settings.topics().audio_chunks.name], since_ms=0) as reader:
+    with EventReader(
+        started.settings.bus(),
+        [started.settings.topics().streams.name, started.settings.topics().audio_chunks.name],
+        since_ms=0,
+    ) as reader:
         events = [consumed.event for consumed in reader.read_to_end()]
     (stream_started,) = [event for event in events if isinstance(event, StreamStarted)]
     chunks = [event for event in events if isinstance(event, AudioChunkCaptured)]
@@ -167,8 +183,9 @@ class KilledAfter:
 
 
 @pytest.mark.parametrize(("live", "sequences"), [(False, range(4)), (True, range(6))])
-def test_a_restarted_capture_continues_the_run_it_finds_on_the_topics(settings: Settings, live: bool,
-                                                                      sequences: range) -> None:
+def test_a_restarted_capture_continues_the_run_it_finds_on_the_topics(
+    settings: Settings, live: bool, sequences: range
+) -> None:
     """A recording resumes after its last published chunk; a live source's new audio is numbered after it."""
     settings.ensure_topics()
     bus, since_ms = settings.bus(), int(time.time() * 1000) - 1000
@@ -179,11 +196,12 @@ def test_a_restarted_capture_continues_the_run_it_finds_on_the_topics(settings: 
     assert run.started is not None and not run.finished
     assert (run.next_sequence, run.next_sample_offset) == (2, 2 * 16_000)
     with bus.producer() as producer:
-        ToySource(stream, settings, False).run(threading.Event(),
-                                               ResumingPublisher(producer, run, live=live, paced=False,
-                                                                 stop=threading.Event()))
-    with EventReader(bus, [settings.topics().streams.name, settings.topics().audio_chunks.name],
-                     since_ms=since_ms) as reader:
+        ToySource(stream, settings, False).run(
+            threading.Event(), ResumingPublisher(producer, run, live=live, paced=False, stop=threading.Event())
+        )
+    with EventReader(
+        bus, [settings.topics().streams.name, settings.topics().audio_chunks.name], since_ms=since_ms
+    ) as reader:
         events = [consumed.event for consumed in reader.read_to_end()]
     chunks = [event for event in events if isinstance(event, AudioChunkCaptured)]
     assert [(chunk.sequence, chunk.sample_offset) for chunk in chunks] == [(n, n * 16_000) for n in sequences]
@@ -213,7 +231,8 @@ def test_a_restarted_stage_is_given_what_its_group_finished_just_before_the_comm
     commit_offset(bus, group, topic, 4)
     replayed = recent_input(bus, group, [topic], [(topic, 0)], window_s=30.0)
     assert [(c.offset, c.event.sequence) for c in replayed if isinstance(c.event, AudioChunkCaptured)] == [
-        (n, n) for n in range(4)]  # finished before the crash, oldest first; offset 4 on is consumed as usual
+        (n, n) for n in range(4)
+    ]  # finished before the crash, oldest first; offset 4 on is consumed as usual
     assert recent_input(bus, f"{settings.topic_prefix}never-committed", [topic], [(topic, 0)], window_s=30.0) == []
 
 
@@ -235,8 +254,13 @@ def test_a_stage_that_took_long_to_come_back_is_still_given_its_recent_input(set
     long_ago_ms = int(time.time() * 1000) - 600_000
     producer = Producer(bus.connection.client_config())
     for chunk in chunks:
-        producer.produce(topic, key=chunk.stream_id.encode(), value=bus.codec.encode(chunk),
-                         headers=list(bus.codec.headers(chunk)), timestamp=long_ago_ms + 1000 * chunk.sequence)
+        producer.produce(
+            topic,
+            key=chunk.stream_id.encode(),
+            value=bus.codec.encode(chunk),
+            headers=list(bus.codec.headers(chunk)),
+            timestamp=long_ago_ms + 1000 * chunk.sequence,
+        )
     assert producer.flush(30) == 0
     group = f"{settings.topic_prefix}slow-to-return"
     commit_offset(bus, group, topic, 5)
@@ -245,7 +269,8 @@ def test_a_stage_that_took_long_to_come_back_is_still_given_its_recent_input(set
 
 
 def test_an_undecodable_last_finished_message_does_not_hold_up_the_replay(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The message before the committed offset cannot be decoded (the stage dead-lettered it), so its timestamp is
     never found: the replay must not wait for it. With the allowance this long, waiting would outlast the test."""
@@ -272,26 +297,28 @@ def scored_sequences(settings: Settings) -> list[tuple[str, int]]:
         ends = reader.end_offsets()
         scored: list[tuple[str, int]] = []
         while not reader.caught_up_with(ends):
-            scored += [(c.event.stream_id, c.event.sequence) for c in reader.poll()
-                       if isinstance(c.event, DistressScored)]
+            scored += [
+                (c.event.stream_id, c.event.sequence) for c in reader.poll() if isinstance(c.event, DistressScored)
+            ]
         return scored
     finally:
         reader.close()
 
 
-def test_graceful_stop_commits_so_a_restart_neither_repeats_nor_loses_work(settings: Settings,
-                                                                             ray_cluster: None) -> None:
+def test_graceful_stop_commits_so_a_restart_neither_repeats_nor_loses_work(
+    settings: Settings, ray_cluster: None
+) -> None:
     streams = [StreamConfig(id="long", source=toy_source(60, []))]
-    first = PipelineRuntime(settings, stages=toy_stages(), streams=streams, source_factory=build_toy_source,
-                            realtime=True)
+    first = PipelineRuntime(
+        settings, stages=toy_stages(), streams=streams, source_factory=build_toy_source, realtime=True
+    )
     try:
         first.start(stream_filter=True)
         while sum(item.count for item in first.snapshot().latency if item.stage == "score") < 3:
             time.sleep(0.2)
     finally:
         first.stop()  # the source ends the stream ("stopped"); stages commit what they processed
-    second = PipelineRuntime(settings, stages=toy_stages(), streams=[], source_factory=build_toy_source,
-                             realtime=False)
+    second = PipelineRuntime(settings, stages=toy_stages(), streams=[], source_factory=build_toy_source, realtime=False)
     try:
         second.start()
         second.wait_until_caught_up(threading.Event(), timeout_s=120)
@@ -304,8 +331,9 @@ def test_graceful_stop_commits_so_a_restart_neither_repeats_nor_loses_work(setti
 
 def test_a_stage_that_cannot_be_built_stops_the_start_with_its_name(settings: Settings, ray_cluster: None) -> None:
     broken = StageSpec(name="broken", build=build_with_wrong_topics, inputs=("scores",))
-    runtime = PipelineRuntime(settings, stages=[*toy_stages()[:1], broken], streams=[],
-                              source_factory=build_toy_source, realtime=False)
+    runtime = PipelineRuntime(
+        settings, stages=[*toy_stages()[:1], broken], streams=[], source_factory=build_toy_source, realtime=False
+    )
     try:
         with pytest.raises(RuntimeStartError, match=r"broken\[0\].*consumes .*audio.chunks.* registry says .*scores"):
             runtime.start()
@@ -329,10 +357,13 @@ def test_pipeline_recovers_by_itself_from_a_broker_restart(tmp_path: Path, ray_c
     broker.up()
     try:
         settings = runtime_settings(broker.settings)
-        streams = [StreamConfig(id="k1", source=toy_source(16, [2, 12])),
-                   StreamConfig(id="k2", source=toy_source(16, [8]))]
-        runtime = PipelineRuntime(settings, stages=toy_stages(), streams=streams, source_factory=build_toy_source,
-                                  realtime=True)
+        streams = [
+            StreamConfig(id="k1", source=toy_source(16, [2, 12])),
+            StreamConfig(id="k2", source=toy_source(16, [8])),
+        ]
+        runtime = PipelineRuntime(
+            settings, stages=toy_stages(), streams=streams, source_factory=build_toy_source, realtime=True
+        )
         runtime.start(stream_filter=True)
         try:
             time.sleep(4.0)
@@ -344,7 +375,9 @@ def test_pipeline_recovers_by_itself_from_a_broker_restart(tmp_path: Path, ray_c
             runtime.stop()
         assert incident_onsets(summary) == {("k1", 2.0), ("k1", 12.0), ("k2", 8.0)}
         assert [(s.id, s.state, s.chunks) for s in summary.snapshot.streams] == [
-            ("k1", "ended", 16), ("k2", "ended", 16)]
+            ("k1", "ended", 16),
+            ("k2", "ended", 16),
+        ]
     finally:
         broker.down()
 
@@ -369,15 +402,21 @@ def alert_ref(alert: dict[str, Any]) -> str:
     return str(alert.get("message", "")).rsplit("Ref:", 1)[-1].strip()
 
 
-def run_registered_stages(settings: Settings, recording: Path, stream_id: str,
-                          disturb: Callable[[PipelineRuntime], None] | None = None) -> RealRun:
+def run_registered_stages(
+    settings: Settings, recording: Path, stream_id: str, disturb: Callable[[PipelineRuntime], None] | None = None
+) -> RealRun:
     """The registered stages on ``recording`` in real time, alerting into a local sink; ``disturb`` is called
     once audio has reached the features stage."""
     delivered: list[str] = []
     with local_alert_sink(lambda alert: delivered.append(alert_ref(alert))) as sink_url:
         routed = with_sink_route(settings, sink_url)
-        runtime = PipelineRuntime(routed, stages=default_stages(routed), source_factory=capture_source,
-                                  streams=[StreamConfig(id=stream_id, source=str(recording))], realtime=True)
+        runtime = PipelineRuntime(
+            routed,
+            stages=default_stages(routed),
+            source_factory=capture_source,
+            streams=[StreamConfig(id=stream_id, source=str(recording))],
+            realtime=True,
+        )
         try:
             runtime.start(stream_filter=True)
             if disturb is not None:
@@ -401,10 +440,15 @@ def call_for_help(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def undisturbed(kafka_broker: LocalBroker[Settings], call_for_help: Path, tmp_path_factory: pytest.TempPathFactory,
-                ray_cluster: None) -> RealRun:
+def undisturbed(
+    kafka_broker: LocalBroker[Settings],
+    call_for_help: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    ray_cluster: None,
+) -> RealRun:
     settings = runtime_settings(kafka_broker.settings).model_copy(
-        update={"data_dir": tmp_path_factory.mktemp("undisturbed")})
+        update={"data_dir": tmp_path_factory.mktemp("undisturbed")}
+    )
     run = run_registered_stages(settings, call_for_help, "calm")
     assert run.summary.snapshot.incidents, "the call for help was not detected at all"
     return run
@@ -439,16 +483,20 @@ def kill_every_actor_in_turn(runtime: PipelineRuntime) -> None:
 
 @pytest.mark.slow
 def test_killing_each_actor_in_turn_keeps_the_incidents_and_sends_no_alert_twice(
-    kafka_settings: Settings, call_for_help: Path, undisturbed: RealRun, tmp_path: Path,
+    kafka_settings: Settings,
+    call_for_help: Path,
+    undisturbed: RealRun,
+    tmp_path: Path,
 ) -> None:
     settings = runtime_settings(kafka_settings).model_copy(update={"data_dir": tmp_path})
-    assert_same_outcome(run_registered_stages(settings, call_for_help, "stormy", kill_every_actor_in_turn),
-                        undisturbed)
+    assert_same_outcome(run_registered_stages(settings, call_for_help, "stormy", kill_every_actor_in_turn), undisturbed)
 
 
 @pytest.mark.slow
 def test_the_registered_stages_recover_by_themselves_from_a_broker_restart(
-    call_for_help: Path, undisturbed: RealRun, tmp_path: Path,
+    call_for_help: Path,
+    undisturbed: RealRun,
+    tmp_path: Path,
 ) -> None:
     broker = LocalBroker(broker_settings(tmp_path / "kafka"))
     broker.up()
@@ -460,7 +508,6 @@ def test_the_registered_stages_recover_by_themselves_from_a_broker_restart(
 
     try:
         settings = runtime_settings(broker.settings).model_copy(update={"data_dir": tmp_path})
-        assert_same_outcome(run_registered_stages(settings, call_for_help, "restarted", restart_broker),
-                            undisturbed)
+        assert_same_outcome(run_registered_stages(settings, call_for_help, "restarted", restart_broker), undisturbed)
     finally:
         broker.down()

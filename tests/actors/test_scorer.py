@@ -29,9 +29,17 @@ from models.features import StreamingFeatureExtractor
 from models.fusion import FusionConfig
 from tests.support.scenario import FakeClock
 
-SUMMARY = FeatureSummary(rms_dbfs_mean=-20.0, rms_dbfs_max=-12.0, zcr_mean=0.1, centroid_hz_mean=1500.0,
-                         rolloff_hz_mean=3000.0, flux_mean=0.5, flatness_mean=0.1, pitch_hz_median=300.0,
-                         voiced_fraction=0.5)
+SUMMARY = FeatureSummary(
+    rms_dbfs_mean=-20.0,
+    rms_dbfs_max=-12.0,
+    zcr_mean=0.1,
+    centroid_hz_mean=1500.0,
+    rolloff_hz_mean=3000.0,
+    flux_mean=0.5,
+    flatness_mean=0.1,
+    pitch_hz_median=300.0,
+    voiced_fraction=0.5,
+)
 
 
 def quiet_classifier() -> DistressClassifier:
@@ -46,18 +54,41 @@ def feature_events(stream_id: str, seconds: int) -> list[FeaturesExtracted]:
     events = []
     for sequence in range(seconds):
         frames = extractor.push((0.1 * rng.standard_normal(16_000)).astype(np.float32))
-        events.append(FeaturesExtracted(
-            stream_id=stream_id, sequence=sequence, sample_offset=sequence * 16_000, first_frame=frames.first_frame,
-            frames=frames.log_mel.shape[0], n_mels=64, log_mel_f16=frames.log_mel.astype("<f2").tobytes(),
-            summary=SUMMARY, is_last=False))
+        events.append(
+            FeaturesExtracted(
+                stream_id=stream_id,
+                sequence=sequence,
+                sample_offset=sequence * 16_000,
+                first_frame=frames.first_frame,
+                frames=frames.log_mel.shape[0],
+                n_mels=64,
+                log_mel_f16=frames.log_mel.astype("<f2").tobytes(),
+                summary=SUMMARY,
+                is_last=False,
+            )
+        )
     return events
 
 
 def transcript(stream_id: str, phrases: tuple[PhraseHit, ...]) -> TranscriptProduced:
     return TranscriptProduced(
-        stream_id=stream_id, text="help me", words=(), language="en", model_id="tiny.en", model_version="1",
-        word_timestamps="whisper", first_sequence=1, last_sequence=2, start_sample=16_000, end_sample=40_000,
-        avg_logprob=-0.2, no_speech_prob=0.01, is_partial=False, guard_flags=(), phrases=phrases)
+        stream_id=stream_id,
+        text="help me",
+        words=(),
+        language="en",
+        model_id="tiny.en",
+        model_version="1",
+        word_timestamps="whisper",
+        first_sequence=1,
+        last_sequence=2,
+        start_sample=16_000,
+        end_sample=40_000,
+        avg_logprob=-0.2,
+        no_speech_prob=0.01,
+        is_partial=False,
+        guard_flags=(),
+        phrases=phrases,
+    )
 
 
 def consumed(event: Event) -> ConsumedEvent:
@@ -78,8 +109,9 @@ def test_one_score_per_chunk_once_a_patch_is_full() -> None:
     assert all(score.acoustic_probability == pytest.approx(0.0067, abs=1e-3) for score in scores)
     assert not any(score.is_distress for score in scores)
     assert scores[0].model_id == "distress-cnn" and len(scores[0].labels) == 3
-    assert [label.score for label in scores[0].labels] == sorted((label.score for label in scores[0].labels),
-                                                                  reverse=True)
+    assert [label.score for label in scores[0].labels] == sorted(
+        (label.score for label in scores[0].labels), reverse=True
+    )
     assert scores[1].causation_id is not None
 
 
@@ -136,8 +168,9 @@ def test_a_transcript_waits_no_longer_than_the_hold_or_its_runs_end() -> None:
 def test_build_scorer_rebuilds_feedback_from_history(kafka_settings: Settings, tmp_path: Path) -> None:
     checkpoint = tmp_path / "model.pt"
     torch.save(quiet_classifier().to_payload(), checkpoint)
-    settings = kafka_settings.model_copy(update={"scorer": kafka_settings.scorer.model_copy(
-        update={"model_path": checkpoint, "threshold": 0.5})})
+    settings = kafka_settings.model_copy(
+        update={"scorer": kafka_settings.scorer.model_copy(update={"model_path": checkpoint, "threshold": 0.5})}
+    )
     settings.ensure_topics()
     with settings.bus().producer() as producer:
         for _ in range(2):
@@ -150,8 +183,10 @@ def test_build_scorer_rebuilds_feedback_from_history(kafka_settings: Settings, t
 
 
 def decisions(scores: list[DistressScored]) -> list[tuple[str, int, bool, list[str]]]:
-    return [(score.stream_id, score.sequence, score.is_distress, [label.label for label in score.labels])
-            for score in scores]
+    return [
+        (score.stream_id, score.sequence, score.is_distress, [label.label for label in score.labels])
+        for score in scores
+    ]
 
 
 def batching_scorer(fusion: FusionConfig) -> ScorerStage:
@@ -163,15 +198,17 @@ def batching_scorer(fusion: FusionConfig) -> ScorerStage:
 
 
 def test_batched_patches_are_scored_at_the_end_of_the_batch_as_one_at_a_time_would() -> None:
-    events: list[Event] = [event for pair in zip(feature_events("a", 3), feature_events("b", 3), strict=True)
-                           for event in pair]
+    events: list[Event] = [
+        event for pair in zip(feature_events("a", 3), feature_events("b", 3), strict=True) for event in pair
+    ]
     one_at_a_time = run(ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig()), events)
     batched = batching_scorer(FusionConfig())
     assert run(batched, events) == []
     at_tick = [score for score in batched.tick() if isinstance(score, DistressScored)]
     assert decisions(at_tick) == decisions(one_at_a_time) and len(at_tick) == 6
     assert [score.acoustic_probability for score in at_tick] == pytest.approx(
-        [score.acoustic_probability for score in one_at_a_time], abs=1e-5)
+        [score.acoustic_probability for score in one_at_a_time], abs=1e-5
+    )
     assert list(batched.tick()) == []
 
 

@@ -45,8 +45,11 @@ def test_a_trial_finds_every_incident_reports_every_stage_and_deletes_its_topics
     assert result["passed"] == (result["capture_to_incident_p95_s"] < 1.0)
     admin = AdminClient(settings.kafka_connection().client_config())
     # A deleted topic leaves the broker's metadata a moment after the deletion returned.
-    wait_for(lambda: not any(name.startswith("bench-acoustic-2-") for name in admin.list_topics(timeout=10).topics),
-             timeout_s=30, what="the trial's topics to be deleted")
+    wait_for(
+        lambda: not any(name.startswith("bench-acoustic-2-") for name in admin.list_topics(timeout=10).topics),
+        timeout_s=30,
+        what="the trial's topics to be deleted",
+    )
 
 
 def test_a_trial_whose_captures_could_not_reach_kafka_fails_with_the_reason() -> None:

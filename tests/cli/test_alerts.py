@@ -41,8 +41,12 @@ def test_alerts_test_reports_each_channel(tmp_path: Path) -> None:
     with JsonReceiver() as receiver:
         code, out, _ = invoke("test", "--url", receiver.url(), "--json")
         assert code == 0
-        assert json.loads(out) == {"ok": True, "channels": [
-            {"channel": f"json://127.0.0.1:{receiver.port}/***", "ok": True, "reason": "", "retryable": True}]}
+        assert json.loads(out) == {
+            "ok": True,
+            "channels": [
+                {"channel": f"json://127.0.0.1:{receiver.port}/***", "ok": True, "reason": "", "retryable": True}
+            ],
+        }
         assert receiver.titles() == ["distress test notification"]
 
         env = config_env(tmp_path, {"channels": {"desk": receiver.url(), "pager": dead}})
@@ -78,28 +82,67 @@ def test_alerts_test_rejects_bad_input_with_exit_code_2() -> None:
 def test_alerts_list_shows_the_delivery_status_of_each_alert(kafka_settings: Settings, tmp_path: Path) -> None:
     kafka_settings.ensure_topics()
     bus = kafka_settings.bus()
-    sent = AlertRequested(stream_id="ward-3", incident_id="inc-1", channel="desk", alert_key="inc-1/e1/desk",
-                          transition_event_id="e1", severity="high", title="[HIGH] Ward 3: scream", body="...",
-                          kind="notify", route="r", tier=0, clip_sha256=None)
-    failing = AlertRequested(stream_id="ward-3", incident_id="inc-1", channel="pager", alert_key="inc-1/e1/pager",
-                             transition_event_id="e1", severity="high", title="[HIGH] Ward 3: scream", body="...",
-                             kind="notify", route="r", tier=0, clip_sha256=None)
+    sent = AlertRequested(
+        stream_id="ward-3",
+        incident_id="inc-1",
+        channel="desk",
+        alert_key="inc-1/e1/desk",
+        transition_event_id="e1",
+        severity="high",
+        title="[HIGH] Ward 3: scream",
+        body="...",
+        kind="notify",
+        route="r",
+        tier=0,
+        clip_sha256=None,
+    )
+    failing = AlertRequested(
+        stream_id="ward-3",
+        incident_id="inc-1",
+        channel="pager",
+        alert_key="inc-1/e1/pager",
+        transition_event_id="e1",
+        severity="high",
+        title="[HIGH] Ward 3: scream",
+        body="...",
+        kind="notify",
+        route="r",
+        tier=0,
+        clip_sha256=None,
+    )
     with bus.producer() as producer:
         for event in (
             sent,
             failing,
-            AlertDispatched(**sent.caused(), alert_key=sent.alert_key, incident_id="inc-1", channel="desk",
-                            attempts=1),
-            AlertFailed(**failing.caused(), alert_key=failing.alert_key, incident_id="inc-1", channel="pager",
-                        attempts=2, reason="HTTP 503", final=False),
-            AlertDeferred(stream_id="ward-3", incident_id="inc-2", channel="desk", alert_key="inc-2/e2/desk",
-                          transition_event_id="e2", severity="low", route="minor", reason="digest",
-                          digest_key="digest/minor/x", digest_due_at=sent.occurred_at, summary="21:04 LOW opened"),
+            AlertDispatched(**sent.caused(), alert_key=sent.alert_key, incident_id="inc-1", channel="desk", attempts=1),
+            AlertFailed(
+                **failing.caused(),
+                alert_key=failing.alert_key,
+                incident_id="inc-1",
+                channel="pager",
+                attempts=2,
+                reason="HTTP 503",
+                final=False,
+            ),
+            AlertDeferred(
+                stream_id="ward-3",
+                incident_id="inc-2",
+                channel="desk",
+                alert_key="inc-2/e2/desk",
+                transition_event_id="e2",
+                severity="low",
+                route="minor",
+                reason="digest",
+                digest_key="digest/minor/x",
+                digest_due_at=sent.occurred_at,
+                summary="21:04 LOW opened",
+            ),
         ):
             producer.publish(event)
     database_url = f"sqlite:///{tmp_path / 'distress.db'}"
-    projector = Projector(open_database(kafka_settings.model_copy(update={"database_url": database_url})), bus,
-                          PROJECTIONS["alerts"])
+    projector = Projector(
+        open_database(kafka_settings.model_copy(update={"database_url": database_url})), bus, PROJECTIONS["alerts"]
+    )
     projector.catch_up()
     projector.close()
     env = {"DISTRESS_DATABASE_URL": database_url}

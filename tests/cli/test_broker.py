@@ -20,8 +20,15 @@ from tests.support.kafka import drain
 
 
 def distress(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO_ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_broker_lifecycle_keeps_data(tmp_path: Path) -> None:
@@ -41,8 +48,11 @@ def test_broker_lifecycle_keeps_data(tmp_path: Path) -> None:
         status = json.loads(distress(env, "broker", "status", "--json").stdout)
         assert status["reachable"] and status["managed"]
 
-        settings = broker_settings(tmp_path, kafka_port=int(env["DISTRESS_KAFKA_PORT"]),
-                                   kafka_controller_port=int(env["DISTRESS_KAFKA_CONTROLLER_PORT"]))
+        settings = broker_settings(
+            tmp_path,
+            kafka_port=int(env["DISTRESS_KAFKA_PORT"]),
+            kafka_controller_port=int(env["DISTRESS_KAFKA_CONTROLLER_PORT"]),
+        )
         bus = settings.bus()
         bus.ensure_topics()
         kept = StreamEnded(stream_id="kept", reason="eof", chunks=1, samples=16000)
@@ -56,8 +66,9 @@ def test_broker_lifecycle_keeps_data(tmp_path: Path) -> None:
         assert distress(env, "broker", "up").returncode == 0
         assert bus.ensure_topics() == []  # topics survived
         with bus.producer() as producer:
-            consumer = bus.consumer(group_id=f"g-{uuid.uuid4()}", topics=[bus.catalogue.streams.name],
-                                    producer=producer)
+            consumer = bus.consumer(
+                group_id=f"g-{uuid.uuid4()}", topics=[bus.catalogue.streams.name], producer=producer
+            )
             received = drain(consumer, 1)
             consumer.close()
         assert [consumed.event for consumed in received] == [kept]

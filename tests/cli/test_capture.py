@@ -31,8 +31,15 @@ from tests.support.audio import (
     write_audio,
 )
 
-FAST_RETRY = json.dumps({"reconnect_max_attempts": 2, "reconnect_base_delay_s": 0.01, "reconnect_max_delay_s": 0.02,
-                         "connect_timeout_s": 5, "read_timeout_s": 5})
+FAST_RETRY = json.dumps(
+    {
+        "reconnect_max_attempts": 2,
+        "reconnect_base_delay_s": 0.01,
+        "reconnect_max_delay_s": 0.02,
+        "connect_timeout_s": 5,
+        "read_timeout_s": 5,
+    }
+)
 
 
 def capture_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
@@ -45,12 +52,18 @@ def capture_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
 
 
 def distress(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO_ROOT, env={**os.environ, **env},
-                          input=stdin, capture_output=True, timeout=180, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
 
 
-def test_good_streams_finish_while_bad_sources_fail_with_exit_code_2(kafka_settings: Settings,
-                                                                     tmp_path: Path) -> None:
+def test_good_streams_finish_while_bad_sources_fail_with_exit_code_2(kafka_settings: Settings, tmp_path: Path) -> None:
     kafka_settings.ensure_topics()
     good_wav = write_audio(tmp_path / "hall.wav", tone(1.5, 48000, (440.0, 550.0)), 48000)
     good_m4a = encode_with_ffmpeg(write_audio(tmp_path / "src.wav", tone(1.0, 44100), 44100), tmp_path / "yard.m4a")
@@ -101,13 +114,31 @@ def test_good_streams_finish_while_bad_sources_fail_with_exit_code_2(kafka_setti
 
 def test_raw_pcm_on_stdin_is_captured(kafka_settings: Settings, tmp_path: Path) -> None:
     pcm = tone(1.25, 8000, (300.0, 400.0)).astype("<f4").tobytes()  # 8 kHz stereo float: 20000 samples at 16 kHz
-    result = distress(capture_env(kafka_settings, tmp_path), "capture", "-", "--stream-id", "door",
-                      "--chunk-seconds", "0.5", "--stdin-rate", "8000", "--stdin-channels", "2",
-                      "--stdin-format", "f32le", "--json", stdin=pcm)
+    result = distress(
+        capture_env(kafka_settings, tmp_path),
+        "capture",
+        "-",
+        "--stream-id",
+        "door",
+        "--chunk-seconds",
+        "0.5",
+        "--stdin-rate",
+        "8000",
+        "--stdin-channels",
+        "2",
+        "--stdin-format",
+        "f32le",
+        "--json",
+        stdin=pcm,
+    )
     assert result.returncode == 0, result.stderr.decode()
     report = json.loads(result.stdout)["streams"][0]
-    assert (report["stream_id"], report["source_kind"], report["chunks"], report["samples"]) == ("door", "stdin", 3,
-                                                                                                20000)
+    assert (report["stream_id"], report["source_kind"], report["chunks"], report["samples"]) == (
+        "door",
+        "stdin",
+        3,
+        20000,
+    )
     received = captured_events(kafka_settings.bus())
     chunks = sorted((c.event for c in received if isinstance(c.event, AudioChunkCaptured)), key=lambda e: e.sequence)
     assert [len(chunk.pcm16) // 2 for chunk in chunks] == [8000, 8000, 4000]
@@ -121,16 +152,20 @@ def test_interrupt_ends_a_live_capture_cleanly(kafka_settings: Settings, tmp_pat
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:  # the child holds its own copies
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "capture", "-", "--stream-id", "live", "--chunk-seconds", "0.25", "--json"],
-            cwd=REPO_ROOT, env={**os.environ, **capture_env(kafka_settings, tmp_path)},
-            stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
+            cwd=REPO_ROOT,
+            env={**os.environ, **capture_env(kafka_settings, tmp_path)},
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
         )
     assert process.stdin is not None
     process.stdin.write((tone(1.0, 16000)[:, 0] * 32767).astype("<i2").tobytes())
     process.stdin.flush()
     bus = kafka_settings.bus()
     with bus.producer() as producer:
-        consumer = bus.consumer(group_id=f"read-{uuid.uuid4()}", producer=producer,
-                                topics=[bus.catalogue.audio_chunks.name])
+        consumer = bus.consumer(
+            group_id=f"read-{uuid.uuid4()}", producer=producer, topics=[bus.catalogue.audio_chunks.name]
+        )
         deadline = time.monotonic() + 60
         while not consumer.consume(max_messages=10, timeout_s=0.5) and time.monotonic() < deadline:
             pass  # wait until the capture is publishing
@@ -184,8 +219,15 @@ def test_bad_arguments_exit_with_code_2_before_touching_kafka(tmp_path: Path, ar
 
 
 def test_default_stream_ids_are_readable_valid_and_unique() -> None:
-    specs = ["/data/Ward 3.wav", "/other/Ward 3.wav", "rtsp://admin:pw@10.0.0.5:554/live", "mic", "mic:1", "-",
-             "/x/.hidden.flac"]
+    specs = [
+        "/data/Ward 3.wav",
+        "/other/Ward 3.wav",
+        "rtsp://admin:pw@10.0.0.5:554/live",
+        "mic",
+        "mic:1",
+        "-",
+        "/x/.hidden.flac",
+    ]
     ids = stream_ids_for(specs, [])
     assert ids == ["Ward-3", "Ward-3-2", "10.0.0.5-554", "mic", "mic-1", "stdin", "hidden"]
     assert default_stream_id("https://radio.example/stream.mp3") == "radio.example"

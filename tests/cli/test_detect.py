@@ -16,8 +16,20 @@ from typer.testing import CliRunner
 from cli.main import app
 from models.training import synth
 
-EXPECTED_KEYS = {"path", "distress", "score", "labels", "transcript", "phrases", "onset_s", "reason", "incidents",
-                 "heard_s", "declared_s", "warnings"}
+EXPECTED_KEYS = {
+    "path",
+    "distress",
+    "score",
+    "labels",
+    "transcript",
+    "phrases",
+    "onset_s",
+    "reason",
+    "incidents",
+    "heard_s",
+    "declared_s",
+    "warnings",
+}
 
 
 def spoken(path: Path, text: str, lead_in_s: float) -> Path:
@@ -26,8 +38,9 @@ def spoken(path: Path, text: str, lead_in_s: float) -> Path:
     raw = path.with_suffix(".raw.wav")
     subprocess.run([espeak, "-v", "en-us", "-s", "150", "-a", "180", "-w", str(raw), text], check=True)
     speech, rate = soundfile.read(raw, dtype="float32")
-    audio = np.concatenate([np.zeros(int(lead_in_s * rate), dtype=np.float32), speech,
-                            np.zeros(rate, dtype=np.float32)])
+    audio = np.concatenate(
+        [np.zeros(int(lead_in_s * rate), dtype=np.float32), speech, np.zeros(rate, dtype=np.float32)]
+    )
     soundfile.write(path, audio, rate)
     return path
 

@@ -129,81 +129,159 @@ def specific_cases(world: World) -> dict[str, Case]:
         # -- Kafka unreachable: operator commands say so within seconds
         "status, broker down": Case(args=("status", "--json"), says=reach, kind="broker", env=down),
         "capture, broker down": Case(args=("capture", str(world.wav), "--json"), says=reach, kind="broker", env=down),
-        "incidents ack, broker down": Case(args=("incidents", "ack", "lobby:000000000001", "--json"), says=reach,
-                                           kind="broker", env=down),
-        "replay --verify, broker down": Case(args=("replay", "--verify", "--json"), says=reach, kind="broker",
-                                             env=down),
-        "project, broker down": Case(args=("project", "--until-caught-up", "--json"), says=reach, kind="broker",
-                                     env=down),
+        "incidents ack, broker down": Case(
+            args=("incidents", "ack", "lobby:000000000001", "--json"), says=reach, kind="broker", env=down
+        ),
+        "replay --verify, broker down": Case(
+            args=("replay", "--verify", "--json"), says=reach, kind="broker", env=down
+        ),
+        "project, broker down": Case(
+            args=("project", "--until-caught-up", "--json"), says=reach, kind="broker", env=down
+        ),
         "alerts run, broker down": Case(args=("alerts", "run"), says=reach, kind="broker", env=down),
-        "run, broker down": Case(args=("run", "--source", str(world.wav), "--until-eof", "--no-dashboard", "--json"),
-                                 says=reach, kind="broker", env=down),
-        "bench streams, broker down": Case(args=("bench", "streams", "--quick", "--json"),
-                                           says=(f"Kafka is not reachable at {world.kafka_down}",), kind="runtime",
-                                           env=down),
+        "run, broker down": Case(
+            args=("run", "--source", str(world.wav), "--until-eof", "--no-dashboard", "--json"),
+            says=reach,
+            kind="broker",
+            env=down,
+        ),
+        "bench streams, broker down": Case(
+            args=("bench", "streams", "--quick", "--json"),
+            says=(f"Kafka is not reachable at {world.kafka_down}",),
+            kind="runtime",
+            env=down,
+        ),
         # -- the database unreachable or unusable
-        "incidents list, database down": Case(args=("incidents", "list", "--json"), says=("127.0.0.1", db_port),
-                                              kind="database", env=no_db),
-        "streams, database down": Case(args=("streams", "--json"), says=("127.0.0.1", db_port), kind="database",
-                                       env=no_db),
-        "alerts list, unsupported database": Case(args=("alerts", "list", "--json"),
-                                                  says=("unsupported database 'mysql'",), kind="database",
-                                                  env={"DISTRESS_DATABASE_URL": "mysql://h/db"}),
-        "replay, database down": Case(args=("replay", "--json"), says=("127.0.0.1", db_port), kind="database",
-                                      env={**up, **no_db}),
+        "incidents list, database down": Case(
+            args=("incidents", "list", "--json"), says=("127.0.0.1", db_port), kind="database", env=no_db
+        ),
+        "streams, database down": Case(
+            args=("streams", "--json"), says=("127.0.0.1", db_port), kind="database", env=no_db
+        ),
+        "alerts list, unsupported database": Case(
+            args=("alerts", "list", "--json"),
+            says=("unsupported database 'mysql'",),
+            kind="database",
+            env={"DISTRESS_DATABASE_URL": "mysql://h/db"},
+        ),
+        "replay, database down": Case(
+            args=("replay", "--json"), says=("127.0.0.1", db_port), kind="database", env={**up, **no_db}
+        ),
         "project, database under a file": Case(
-            args=("project", "--until-caught-up", "--json"), says=(str(world.regular_file), "not a directory"),
-            kind="input", env={**up, "DISTRESS_DATABASE_URL": f"sqlite:///{world.regular_file}/distress.db"}),
-        "dashboard, database down": Case(args=("dashboard", "--port", "0"), says=("127.0.0.1", db_port),
-                                         kind="database", env=no_db),
+            args=("project", "--until-caught-up", "--json"),
+            says=(str(world.regular_file), "not a directory"),
+            kind="input",
+            env={**up, "DISTRESS_DATABASE_URL": f"sqlite:///{world.regular_file}/distress.db"},
+        ),
+        "dashboard, database down": Case(
+            args=("dashboard", "--port", "0"), says=("127.0.0.1", db_port), kind="database", env=no_db
+        ),
         # -- missing files, directories and other input that is not what was asked for
-        "features, missing file": Case(args=("features", str(missing), "--json"),
-                                       says=(f"cannot read {missing}: no such file",), kind="not_found", code=2),
-        "features, directory": Case(args=("features", str(world.root), "--json"), kind="input", code=2,
-                                    says=(f"cannot read {world.root}: is a directory, not an audio file",)),
+        "features, missing file": Case(
+            args=("features", str(missing), "--json"),
+            says=(f"cannot read {missing}: no such file",),
+            kind="not_found",
+            code=2,
+        ),
+        "features, directory": Case(
+            args=("features", str(world.root), "--json"),
+            kind="input",
+            code=2,
+            says=(f"cannot read {world.root}: is a directory, not an audio file",),
+        ),
         # capture reports each stream (with --json, as its JSON report): a failed one is an error line of its own
-        "capture, missing file": Case(args=("capture", str(missing)), says=(str(missing), "no such file"),
-                                      kind="source", code=2, env=up),
-        "models info, missing checkpoint": Case(args=("models", "info", "--checkpoint", str(missing), "--json"),
-                                                says=(f"no checkpoint at {missing}",), kind="model"),
+        "capture, missing file": Case(
+            args=("capture", str(missing)), says=(str(missing), "no such file"), kind="source", code=2, env=up
+        ),
+        "models info, missing checkpoint": Case(
+            args=("models", "info", "--checkpoint", str(missing), "--json"),
+            says=(f"no checkpoint at {missing}",),
+            kind="model",
+        ),
         # -- configuration
         "incidents list, missing config file": Case(
-            args=("incidents", "list"), says=("DISTRESS_CONFIG", "no such file"), kind="config", code=2,
-            env={"DISTRESS_CONFIG": str(world.root / "missing.toml")}),
-        "features, bad environment value": Case(args=("features", str(world.wav), "--json"), says=("log_level",),
-                                                kind="config", code=2, env={"DISTRESS_LOG_LEVEL": "LOUD"}),
+            args=("incidents", "list"),
+            says=("DISTRESS_CONFIG", "no such file"),
+            kind="config",
+            code=2,
+            env={"DISTRESS_CONFIG": str(world.root / "missing.toml")},
+        ),
+        "features, bad environment value": Case(
+            args=("features", str(world.wav), "--json"),
+            says=("log_level",),
+            kind="config",
+            code=2,
+            env={"DISTRESS_LOG_LEVEL": "LOUD"},
+        ),
         # -- alert channels
-        "alerts test, bad URL": Case(args=("alerts", "test", "--url", "nosuch://user:hunter2@example.org/x", "--json"),
-                                     says=("Apprise does not accept the URL nosuch://",), kind="alerting", code=2),
+        "alerts test, bad URL": Case(
+            args=("alerts", "test", "--url", "nosuch://user:hunter2@example.org/x", "--json"),
+            says=("Apprise does not accept the URL nosuch://",),
+            kind="alerting",
+            code=2,
+        ),
         # -- permission denied
-        "features, unreadable file": Case(args=("features", str(world.unreadable), "--json"),
-                                          says=(f"cannot read {world.unreadable}: permission denied",),
-                                          kind="permission", code=2, needs="setpriv", unprivileged=True),
+        "features, unreadable file": Case(
+            args=("features", str(world.unreadable), "--json"),
+            says=(f"cannot read {world.unreadable}: permission denied",),
+            kind="permission",
+            code=2,
+            needs="setpriv",
+            unprivileged=True,
+        ),
         "incidents list, read-only data directory": Case(
-            args=("incidents", "list", "--json"), says=(str(world.read_only), "permission denied"), kind="permission",
-            env={"DISTRESS_DATA_DIR": str(world.read_only)}, needs="setpriv", unprivileged=True),
+            args=("incidents", "list", "--json"),
+            says=(str(world.read_only), "permission denied"),
+            kind="permission",
+            env={"DISTRESS_DATA_DIR": str(world.read_only)},
+            needs="setpriv",
+            unprivileged=True,
+        ),
         "broker up, read-only data directory": Case(
-            args=("broker", "up", "--json"), says=(str(world.read_only / "sub"), "permission denied"),
-            kind="permission", env={"DISTRESS_DATA_DIR": str(world.read_only / "sub")}, needs="setpriv",
-            unprivileged=True),
+            args=("broker", "up", "--json"),
+            says=(str(world.read_only / "sub"), "permission denied"),
+            kind="permission",
+            env={"DISTRESS_DATA_DIR": str(world.read_only / "sub")},
+            needs="setpriv",
+            unprivileged=True,
+        ),
         # -- disk full
-        "broker up, disk full": Case(args=("broker", "up", "--json"), says=("no space left on device",),
-                                     kind="disk_full", env=full, needs="tmpfs"),
-        "streams, disk full": Case(args=("streams", "--json"), says=("database or disk is full",), kind="disk_full",
-                                   env=full, needs="tmpfs"),
-        "demo, disk full": Case(args=("demo", "--json"), says=("could not generate the demo recording",),
-                                kind="runtime", env=full, needs="tmpfs", chatter=("generating the demo recording",)),
+        "broker up, disk full": Case(
+            args=("broker", "up", "--json"),
+            says=("no space left on device",),
+            kind="disk_full",
+            env=full,
+            needs="tmpfs",
+        ),
+        "streams, disk full": Case(
+            args=("streams", "--json"), says=("database or disk is full",), kind="disk_full", env=full, needs="tmpfs"
+        ),
+        "demo, disk full": Case(
+            args=("demo", "--json"),
+            says=("could not generate the demo recording",),
+            kind="runtime",
+            env=full,
+            needs="tmpfs",
+            chatter=("generating the demo recording",),
+        ),
         # -- busy ports
         "broker up, busy port": Case(
-            args=("broker", "up", "--json"), says=(f"port {world.busy_port}", "already in use"), kind="broker",
-            env={"DISTRESS_KAFKA_PORT": str(world.busy_port)}),
+            args=("broker", "up", "--json"),
+            says=(f"port {world.busy_port}", "already in use"),
+            kind="broker",
+            env={"DISTRESS_KAFKA_PORT": str(world.busy_port)},
+        ),
         "run, busy broker port": Case(
             args=("run", "--source", str(world.wav), "--until-eof", "--no-dashboard", "--json"),
-            says=(f"port {world.busy_port}", "already in use"), kind="broker",
-            env={"DISTRESS_KAFKA_PORT": str(world.busy_port)}),
-        "dashboard, busy port": Case(args=("dashboard", "--port", str(world.busy_port)),
-                                     says=(f"cannot listen on 127.0.0.1:{world.busy_port}", "address already in use"),
-                                     kind="address_in_use"),
+            says=(f"port {world.busy_port}", "already in use"),
+            kind="broker",
+            env={"DISTRESS_KAFKA_PORT": str(world.busy_port)},
+        ),
+        "dashboard, busy port": Case(
+            args=("dashboard", "--port", str(world.busy_port)),
+            says=(f"cannot listen on 127.0.0.1:{world.busy_port}", "address already in use"),
+            kind="address_in_use",
+        ),
     }
 
 
@@ -223,9 +301,16 @@ def base_environment(world: World) -> dict[str, str]:
 def run_case(case: Case, world: World) -> Outcome:
     prefix = NO_FILE_PRIVILEGES if case.unprivileged and os.geteuid() == 0 else ()
     started = time.monotonic()
-    done = subprocess.run([*prefix, sys.executable, "-m", "cli", *case.args], cwd=world.root,
-                          env={**base_environment(world), **case.env}, capture_output=True, text=True,
-                          timeout=240, check=False, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [*prefix, sys.executable, "-m", "cli", *case.args],
+        cwd=world.root,
+        env={**base_environment(world), **case.env},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     return Outcome(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
 
@@ -242,8 +327,9 @@ def available_means(world: World) -> set[str]:
 def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
     """A 64 KiB tmpfs filled to the last byte, or None where mounting is not allowed."""
     mount_point = tmp_path_factory.mktemp("full")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-                             capture_output=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], capture_output=True, check=False
+    )
     if mounted.returncode != 0:
         yield None
         return
@@ -262,8 +348,9 @@ def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, kafka_broker: LocalBroker[Settings],
-          full_disk: Path | None) -> Iterator[World]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, kafka_broker: LocalBroker[Settings], full_disk: Path | None
+) -> Iterator[World]:
     root = tmp_path_factory.mktemp("errors")
     wav = root / "tone.wav"
     soundfile.write(wav, (0.1 * np.sin(np.arange(16000) / 10)).astype(np.float32), 16000)
@@ -280,10 +367,18 @@ def world(tmp_path_factory: pytest.TempPathFactory, kafka_broker: LocalBroker[Se
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         yield World(
-            root=root, wav=wav, not_audio=not_audio, unreadable=unreadable, read_only=read_only,
-            regular_file=not_audio, bad_config=bad_config, kafka_down=f"127.0.0.1:{free_port()}",
+            root=root,
+            wav=wav,
+            not_audio=not_audio,
+            unreadable=unreadable,
+            read_only=read_only,
+            regular_file=not_audio,
+            bad_config=bad_config,
+            kafka_down=f"127.0.0.1:{free_port()}",
             postgres_down=f"postgresql://distress:hunter2@127.0.0.1:{free_port()}/distress",
-            busy_port=busy.getsockname()[1], kafka_up=kafka_broker.settings.bootstrap_servers, full_disk=full_disk,
+            busy_port=busy.getsockname()[1],
+            kafka_up=kafka_broker.settings.bootstrap_servers,
+            full_disk=full_disk,
         )
     read_only.chmod(0o755)
 
@@ -366,17 +461,21 @@ def test_an_operator_command_gives_up_on_a_broker_that_is_down_within_seconds(wo
     """Measured against the same command failing on its configuration, which never waits for Kafka: the same
     start-up cost on this machine under the same load. librdkafka's own retries used to take 30 s more."""
     args = ("incidents", "resolve", "lobby:000000000001")
-    configured = run_case(Case(args=args, says=(), kind="config", env={"DISTRESS_CONFIG": str(world.bad_config)}),
-                          world)
-    down = run_case(Case(args=args, says=(), kind="broker", env={"DISTRESS_KAFKA_BOOTSTRAP": world.kafka_down}),
-                    world)
+    configured = run_case(
+        Case(args=args, says=(), kind="config", env={"DISTRESS_CONFIG": str(world.bad_config)}), world
+    )
+    down = run_case(Case(args=args, says=(), kind="broker", env={"DISTRESS_KAFKA_BOOTSTRAP": world.kafka_down}), world)
     assert (configured.returncode, down.returncode) == (2, 1), down.stderr
     assert down.seconds - configured.seconds < 15.0, (down.seconds, configured.seconds)
 
 
 def test_debug_shows_the_traceback_of_an_expected_failure(world: World) -> None:
-    case = Case(args=("dashboard", "--port", "0"), says=(), kind="database",
-                env={"DISTRESS_DATABASE_URL": world.postgres_down, "DISTRESS_DEBUG": "1"})
+    case = Case(
+        args=("dashboard", "--port", "0"),
+        says=(),
+        kind="database",
+        env={"DISTRESS_DATABASE_URL": world.postgres_down, "DISTRESS_DEBUG": "1"},
+    )
     outcome = run_case(case, world)
     assert outcome.returncode == 1
     assert "Traceback" in outcome.stderr and "OperationalError" in outcome.stderr
@@ -393,14 +492,14 @@ def test_a_damaged_mp3_is_summarised_without_the_decoder_s_noise(world: World) -
         stream.layout = "mono"
         tone = (0.3 * np.sin(np.arange(3 * 16000) / 5)).astype(np.float32)
         for start in range(0, tone.size, 1152):
-            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1152], format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1152], format="fltp", layout="mono")
             frame.sample_rate = 16000
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
     data = bytearray(mp3.read_bytes())
-    data[len(data) // 3:len(data) // 3 + 400] = bytes(400)  # frames lost in the middle
+    data[len(data) // 3 : len(data) // 3 + 400] = bytes(400)  # frames lost in the middle
     mp3.write_bytes(bytes(data))
     outcome = run_case(Case(args=("features", str(mp3), "--json"), says=(), kind=""), world)
     assert outcome.returncode == EXIT_PARTLY_READ, outcome.stderr

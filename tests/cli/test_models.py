@@ -44,8 +44,18 @@ def test_evaluate_scores_the_checkpoint_on_the_dataset_it_was_trained_for(
     card_dir = tmp_path / "card"
     result = CliRunner().invoke(
         app,
-        ["models", "evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir),
-         "--card-dir", str(card_dir), "--benign-hours", "0.01"],
+        [
+            "models",
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--data-dir",
+            str(data_dir),
+            "--card-dir",
+            str(card_dir),
+            "--benign-hours",
+            "0.01",
+        ],
     )
     assert result.exit_code == 0, result.output
     # Scored on the tiny dataset's test split (its clips per label), not the default training config's.
@@ -58,18 +68,34 @@ def test_evaluate_scores_the_checkpoint_on_the_dataset_it_was_trained_for(
 
 def test_evaluate_json_holds_the_numbers_of_the_table(trained: tuple[Path, Path], tmp_path: Path) -> None:
     checkpoint, data_dir = trained
-    common = ["models", "evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir),
-              "--benign-hours", "0.01", "--events-per-label", "0"]
+    common = [
+        "models",
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--data-dir",
+        str(data_dir),
+        "--benign-hours",
+        "0.01",
+        "--events-per-label",
+        "0",
+    ]
     table = CliRunner().invoke(app, [*common, "--card-dir", str(tmp_path / "table")])
     as_json = CliRunner().invoke(app, [*common, "--card-dir", str(tmp_path / "json"), "--json"])
     assert table.exit_code == 0 and as_json.exit_code == 0, table.output + as_json.output
     report = json.loads(as_json.stdout)  # stdout holds the JSON and nothing else
-    rows = {line.split("|")[1].strip().rstrip(" *"): line.split("|")[2:-1]
-            for line in table.stdout.splitlines() if line.startswith("| ")}
+    rows = {
+        line.split("|")[1].strip().rstrip(" *"): line.split("|")[2:-1]
+        for line in table.stdout.splitlines()
+        if line.startswith("| ")
+    }
     for metrics in report["classes"]:
         precision, recall, support = (cell.strip() for cell in rows[metrics["label"]])
         assert (f"{metrics['precision']:.3f}", f"{metrics['recall']:.3f}", str(metrics["support"])) == (
-            precision, recall, support)
+            precision,
+            recall,
+            support,
+        )
     assert f"{report['distress_auc']:.4f}" == rows["ROC-AUC"][0].strip()
     counts = report["confusion"]["counts"]
     assert report["confusion"]["labels"] == list(LABELS)
@@ -84,15 +110,19 @@ def test_evaluate_json_holds_the_numbers_of_the_table(trained: tuple[Path, Path]
     distress = [s for s in sources if s["label"] in DISTRESS_LABELS]
     everyday = [s for s in sources if s["label"] not in DISTRESS_LABELS]
     assert sum(s["over_point"] for s in distress) / sum(s["clips"] for s in distress) == pytest.approx(
-        report["recall_at_5pct_fpr"])
+        report["recall_at_5pct_fpr"]
+    )
     assert sum(s["over_point"] for s in everyday) <= 0.05 * sum(s["clips"] for s in everyday)
     assert report["source_recall_at_5pct_fpr"] == pytest.approx(
-        sum(s["over_point"] / s["clips"] for s in distress) / len(distress))
+        sum(s["over_point"] / s["clips"] for s in distress) / len(distress)
+    )
     # The table names the distress source that misses the most clips, with the JSON's counts.
     worst = max(distress, key=lambda s: s["clips"] - s["over_point"])
     missed = worst["clips"] - worst["over_point"]
     assert [cell.strip() for cell in rows[f"{worst['label']}: {worst['source']}"]] == [
-        str(worst["clips"]), f"{missed} ({missed / worst['clips']:.0%})"]
+        str(worst["clips"]),
+        f"{missed} ({missed / worst['clips']:.0%})",
+    ]
     assert "Where the recall at 5 % false positives is lost" in (tmp_path / "table" / "MODEL_CARD.md").read_text()
 
 
@@ -112,19 +142,40 @@ def test_compare_runs_each_checkpoint_through_its_own_chain_on_the_same_audio(
     # Everyday audio crosses the eager copy's points; nothing the tiny network scores reaches the deaf copy's.
     eager = _copy_at(checkpoint, tmp_path / "eager.pt", 0.02)
     deaf = _copy_at(checkpoint, tmp_path / "deaf.pt", 0.99999)
-    common = ["models", "compare", str(checkpoint), str(eager), str(deaf), str(checkpoint), "--data-dir",
-              str(data_dir), "--benign-hours", "0.03", "--events-per-label", "2"]
+    common = [
+        "models",
+        "compare",
+        str(checkpoint),
+        str(eager),
+        str(deaf),
+        str(checkpoint),
+        "--data-dir",
+        str(data_dir),
+        "--benign-hours",
+        "0.03",
+        "--events-per-label",
+        "2",
+    ]
     result = CliRunner().invoke(app, [*common, "--json"])
     assert result.exit_code == 0, result.output
     plain, eager_row, deaf_row, again = (json.loads(line) for line in result.stdout.splitlines())
     assert plain == again  # the same checkpoint meets the same clips, hours and events
 
     # Clip metrics are the network's, whatever its points, and those `models evaluate` reads off the same split.
-    report = evaluate(DistressClassifier.load(checkpoint), build_dataset(SMALL.dataset, data_dir), checkpoint,
-                      split="validation", benign_seconds=0, data_dir=data_dir)
+    report = evaluate(
+        DistressClassifier.load(checkpoint),
+        build_dataset(SMALL.dataset, data_dir),
+        checkpoint,
+        split="validation",
+        benign_seconds=0,
+        data_dir=data_dir,
+    )
     for row in (plain, eager_row, deaf_row):
         assert (row["distress_auc"], row["recall_at_5pct_fpr"], row["source_recall_at_5pct_fpr"]) == (
-            report.distress_auc, report.recall_at_5pct_fpr, report.source_recall_at_5pct_fpr)
+            report.distress_auc,
+            report.recall_at_5pct_fpr,
+            report.source_recall_at_5pct_fpr,
+        )
     assert eager_row["label_thresholds"] == {label: 0.02 for label in sorted(DISTRESS_LABELS)}
 
     # One benign stream of 108 s (seed 0); each row's incidents are those its own operating points opened.
@@ -144,16 +195,19 @@ def test_compare_runs_each_checkpoint_through_its_own_chain_on_the_same_audio(
     assert plain["points_of"] is None
     named = {"checkpoint", "sha256", "points_of"}
     assert {key: value for key, value in at_eager_points.items() if key not in named} == {
-        key: value for key, value in eager_row.items() if key not in named}
+        key: value for key, value in eager_row.items() if key not in named
+    }
 
     table = CliRunner().invoke(app, common)
     assert table.exit_code == 0, table.output
     rows = [line.split("|")[1:-1] for line in table.stdout.splitlines()[2:]]
     assert [cells[0].split()[0] for cells in rows] == ["model.pt", "eager.pt", "deaf.pt", "model.pt"]
     assert [int(cells[4].split()[0]) for cells in rows] == [
-        row["incidents"] for row in (plain, eager_row, deaf_row, again)]
+        row["incidents"] for row in (plain, eager_row, deaf_row, again)
+    ]
     assert [cells[6].strip() for cells in rows] == [
-        f"{row['events']['recall']:.3f}" for row in (plain, eager_row, deaf_row, again)]
+        f"{row['events']['recall']:.3f}" for row in (plain, eager_row, deaf_row, again)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -64,8 +64,21 @@ def test_until_eof_processes_recordings_through_every_stage_and_reports(env: dic
     first, second = recording(tmp_path, "lobby.wav", 3.0), recording(tmp_path, "yard.flac", 1.5)
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt nothing useful")
-    result = CliRunner().invoke(app, ["run", "--source", str(first), "--source", str(second), "--source",
-                                      str(corrupt), "--until-eof", "--json", "--no-dashboard"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--source",
+            str(first),
+            "--source",
+            str(second),
+            "--source",
+            str(corrupt),
+            "--until-eof",
+            "--json",
+            "--no-dashboard",
+        ],
+    )
     assert result.exit_code == 2, result.output  # a recording failed; the others still ran to their end
     assert "dashboard:" not in result.stderr
     summary = json.loads(result.stdout)
@@ -91,16 +104,20 @@ def test_until_eof_processes_recordings_through_every_stage_and_reports(env: dic
     assert {stream["id"] for stream in report["streams"]} == {"lobby", "yard", "corrupt"}
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["run"], "no streams"),
-    (["run", "--source", "-"], "stdin"),
-    (["run", "--source", "a.wav", "--stream-id", "x", "--stream-id", "y"], "--stream-id"),
-    (["run", "--source", "a.wav", "--stream-id", "configured"], "used twice"),
-    (["run", "--source", "a.wav", "--until-eof", "--timeout", "0"], "--timeout"),
-    (["status", "--window", "-5"], "--window"),
-])
-def test_bad_arguments_exit_2_with_the_reason(env: dict[str, str], arguments: list[str], message: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["run"], "no streams"),
+        (["run", "--source", "-"], "stdin"),
+        (["run", "--source", "a.wav", "--stream-id", "x", "--stream-id", "y"], "--stream-id"),
+        (["run", "--source", "a.wav", "--stream-id", "configured"], "used twice"),
+        (["run", "--source", "a.wav", "--until-eof", "--timeout", "0"], "--timeout"),
+        (["status", "--window", "-5"], "--window"),
+    ],
+)
+def test_bad_arguments_exit_2_with_the_reason(
+    env: dict[str, str], arguments: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DISTRESS_STREAMS", json.dumps([{"id": "configured", "source": "camera.wav"}]))
     if arguments == ["run"]:
         monkeypatch.delenv("DISTRESS_STREAMS")
@@ -117,15 +134,19 @@ def test_status_without_a_reachable_broker_exits_1(env: dict[str, str], monkeypa
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_a_running_pipeline_and_its_dashboard_cleanly(env: dict[str, str], tmp_path: Path,
-                                                                     stop_signal: signal.Signals) -> None:
+def test_a_signal_stops_a_running_pipeline_and_its_dashboard_cleanly(
+    env: dict[str, str], tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     long_recording = recording(tmp_path, "long.wav", 120.0)
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "run", "--source", str(long_recording), "--realtime", "--json"],
-            cwd=REPO_ROOT, env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE,
-            stderr=stderr, text=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
         )
         try:
             deadline = time.monotonic() + 300

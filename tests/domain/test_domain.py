@@ -27,9 +27,21 @@ INCIDENT = incident_id_for("door", "trigger-1")
 
 
 def opened(severity: Severity = "high") -> IncidentOpened:
-    return IncidentOpened(stream_id="door", occurred_at=START, incident_id=INCIDENT, severity=severity,
-                          score=0.9, reason="scream", onset_sample=0, onset_at=START, labels=(), phrases=(),
-                          transcript="", clip_sha256=None, clip_duration_s=None)
+    return IncidentOpened(
+        stream_id="door",
+        occurred_at=START,
+        incident_id=INCIDENT,
+        severity=severity,
+        score=0.9,
+        reason="scream",
+        onset_sample=0,
+        onset_at=START,
+        labels=(),
+        phrases=(),
+        transcript="",
+        clip_sha256=None,
+        clip_duration_s=None,
+    )
 
 
 def later(seconds: int) -> dict[str, Any]:

@@ -78,8 +78,7 @@ def test_ten_thousand_events_survive_a_broker_restart(
         for index in range(total)
     ]
     with bus.producer() as producer:
-        consumer = bus.consumer(group_id=f"g-{uuid.uuid4()}", topics=[bus.catalogue.incidents.name],
-                                producer=producer)
+        consumer = bus.consumer(group_id=f"g-{uuid.uuid4()}", topics=[bus.catalogue.incidents.name], producer=producer)
         for event in notes[: total // 2]:
             producer.publish(event)
         received = drain(consumer, 2_000)  # part-way through consuming ...
@@ -96,8 +95,9 @@ def test_ten_thousand_events_survive_a_broker_restart(
 
 
 def _read_raw(bus: Bus, topic: str, count: int) -> list[Message]:
-    consumer = Consumer(bus.connection.client_config(**{"group.id": f"raw-{uuid.uuid4()}",
-                                                        "auto.offset.reset": "earliest"}))
+    consumer = Consumer(
+        bus.connection.client_config(**{"group.id": f"raw-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     messages: list[Message] = []
     deadline = time.monotonic() + 30

@@ -79,9 +79,17 @@ def test_legacy_json_messages_still_decode() -> None:
 
 
 def test_pcm_travels_as_raw_bytes() -> None:
-    second = AudioChunkCaptured(stream_id="door", sequence=0, sample_offset=0, sample_rate=16000,
-                                captured_at=datetime(2026, 1, 1, tzinfo=UTC), pcm16=bytes(range(256)) * 125,
-                                clipped_samples=0, nonfinite_samples=0, is_last=False)  # 1 s of 16 kHz PCM16
+    second = AudioChunkCaptured(
+        stream_id="door",
+        sequence=0,
+        sample_offset=0,
+        sample_rate=16000,
+        captured_at=datetime(2026, 1, 1, tzinfo=UTC),
+        pcm16=bytes(range(256)) * 125,
+        clipped_samples=0,
+        nonfinite_samples=0,
+        is_last=False,
+    )  # 1 s of 16 kHz PCM16
     data = CODEC.encode(second)
     assert len(data) < len(second.pcm16) + 400  # the legacy JSON took 4/3 of it (base64) plus the envelope
     assert second.pcm16 in data
@@ -95,9 +103,19 @@ def test_headers_name_the_wire_format() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\xff\xfe", b"not json", b"[1, 2]", b"null", b'{"type": "StreamEnded"}', b"{", None,
-     msgspec.msgpack.encode({"type": "StreamEnded"}), msgspec.msgpack.encode([1, 2]),
-     CODEC.encode(sample_events()[0])[:-3]],
+    [
+        b"",
+        b"\xff\xfe",
+        b"not json",
+        b"[1, 2]",
+        b"null",
+        b'{"type": "StreamEnded"}',
+        b"{",
+        None,
+        msgspec.msgpack.encode({"type": "StreamEnded"}),
+        msgspec.msgpack.encode([1, 2]),
+        CODEC.encode(sample_events()[0])[:-3],
+    ],
 )
 def test_malformed_bytes_raise_a_typed_error(data: bytes | None) -> None:
     with pytest.raises(MalformedMessage):
@@ -200,8 +218,14 @@ def test_stored_v1_payload_decodes_as_current_version(wire: str) -> None:
         "stream_id": "door",
         "correlation_id": None,
         "causation_id": None,
-        "payload": {"source": "rtsp://***@cam/***", "sample_rate": 16000, "chunk_samples": 16000,
-                    "source_sample_rate": 48000, "source_channels": 1, "realtime": True},
+        "payload": {
+            "source": "rtsp://***@cam/***",
+            "sample_rate": 16000,
+            "chunk_samples": 16000,
+            "source_sample_rate": 48000,
+            "source_channels": 1,
+            "realtime": True,
+        },
     }
     event = _decode(wire, v1)
     assert isinstance(event, StreamStarted)

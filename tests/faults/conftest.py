@@ -31,8 +31,11 @@ def skip_or_fail(reason: str) -> None:
 def tiny_filesystem(directory: Path, size: str = "64k") -> Iterator[Path]:
     """A tmpfs of ``size`` mounted on ``directory``, unmounted afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(directory)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         skip_or_fail(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
     try:

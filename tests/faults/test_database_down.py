@@ -77,7 +77,8 @@ def assert_exactly_once(engine: Engine, settings: Settings, events: Sequence[Inc
             assert table_digest(faulty, table) == table_digest(clean, table), f"{table.name} differs"
         assert faulty.scalar(select(func.count()).select_from(IncidentTimelineRow)) == len(events)
         assert faulty.scalar(select(func.count()).select_from(IncidentRow)) == len(
-            {event.incident_id for event in events})
+            {event.incident_id for event in events}
+        )
     reference.dispose()
 
 
@@ -97,14 +98,16 @@ class PrivateCluster:
         self.port = free_port()
         self.data = Path(tempfile.mkdtemp(prefix="faults-pg-"))
         shutil.chown(self.data, "postgres", "postgres")
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "distress",
-                          "--no-sync", "-E", "UTF8")
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "distress", "--no-sync", "-E", "UTF8"
+        )
         self.url = f"postgresql+psycopg://distress@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "log"), "-o",
-                          options, "-w", "start")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "log"), "-o", options, "-w", "start"
+        )
 
     def crash(self) -> None:
         """An immediate shutdown (SIGQUIT to the postmaster): no checkpoint, open transactions are cut."""
@@ -134,27 +137,43 @@ def postgres() -> Iterator[PrivateCluster]:
 def kill_inside_a_batch(admin: Engine) -> bool:
     """Terminate the projector's connection if it is inside a batch transaction now; whether it was."""
     with admin.connect() as connection:
-        killed = connection.execute(text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :app"
-            " AND xact_start IS NOT NULL AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%'"
-            " OR query ILIKE 'COPY%' OR query ILIKE 'UPDATE%')"), {"app": PROJECTOR_APP}).scalars().all()
+        killed = (
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :app"
+                    " AND xact_start IS NOT NULL AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%'"
+                    " OR query ILIKE 'COPY%' OR query ILIKE 'UPDATE%')"
+                ),
+                {"app": PROJECTOR_APP},
+            )
+            .scalars()
+            .all()
+        )
     return any(killed)
 
 
 def inside_a_batch(admin: Engine) -> bool:
     with admin.connect() as connection:
-        return bool(connection.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND xact_start IS NOT NULL"
-            " AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%' OR query ILIKE 'COPY%')"),
-            {"app": PROJECTOR_APP}))
+        return bool(
+            connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND xact_start IS NOT NULL"
+                    " AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%' OR query ILIKE 'COPY%')"
+                ),
+                {"app": PROJECTOR_APP},
+            )
+        )
 
 
 def test_postgres_killed_and_crashed_mid_batch_loses_and_doubles_nothing(
     kafka_settings: Settings, postgres: PrivateCluster, tmp_path: Path
 ) -> None:
     database = f"faults_{os.urandom(4).hex()}"
-    admin = create_engine(make_url(postgres.url).update_query_dict({"application_name": "faults-admin"}),
-                          isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # outlives the crash
+    admin = create_engine(
+        make_url(postgres.url).update_query_dict({"application_name": "faults-admin"}),
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=True,
+    )  # outlives the crash
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{database}"'))
     url = make_url(postgres.url).set(database=database).update_query_dict({"application_name": PROJECTOR_APP})

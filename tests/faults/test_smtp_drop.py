@@ -55,12 +55,21 @@ class DropFirstData:
 @contextmanager
 def flaky_smtp_server() -> Iterator[tuple[int, DropFirstData]]:
     def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
-        return AuthResult(success=isinstance(auth_data, LoginPassword) and auth_data.login == LOGIN.encode()
-                          and auth_data.password == PASSWORD.encode())
+        return AuthResult(
+            success=isinstance(auth_data, LoginPassword)
+            and auth_data.login == LOGIN.encode()
+            and auth_data.password == PASSWORD.encode()
+        )
 
     handler = DropFirstData()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=authenticate,
-                            auth_require_tls=False, auth_required=True)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticate,
+        auth_require_tls=False,
+        auth_required=True,
+    )
     controller.start()
     try:
         yield controller.port, handler
@@ -72,12 +81,21 @@ def test_a_dropped_smtp_transaction_is_retried_and_the_mail_delivered_once(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     with flaky_smtp_server() as (port, server):
-        settings = kafka_settings.model_copy(update={"data_dir": tmp_path, "alerting": AlertingConfig.model_validate({
-            "channels": {"oncall": f"mailto://{LOGIN}:{PASSWORD}@127.0.0.1:{port}"
-                                   "?to=oncall@example.org&from=alerts@example.org"},
-            "routes": [{"name": "all", "notify": ["oncall"]}],
-            "retry": {"first_backoff_s": 0.5, "factor": 2, "max_attempts": 4},
-        })})
+        settings = kafka_settings.model_copy(
+            update={
+                "data_dir": tmp_path,
+                "alerting": AlertingConfig.model_validate(
+                    {
+                        "channels": {
+                            "oncall": f"mailto://{LOGIN}:{PASSWORD}@127.0.0.1:{port}"
+                            "?to=oncall@example.org&from=alerts@example.org"
+                        },
+                        "routes": [{"name": "all", "notify": ["oncall"]}],
+                        "retry": {"first_backoff_s": 0.5, "factor": 2, "max_attempts": 4},
+                    }
+                ),
+            }
+        )
         settings.ensure_topics()
         bus = settings.bus()
         stop = threading.Event()
@@ -85,11 +103,22 @@ def test_a_dropped_smtp_transaction_is_retried_and_the_mail_delivered_once(
         actor.start()
         try:
             with bus.producer() as producer:
-                producer.publish(IncidentOpened(
-                    stream_id="ward-3", incident_id="ward-3:0123456789ab", severity="high", score=0.95,
-                    reason="scream 0.93", onset_sample=0, onset_at=utc_now(),
-                    labels=(LabelScore(label="scream", score=0.93),), phrases=(), transcript="",
-                    clip_sha256=None, clip_duration_s=None))
+                producer.publish(
+                    IncidentOpened(
+                        stream_id="ward-3",
+                        incident_id="ward-3:0123456789ab",
+                        severity="high",
+                        score=0.95,
+                        reason="scream 0.93",
+                        onset_sample=0,
+                        onset_at=utc_now(),
+                        labels=(LabelScore(label="scream", score=0.93),),
+                        phrases=(),
+                        transcript="",
+                        clip_sha256=None,
+                        clip_duration_s=None,
+                    )
+                )
             wait_for(lambda: len(server.accepted) == 1, what="the mail to be accepted on a later attempt")
             threading.Event().wait(3 * 0.5 * 2)  # longer than the next backoff: a repeat would have started
         finally:
@@ -101,5 +130,8 @@ def test_a_dropped_smtp_transaction_is_retried_and_the_mail_delivered_once(
     assert b"Subject: [HIGH]" in server.accepted[0] and b"scream 0.93" in server.accepted[0]
     ledger = [event for event in events_on(bus, [bus.catalogue.alerts.name]) if isinstance(event, AlertEvent)]
     assert [(type(event), getattr(event, "attempts", 0), getattr(event, "final", False)) for event in ledger] == [
-        (AlertRequested, 0, False), (AlertFailed, 1, False), (AlertDispatched, 2, False)]
+        (AlertRequested, 0, False),
+        (AlertFailed, 1, False),
+        (AlertDispatched, 2, False),
+    ]
     assert len({event.alert_key for event in ledger}) == 1

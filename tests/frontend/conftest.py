@@ -32,8 +32,9 @@ def dashboard_config(**overrides: object) -> DashboardConfig:
 
 @pytest.fixture
 def dashboard_settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
-    return kafka_settings.model_copy(update={"data_dir": tmp_path / "state", "database_url": None,
-                                             "dashboard": dashboard_config()})
+    return kafka_settings.model_copy(
+        update={"data_dir": tmp_path / "state", "database_url": None, "dashboard": dashboard_config()}
+    )
 
 
 @pytest.fixture
@@ -51,8 +52,9 @@ def authenticator(dashboard_settings: Settings) -> Authenticator:
 @pytest.fixture
 def client(dashboard_settings: Settings, authenticator: Authenticator) -> Iterator[TestClient]:
     """An API client with the alice token; a test's ``world`` writes to the same database."""
-    with TestClient(create_app(dashboard_settings, authenticator),
-                    headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as test_client:
+    with TestClient(
+        create_app(dashboard_settings, authenticator), headers={"Authorization": f"Bearer {ALICE_TOKEN}"}
+    ) as test_client:
         yield test_client
 
 

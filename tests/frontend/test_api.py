@@ -18,25 +18,46 @@ UNKNOWN_INCIDENT = "hall-1:0123456789ab"
 
 
 def incident_events(world: World, incident_id: str) -> list[IncidentEvent]:
-    return [consumed.event for consumed in read_all(world.bus, [world.bus.catalogue.incidents.name])
-            if isinstance(consumed.event, IncidentEvent) and consumed.event.incident_id == incident_id]
+    return [
+        consumed.event
+        for consumed in read_all(world.bus, [world.bus.catalogue.incidents.name])
+        if isinstance(consumed.event, IncidentEvent) and consumed.event.incident_id == incident_id
+    ]
 
 
 # ------------------------------------------------------------------------------------------ authentication
 
 
-def test_health_needs_no_sign_in_and_reports_broker_database_and_pipeline(world: World,
-                                                                          anonymous: TestClient) -> None:
+def test_health_needs_no_sign_in_and_reports_broker_database_and_pipeline(world: World, anonymous: TestClient) -> None:
     response = anonymous.get("/api/health")  # ``world`` made the topics: an idle pipeline that never ran
     assert response.status_code == 200
     health = response.json()
-    assert {key: health[key] for key in ("status", "reasons", "broker", "database", "database_error",
-                                         "pipeline_error", "projectors", "live_clients")} == {
-        "status": "ok", "reasons": [], "broker": {"reachable": True, "error": None}, "database": True,
-        "database_error": None, "pipeline_error": None, "projectors": {}, "live_clients": 0}
+    assert {
+        key: health[key]
+        for key in (
+            "status",
+            "reasons",
+            "broker",
+            "database",
+            "database_error",
+            "pipeline_error",
+            "projectors",
+            "live_clients",
+        )
+    } == {
+        "status": "ok",
+        "reasons": [],
+        "broker": {"reachable": True, "error": None},
+        "database": True,
+        "database_error": None,
+        "pipeline_error": None,
+        "projectors": {},
+        "live_clients": 0,
+    }
     assert [(stage["stage"], stage["lag"], stage["state"]) for stage in health["pipeline"]] == [
         *((name, 0, "idle") for name in ("features", "asr", "scorer", "incidents", "alerting")),
-        ("projections", 0, "ok")]  # no consumer group: its position is in the database
+        ("projections", 0, "ok"),
+    ]  # no consumer group: its position is in the database
 
 
 def test_health_says_which_stage_is_not_running_while_its_input_waits(world: World, anonymous: TestClient) -> None:
@@ -56,14 +77,30 @@ def test_health_says_which_stage_is_not_running_while_its_input_waits(world: Wor
 def test_every_endpoint_but_health_refuses_missing_or_wrong_credentials(anonymous: TestClient, world: World) -> None:
     incident = world.incident(with_alerts=False)
     world.project()
-    reads = ["/api/streams", "/api/incidents", f"/api/incidents/{incident.incident_id}",
-             f"/api/incidents/{incident.incident_id}/evidence", f"/api/incidents/{incident.incident_id}/clip",
-             f"/api/incidents/{incident.incident_id}/waveform", "/api/events", "/api/session", "/metrics",
-             "/fragments/streams", "/fragments/incidents", f"/fragments/incidents/{incident.incident_id}/timeline"]
-    commands = [f"/api/incidents/{incident.incident_id}/{action}" for action in
-                ("acknowledge", "resolve", "false-alarm", "notes")]
-    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Basic {ALICE_TOKEN}"},
-                    {"Authorization": "Bearer "}):
+    reads = [
+        "/api/streams",
+        "/api/incidents",
+        f"/api/incidents/{incident.incident_id}",
+        f"/api/incidents/{incident.incident_id}/evidence",
+        f"/api/incidents/{incident.incident_id}/clip",
+        f"/api/incidents/{incident.incident_id}/waveform",
+        "/api/events",
+        "/api/session",
+        "/metrics",
+        "/fragments/streams",
+        "/fragments/incidents",
+        f"/fragments/incidents/{incident.incident_id}/timeline",
+    ]
+    commands = [
+        f"/api/incidents/{incident.incident_id}/{action}"
+        for action in ("acknowledge", "resolve", "false-alarm", "notes")
+    ]
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": f"Basic {ALICE_TOKEN}"},
+        {"Authorization": "Bearer "},
+    ):
         for url in reads:
             response = anonymous.get(url, headers=headers)
             assert response.status_code == 401, (url, headers, response.text)
@@ -74,8 +111,9 @@ def test_every_endpoint_but_health_refuses_missing_or_wrong_credentials(anonymou
     assert incident_events(world, incident.incident_id) == [incident.opened]  # nothing was appended
 
 
-def test_password_sign_in_gives_a_session_whose_commands_need_the_csrf_token(anonymous: TestClient,
-                                                                            world: World) -> None:
+def test_password_sign_in_gives_a_session_whose_commands_need_the_csrf_token(
+    anonymous: TestClient, world: World
+) -> None:
     incident = world.incident(with_alerts=False)
     world.project()
     signed_in = anonymous.post("/api/session", json={"username": "bob", "password": BOB_PASSWORD})
@@ -102,8 +140,14 @@ def test_password_sign_in_gives_a_session_whose_commands_need_the_csrf_token(ano
 
 def test_sign_in_validates_input(anonymous: TestClient) -> None:
     """(Throttling, oversized bodies and what refusals may say: tests/security.)"""
-    for body in ({}, {"username": "bob"}, {"username": "bob", "password": "x", "token": "y"},
-                 {"token": ""}, {"username": "b" * 65, "password": "x"}, {"token": "t", "role": "admin"}):
+    for body in (
+        {},
+        {"username": "bob"},
+        {"username": "bob", "password": "x", "token": "y"},
+        {"token": ""},
+        {"username": "b" * 65, "password": "x"},
+        {"token": "t", "role": "admin"},
+    ):
         assert anonymous.post("/api/session", json=body).status_code == 422, body
     assert anonymous.post("/api/session", json={"token": ALICE_TOKEN}).json()["operator"] == "alice"
     assert anonymous.post("/api/session", json={"username": "bob", "password": "guess"}).status_code == 401
@@ -130,8 +174,9 @@ def test_incidents_filter_and_page(client: TestClient, world: World) -> None:
     now = datetime.now(UTC)
     high = world.incident("hall-1", severity="high", with_alerts=False, onset_at=now - timedelta(minutes=3))
     critical = world.incident("hall-2", severity="critical", with_alerts=False, onset_at=now - timedelta(minutes=2))
-    low = world.incident("yard", severity="low", with_alerts=False, with_clip=False,
-                         onset_at=now - timedelta(minutes=1))
+    low = world.incident(
+        "yard", severity="low", with_alerts=False, with_clip=False, onset_at=now - timedelta(minutes=1)
+    )
     client.post(f"/api/incidents/{critical.incident_id}/acknowledge", json={})
     world.project()
 
@@ -155,9 +200,17 @@ def test_incidents_filter_and_page(client: TestClient, world: World) -> None:
 
 
 BAD_FILTERS: list[dict[str, str | int]] = [
-    {"status": "closed"}, {"severity": "extreme"}, {"stream_id": "../etc"}, {"stream_id": "a" * 70},
-    {"limit": 0}, {"limit": 201}, {"offset": -1}, {"limit": "ten"}, {"since": "2026-03-01T12:00:00"},
-    {"since": "yesterday"}, {"since": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"},
+    {"status": "closed"},
+    {"severity": "extreme"},
+    {"stream_id": "../etc"},
+    {"stream_id": "a" * 70},
+    {"limit": 0},
+    {"limit": 201},
+    {"offset": -1},
+    {"limit": "ten"},
+    {"since": "2026-03-01T12:00:00"},
+    {"since": "yesterday"},
+    {"since": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"},
 ]
 
 
@@ -169,8 +222,9 @@ def test_bad_incident_filters_are_refused_with_the_reason(client: TestClient) ->
         assert client.get("/fragments/incidents", params=params).status_code == 422, params
 
 
-def test_incident_detail_has_timeline_alerts_and_allowed_actions_without_secrets(client: TestClient,
-                                                                                 world: World) -> None:
+def test_incident_detail_has_timeline_alerts_and_allowed_actions_without_secrets(
+    client: TestClient, world: World
+) -> None:
     incident = world.incident()
     world.project()
     response = client.get(f"/api/incidents/{incident.incident_id}")
@@ -194,8 +248,9 @@ def test_unknown_and_malformed_incident_ids(client: TestClient) -> None:
             assert client.get(f"/api/incidents/{malformed}{suffix}").status_code == 422, (malformed, suffix)
 
 
-def test_evidence_has_scores_over_time_and_the_spoken_phrase_at_its_word_times(client: TestClient,
-                                                                               world: World) -> None:
+def test_evidence_has_scores_over_time_and_the_spoken_phrase_at_its_word_times(
+    client: TestClient, world: World
+) -> None:
     incident = world.incident()
     world.project()
     evidence = client.get(f"/api/incidents/{incident.incident_id}/evidence").json()
@@ -208,7 +263,10 @@ def test_evidence_has_scores_over_time_and_the_spoken_phrase_at_its_word_times(c
     [line] = evidence["transcripts"]
     assert line["timed"] and line["text"] == "please help me"
     assert [(token["text"], token["phrase"]) for token in line["tokens"]] == [
-        ("please", False), ("help", True), ("me", True)]
+        ("please", False),
+        ("help", True),
+        ("me", True),
+    ]
     assert line["tokens"][1]["start_s"] == pytest.approx(5.5)
 
 
@@ -286,7 +344,11 @@ def test_commands_append_events_as_the_signed_in_operator(client: TestClient, wo
 
     events = incident_events(world, incident.incident_id)
     assert [type(event).__name__ for event in events] == [
-        "IncidentOpened", "IncidentAcknowledged", "IncidentNoteAdded", "IncidentResolved"]
+        "IncidentOpened",
+        "IncidentAcknowledged",
+        "IncidentNoteAdded",
+        "IncidentResolved",
+    ]
     assert all(event.actor == "alice" for event in events[1:])  # type: ignore[attr-defined]
     ack = events[1]
     assert isinstance(ack, IncidentAcknowledged) and ack.note == "calling the guard"
@@ -296,15 +358,24 @@ def test_commands_append_events_as_the_signed_in_operator(client: TestClient, wo
     detail = client.get(base).json()
     assert detail["incident"]["status"] == "resolved" and detail["incident"]["closed_by"] == "alice"
     assert [(entry["event_type"], entry["actor"]) for entry in detail["timeline"]] == [
-        ("IncidentOpened", None), ("IncidentAcknowledged", "alice"), ("IncidentNoteAdded", "alice"),
-        ("IncidentResolved", "alice")]
+        ("IncidentOpened", None),
+        ("IncidentAcknowledged", "alice"),
+        ("IncidentNoteAdded", "alice"),
+        ("IncidentResolved", "alice"),
+    ]
     assert detail["allowed"] == {"acknowledge": False, "resolve": False, "false_alarm": False, "note": True}
 
 
 BAD_COMMANDS: list[tuple[str, object]] = [
-    ("notes", {}), ("notes", {"note": ""}), ("notes", {"note": "   "}), ("acknowledge", {"note": "x" * 4001}),
-    ("resolve", {"note": "bell\x07"}), ("acknowledge", {"note": 5}), ("acknowledge", {"actor": "mallory"}),
-    ("acknowledge", None), ("false-alarm", ["note"]),
+    ("notes", {}),
+    ("notes", {"note": ""}),
+    ("notes", {"note": "   "}),
+    ("acknowledge", {"note": "x" * 4001}),
+    ("resolve", {"note": "bell\x07"}),
+    ("acknowledge", {"note": 5}),
+    ("acknowledge", {"actor": "mallory"}),
+    ("acknowledge", None),
+    ("false-alarm", ["note"]),
 ]
 
 
@@ -342,8 +413,9 @@ def test_metrics_count_requests_commands_and_incidents(client: TestClient, world
     client.post(f"/api/incidents/{incident.incident_id}/acknowledge", json={})
     text = client.get("/metrics").text
     assert 'distress_incidents{severity="high",status="open"} 1.0' in text
-    assert re.search(r'distress_dashboard_requests_total\{method="GET",route="/api/incidents",status="200"\} 1\.0',
-                     text)
+    assert re.search(
+        r'distress_dashboard_requests_total\{method="GET",route="/api/incidents",status="200"\} 1\.0', text
+    )
     assert 'distress_dashboard_commands_total{action="acknowledge",outcome="appended"} 1.0' in text
     assert 'distress_dashboard_commands_total{action="acknowledge",outcome="refused"} 1.0' in text
     assert "distress_dashboard_live_clients 0.0" in text
@@ -352,11 +424,20 @@ def test_metrics_count_requests_commands_and_incidents(client: TestClient, world
 def test_openapi_documents_every_endpoint(anonymous: TestClient) -> None:
     document = anonymous.get("/api/openapi.json").json()
     assert set(document["paths"]) == {
-        "/api/session", "/api/health", "/api/streams", "/api/incidents", "/api/incidents/{incident_id}",
-        "/api/incidents/{incident_id}/evidence", "/api/incidents/{incident_id}/clip",
-        "/api/incidents/{incident_id}/waveform", "/api/incidents/{incident_id}/acknowledge",
-        "/api/incidents/{incident_id}/resolve", "/api/incidents/{incident_id}/false-alarm",
-        "/api/incidents/{incident_id}/notes", "/api/events", "/metrics",
+        "/api/session",
+        "/api/health",
+        "/api/streams",
+        "/api/incidents",
+        "/api/incidents/{incident_id}",
+        "/api/incidents/{incident_id}/evidence",
+        "/api/incidents/{incident_id}/clip",
+        "/api/incidents/{incident_id}/waveform",
+        "/api/incidents/{incident_id}/acknowledge",
+        "/api/incidents/{incident_id}/resolve",
+        "/api/incidents/{incident_id}/false-alarm",
+        "/api/incidents/{incident_id}/notes",
+        "/api/events",
+        "/metrics",
     }
     assert "IncidentDetail" in document["components"]["schemas"]
     assert anonymous.get("/docs").status_code == 404  # no CDN-backed docs page

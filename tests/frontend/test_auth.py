@@ -41,10 +41,16 @@ def store(tmp_path: Path) -> Iterator[SessionStore]:
 
 
 def authenticator(store: SessionStore, session_s: float = 3600.0, secret: bytes = SECRET) -> Authenticator:
-    return Authenticator([DashboardUser(name="bob", password_hash=hash_password("s3cret pass", n=2**10))],
-                         [DashboardToken(name="alice", token_sha256=token_digest("alice-token")),
-                          DashboardToken(name="cron", token_sha256=token_digest("cron-token"))],
-                         secret=secret, session_s=session_s, store=store)
+    return Authenticator(
+        [DashboardUser(name="bob", password_hash=hash_password("s3cret pass", n=2**10))],
+        [
+            DashboardToken(name="alice", token_sha256=token_digest("alice-token")),
+            DashboardToken(name="cron", token_sha256=token_digest("cron-token")),
+        ],
+        secret=secret,
+        session_s=session_s,
+        store=store,
+    )
 
 
 def test_password_hashes_are_salted_scrypt_and_verify() -> None:
@@ -55,11 +61,17 @@ def test_password_hashes_are_salted_scrypt_and_verify() -> None:
     DashboardUser(name="bob", password_hash=first)  # the settings accept what we produce
 
 
-@pytest.mark.parametrize("encoded", [
-    "bcrypt$1$2$3$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==", "scrypt$1000$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==",
-    "scrypt$1024$8$1$!!$aGFzaGhhc2hoYXNoaGFzaA==", "scrypt$1024$8$1$c2FsdA==$aGFzaA==", "scrypt$x$8$1$a$b",
-    "scrypt$2097152$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==",
-])
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "bcrypt$1$2$3$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==",
+        "scrypt$1000$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==",
+        "scrypt$1024$8$1$!!$aGFzaGhhc2hoYXNoaGFzaA==",
+        "scrypt$1024$8$1$c2FsdA==$aGFzaA==",
+        "scrypt$x$8$1$a$b",
+        "scrypt$2097152$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==",
+    ],
+)
 def test_malformed_or_dangerous_hashes_are_refused(encoded: str) -> None:
     with pytest.raises(AuthError):
         verify_password("anything", encoded)
@@ -88,8 +100,13 @@ def test_sessions_are_signed_recorded_expire_and_can_be_revoked(store: SessionSt
     cookie, session = auth.issue_session(Operator(name="bob", via="password"))
     assert auth.read_session(cookie) == session and session.operator == "bob"
     payload, timestamp, signature = cookie.split(".")
-    for forged in (f"{payload}.{timestamp}.{signature[:-2]}", f"{payload[:-1]}A.{timestamp}.{signature}",
-                   f"{payload}.AAAA.{signature}", "", "garbage"):
+    for forged in (
+        f"{payload}.{timestamp}.{signature[:-2]}",
+        f"{payload[:-1]}A.{timestamp}.{signature}",
+        f"{payload}.AAAA.{signature}",
+        "",
+        "garbage",
+    ):
         assert auth.read_session(forged) is None, forged
     assert authenticator(store, secret=b"k" * 32).read_session(cookie) is None  # another key
     auth.revoke(session)
@@ -168,11 +185,16 @@ def test_the_session_key_is_made_once_kept_private_and_rotated(tmp_path: Path) -
 
 def test_dashboard_settings_validate_accounts() -> None:
     token = {"name": "alice", "token_sha256": "a" * 64}
-    for bad in ({"tokens": [token, token]}, {"tokens": [{**token, "name": "system"}]},
-                {"tokens": [{**token, "token_sha256": "plain-text-token"}]},
-                {"users": [{"name": "bob", "password_hash": "hunter2"}]},
-                {"users": [{"name": "bob\n", "password_hash": hash_password("x", n=2**10)}]}, {"port": 70000},
-                {"trusted_proxies": ["proxy.example"]}, {"max_body_kbytes": 0}):
+    for bad in (
+        {"tokens": [token, token]},
+        {"tokens": [{**token, "name": "system"}]},
+        {"tokens": [{**token, "token_sha256": "plain-text-token"}]},
+        {"users": [{"name": "bob", "password_hash": "hunter2"}]},
+        {"users": [{"name": "bob\n", "password_hash": hash_password("x", n=2**10)}]},
+        {"port": 70000},
+        {"trusted_proxies": ["proxy.example"]},
+        {"max_body_kbytes": 0},
+    ):
         with pytest.raises(ValidationError):
             DashboardConfig.model_validate(bad)
     proxies = ["10.0.0.1", "10.1.0.0/16"]

@@ -43,9 +43,14 @@ def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBr
 def outage_settings(private_broker: LocalBroker[Settings], tmp_path: Path) -> Settings:
     """A dashboard on the private broker (started here: an earlier test may have stopped it)."""
     private_broker.up()
-    settings = private_broker.settings.model_copy(update={
-        "topic_prefix": f"t{uuid.uuid4().hex[:8]}.", "data_dir": tmp_path / "state", "database_url": None,
-        "dashboard": dashboard_config()})
+    settings = private_broker.settings.model_copy(
+        update={
+            "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+            "data_dir": tmp_path / "state",
+            "database_url": None,
+            "dashboard": dashboard_config(),
+        }
+    )
     return settings
 
 
@@ -70,7 +75,8 @@ def test_a_stage_whose_input_piles_up_is_behind(world: World, anonymous: TestCli
 
 
 def test_with_the_broker_stopped_health_answers_503_with_the_reason_and_commands_fail_fast(
-        outage_settings: Settings, private_broker: LocalBroker[Settings]) -> None:
+    outage_settings: Settings, private_broker: LocalBroker[Settings]
+) -> None:
     incident_id = published_incident(outage_settings).incident_id
     auth, _ = build_authenticator(outage_settings)
     with TestClient(create_app(outage_settings, auth), headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as client:
@@ -99,23 +105,33 @@ def test_with_the_broker_stopped_health_answers_503_with_the_reason_and_commands
 
 
 def test_the_live_indicator_turns_red_with_the_reason_and_an_action_fails_fast_keeping_the_note(
-        outage_settings: Settings, private_broker: LocalBroker[Settings], tmp_path: Path) -> None:
+    outage_settings: Settings, private_broker: LocalBroker[Settings], tmp_path: Path
+) -> None:
     incident = published_incident(outage_settings)
-    with DashboardServer(outage_settings, host="127.0.0.1", port=0) as server, \
-            headless_chromium(tmp_path / "chromium") as driver:
+    with (
+        DashboardServer(outage_settings, host="127.0.0.1", port=0) as server,
+        headless_chromium(tmp_path / "chromium") as driver,
+    ):
         driver.get(f"{server.url}login#token={ALICE_TOKEN}")
         wait_until(driver, lambda d: d.find_element(By.ID, "incident-list"), "the dashboard after signing in")
         driver.get(f"{server.url}incidents/{incident.incident_id}")
         indicator = (By.ID, "live-state")
-        wait_until(driver, lambda d: d.find_element(*indicator).get_attribute("data-state") == "live",
-                   "the incident page to be live")
+        wait_until(
+            driver,
+            lambda d: d.find_element(*indicator).get_attribute("data-state") == "live",
+            "the incident page to be live",
+        )
         # Times say their zone, as alert messages do, and the browser does not turn them into a bare local time.
         onset = driver.find_element(By.CSS_SELECTOR, "#incident-header time").text
         assert onset == f"{incident.opened.onset_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
         private_broker.down()
-        wait_until(driver, lambda d: d.find_element(*indicator).text.startswith(
-            "degraded: event log (Kafka) unreachable"), "the live indicator to say why", timeout_s=NOTICED_WITHIN_S)
+        wait_until(
+            driver,
+            lambda d: d.find_element(*indicator).text.startswith("degraded: event log (Kafka) unreachable"),
+            "the live indicator to say why",
+            timeout_s=NOTICED_WITHIN_S,
+        )
         shown = driver.find_element(*indicator)
         assert shown.get_attribute("data-state") == "degraded"
         assert shown.value_of_css_property("color") == "rgba(255, 133, 135, 1)"
@@ -125,8 +141,12 @@ def test_the_live_indicator_turns_red_with_the_reason_and_an_action_fails_fast_k
         driver.find_element(By.ID, "note").send_keys(note)
         click(driver, 'button[data-command="acknowledge"]', "the Acknowledge button")
         clicked = time.monotonic()
-        status = wait_until(driver, lambda d: d.find_element(By.ID, "action-status").text.startswith("Not done"),
-                            "the acknowledgement to fail", timeout_s=60)
+        status = wait_until(
+            driver,
+            lambda d: d.find_element(By.ID, "action-status").text.startswith("Not done"),
+            "the acknowledgement to fail",
+            timeout_s=60,
+        )
         assert status and time.monotonic() - clicked < FAST_S
         message = driver.find_element(By.ID, "action-status").text
         assert "the event log is unavailable" in message and "Your note is still in the box above." in message

@@ -25,9 +25,18 @@ def test_the_feed_announces_each_incident_transition_once_and_nothing_from_befor
     world.project()
     updates = feed.poll()
     assert [update.kind for update in updates] == ["incidents", "streams", "alerts"]
-    assert updates[0].data == {"incidents": [{"incident_id": new.incident_id, "stream_id": "hall-2", "status": "open",
-                                              "severity": "high", "has_clip": True,
-                                              "event_type": "IncidentOpened"}]}
+    assert updates[0].data == {
+        "incidents": [
+            {
+                "incident_id": new.incident_id,
+                "stream_id": "hall-2",
+                "status": "open",
+                "severity": "high",
+                "has_clip": True,
+                "event_type": "IncidentOpened",
+            }
+        ]
+    }
     assert feed.poll() == []
     assert old.incident_id not in json.dumps([update.data for update in updates])
 
@@ -49,9 +58,9 @@ def events_from(response: http.client.HTTPResponse) -> Iterator[tuple[str, dict[
     for raw in response:
         line = raw.decode().rstrip("\n")
         if line.startswith("event: "):
-            kind = line[len("event: "):]
+            kind = line[len("event: ") :]
         elif line.startswith("data: "):
-            yield kind, json.loads(line[len("data: "):])
+            yield kind, json.loads(line[len("data: ") :])
 
 
 def test_server_sent_events_announce_a_new_incident_to_an_open_connection(dashboard_settings: Settings) -> None:
@@ -73,7 +82,8 @@ def test_server_sent_events_announce_a_new_incident_to_an_open_connection(dashbo
             if kind == "incidents":
                 announced = data["incidents"]
         assert [(item["incident_id"], item["event_type"]) for item in announced] == [
-            (incident.incident_id, "IncidentOpened")]
+            (incident.incident_id, "IncidentOpened")
+        ]
         # No stage runs here, so the incident waits for the incident stage: the open page is told, in words.
         told = next(data for kind, data in stream if kind == "health" and data["status"] == "degraded")
         assert any(reason.startswith("stage incidents not running") for reason in told["reasons"])

@@ -21,8 +21,11 @@ def sign_in(client: TestClient) -> str:
 
 
 def test_pages_send_strangers_to_the_sign_in_page_and_back(anonymous: TestClient) -> None:
-    for path, back in (("/", "%2F"), ("/incidents/hall-1:0123456789ab", "%2Fincidents%2Fhall-1%3A0123456789ab"),
-                       ("/?status=open", "%2F%3Fstatus%3Dopen")):
+    for path, back in (
+        ("/", "%2F"),
+        ("/incidents/hall-1:0123456789ab", "%2Fincidents%2Fhall-1%3A0123456789ab"),
+        ("/?status=open", "%2F%3Fstatus%3Dopen"),
+    ):
         response = anonymous.get(path)
         assert response.status_code == 303 and response.headers["location"] == f"/login?next={back}"
     login = anonymous.get("/login?next=/incidents/x")
@@ -94,8 +97,9 @@ def test_fragments_render_the_parts_a_page_refreshes(client: TestClient, world: 
     assert "by <strong>alice</strong>" in client.get(f"{base}/timeline").text
 
 
-def test_the_incident_page_shows_the_detection_delay_and_says_when_it_was_late(client: TestClient,
-                                                                               world: World) -> None:
+def test_the_incident_page_shows_the_detection_delay_and_says_when_it_was_late(
+    client: TestClient, world: World
+) -> None:
     prompt = world.incident("hall-1", opened_after_s=1.0)
     late = world.incident("hall-2", opened_after_s=95.0)  # e.g. the pipeline was behind when it was heard
     world.project()
@@ -107,8 +111,9 @@ def test_the_incident_page_shows_the_detection_delay_and_says_when_it_was_late(c
     assert "Detection delay: this incident was opened 1 min 35 s after the sound began" in header
 
 
-def test_times_say_utc_and_the_transcript_counts_from_the_onset_like_the_chart(client: TestClient,
-                                                                               world: World) -> None:
+def test_times_say_utc_and_the_transcript_counts_from_the_onset_like_the_chart(
+    client: TestClient, world: World
+) -> None:
     incident = world.incident()
     world.project()
     html = client.get(f"/incidents/{incident.incident_id}").text
@@ -123,14 +128,27 @@ def test_times_say_utc_and_the_transcript_counts_from_the_onset_like_the_chart(c
 
 
 def test_the_background_label_is_drawn_in_a_neutral_colour_not_the_alarm_red() -> None:
-    points = [ScorePoint(t_s=t_s, score=0.2, is_distress=False, labels={"background": 0.9, "scream": 0.3})
-              for t_s in (-1.0, 0.0, 1.0)]
-    evidence = Evidence(clip_url=None, clip_start_s=0.0, clip_duration_s=None, onset_in_clip_s=1.0, scores=points,
-                        top_labels=["background", "scream"], transcripts=[], problem=None)
+    points = [
+        ScorePoint(t_s=t_s, score=0.2, is_distress=False, labels={"background": 0.9, "scream": 0.3})
+        for t_s in (-1.0, 0.0, 1.0)
+    ]
+    evidence = Evidence(
+        clip_url=None,
+        clip_start_s=0.0,
+        clip_duration_s=None,
+        onset_in_clip_s=1.0,
+        scores=points,
+        top_labels=["background", "scream"],
+        transcripts=[],
+        problem=None,
+    )
     chart = score_chart(evidence)
     assert chart is not None
     assert [(series.name, series.css_class) for series in chart.series] == [
-        ("background", "series-background"), ("scream", "series-0"), ("distress score", "series-score")]
+        ("background", "series-background"),
+        ("scream", "series-0"),
+        ("distress score", "series-score"),
+    ]
     css = (TEMPLATES_DIR.parent / "static" / "app.css").read_text()
     background = re.search(r"\.series-background \{ stroke: (#[0-9a-f]{6});", css)
     assert background is not None and background.group(1) not in ("#ff4d4f", "#ff8a1f")  # not critical, not high

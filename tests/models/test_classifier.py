@@ -113,20 +113,14 @@ def test_batch_prediction_equals_single_predictions(classifier: DistressClassifi
         assert single.distress_probability == pytest.approx(scores.distress_probability, abs=1e-5)
 
 
-def test_screams_and_glass_score_above_noise_and_speech(
-    classifier: DistressClassifier, tmp_path: Path
-) -> None:
+def test_screams_and_glass_score_above_noise_and_speech(classifier: DistressClassifier, tmp_path: Path) -> None:
     """Directional check on freshly generated sounds (new seeds: none of these exact clips was trained on)."""
     rng = np.random.default_rng(12345)
-    screams = [
-        synth.scream(rng, synth.random_voice(rng, kind)) for kind in ("adult_female", "adult_male", "child")
-    ]
+    screams = [synth.scream(rng, synth.random_voice(rng, kind)) for kind in ("adult_female", "adult_male", "child")]
     glass = [synth.glass_break(rng) for _ in range(3)]
     noise = [synth.coloured_noise(rng, 16000, e) for e in (0.0, 1.0, 2.0)] + [synth.room_tone(rng, 16000)]
     wav = tmp_path / "speech.wav"
-    subprocess.run(
-        ["espeak-ng", "-v", "en-us", "-w", str(wav), "I will be home at six, see you then."], check=True
-    )
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), "I will be home at six, see you then."], check=True)
     data, rate = soundfile.read(wav, dtype="float32")
     speech = to_mono_16k(data, rate)
     speech = speech[np.argmax(np.abs(speech) > 0.05) :]
@@ -157,9 +151,7 @@ def test_screams_and_glass_score_above_noise_and_speech(
         (np.zeros((PATCH_FRAMES, N_MELS), np.int32), "floating"),
     ],
 )
-def test_bad_patches_raise_clear_errors(
-    classifier: DistressClassifier, patch: np.ndarray, message: str
-) -> None:
+def test_bad_patches_raise_clear_errors(classifier: DistressClassifier, patch: np.ndarray, message: str) -> None:
     with pytest.raises(ClassifierError, match=message):
         classifier.predict(patch)
 
@@ -182,11 +174,13 @@ def test_stream_scoring_matches_patch_scoring(classifier: DistressClassifier) ->
 
 
 def test_a_window_is_judged_at_its_top_distress_labels_threshold(classifier: DistressClassifier) -> None:
-    judged = DistressClassifier(classifier.network, classifier.calibration, 0.99,
-                                label_thresholds={"crying": 0.9, "glass": 0.95})
+    judged = DistressClassifier(
+        classifier.network, classifier.calibration, 0.99, label_thresholds={"crying": 0.9, "glass": 0.95}
+    )
     rows = np.zeros((4, len(LABELS)))
-    for row, (top, runner_up) in enumerate([("crying", "scream"), ("scream", "crying"), ("glass", "impact"),
-                                            ("shout", "glass")]):
+    for row, (top, runner_up) in enumerate(
+        [("crying", "scream"), ("scream", "crying"), ("glass", "impact"), ("shout", "glass")]
+    ):
         rows[row, LABELS.index("background")] = 0.5  # not a distress label: never picks the threshold
         rows[row, LABELS.index(top)], rows[row, LABELS.index(runner_up)] = 0.3, 0.2
     assert judged.thresholds(rows).tolist() == [0.9, 0.99, 0.95, 0.99]

@@ -189,9 +189,7 @@ def test_benign_stream_is_continuous_audio_from_held_out_sources(tiny: Dataset, 
         benign_stream(tiny.config, 0.0, "test", data_dir)
 
 
-def test_event_stream_places_whole_distress_events_apart_in_the_split_context(
-    tiny: Dataset, data_dir: Path
-) -> None:
+def test_event_stream_places_whole_distress_events_apart_in_the_split_context(tiny: Dataset, data_dir: Path) -> None:
     stream = event_stream(tiny.config, tiny.train, 60.0, "train", data_dir, seed=3)
     assert np.array_equal(stream.context, benign_stream(tiny.config, 60.0, "train", data_dir, seed=3))
     assert len(stream.events) >= 3

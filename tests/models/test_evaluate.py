@@ -34,8 +34,7 @@ def test_quiet_room_opens_no_incident_and_breaking_glass_does(chain: ProductChai
         first = int(start_s * 16000)
         breaking[first : first + len(shards)] += shards
     # Opened at the breaking glass, and taken for breaking glass: the label a false alarm is counted under.
-    assert any(8.0 - 1.0 <= incident.onset_s <= 14.0 and incident.top_label == "glass"
-               for incident in chain(breaking))
+    assert any(8.0 - 1.0 <= incident.onset_s <= 14.0 and incident.top_label == "glass" for incident in chain(breaking))
 
 
 def test_event_recall_counts_the_events_that_open_an_incident_at_the_event(chain: ProductChain) -> None:

@@ -13,10 +13,19 @@ SCREAM = (LabelScore(label="scream", score=0.93), LabelScore(label="speech", sco
 HELP = (PhraseHit(phrase="help me", matched_text="help me", score=0.95, start_s=12.4, end_s=12.9),)
 
 
-def fuse(fusion: StreamFusion, probability: float, *, phrases: tuple[PhraseHit, ...] = (), dbfs: float = -20.0,
-         pitch: float = 0.0, labels: tuple[LabelScore, ...] = SCREAM, now: datetime = NOW) -> FusedScore:
-    return fusion.fuse(now=now, acoustic_probability=probability, labels=labels, phrases=phrases, rms_dbfs=dbfs,
-                       pitch_hz=pitch)
+def fuse(
+    fusion: StreamFusion,
+    probability: float,
+    *,
+    phrases: tuple[PhraseHit, ...] = (),
+    dbfs: float = -20.0,
+    pitch: float = 0.0,
+    labels: tuple[LabelScore, ...] = SCREAM,
+    now: datetime = NOW,
+) -> FusedScore:
+    return fusion.fuse(
+        now=now, acoustic_probability=probability, labels=labels, phrases=phrases, rms_dbfs=dbfs, pitch_hz=pitch
+    )
 
 
 def test_phrase_and_acoustic_evidence_combine_by_noisy_or() -> None:
@@ -82,8 +91,11 @@ def test_classifier_operating_point_maps_onto_the_fusion_threshold() -> None:
 
 def test_a_label_with_its_own_operating_point_is_judged_at_it() -> None:
     config = FusionConfig(threshold=0.6, acoustic_operating_point=0.99, label_operating_points={"crying": 0.9})
-    crying = (LabelScore(label="speech", score=0.5), LabelScore(label="crying", score=0.3),
-              LabelScore(label="scream", score=0.2))
+    crying = (
+        LabelScore(label="speech", score=0.5),
+        LabelScore(label="crying", score=0.3),
+        LabelScore(label="scream", score=0.2),
+    )
     assert on_fusion_scale(0.9, config, "crying") == pytest.approx(0.6)
     assert on_fusion_scale(0.9, config, "scream") < 0.6
     assert fuse(StreamFusion(config), 0.95, labels=crying).is_distress  # crying's 0.9, though speech tops it

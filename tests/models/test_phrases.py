@@ -44,8 +44,15 @@ def alarms(text: str) -> list[str]:
 
 def test_a_call_for_help_is_found_with_its_word_times() -> None:
     hits = spot("Please, somebody help me!")
-    assert hits == (PhraseHit(phrase="somebody help me", matched_text="somebody help me", score=1.0, start_s=1 * WORD_S,
-                             end_s=3 * WORD_S + 0.3),)
+    assert hits == (
+        PhraseHit(
+            phrase="somebody help me",
+            matched_text="somebody help me",
+            score=1.0,
+            start_s=1 * WORD_S,
+            end_s=3 * WORD_S + 0.3,
+        ),
+    )
 
 
 @pytest.mark.parametrize(

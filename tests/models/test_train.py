@@ -194,8 +194,14 @@ def test_context_windows_join_the_batch_with_the_labels_of_what_they_hold() -> N
     clips = (torch.zeros((2, PATCH_FRAMES, 64)), torch.tensor([0, scream]), torch.tensor([0.0, 1.0]))
     fill = np.zeros(64, dtype=np.float32)
     batch, labels, distress = _with_context(
-        np.random.default_rng(1), windows, 8, clips, np.zeros((1, PATCH_FRAMES, 64), np.float32),
-        np.zeros(0, dtype=np.int64), fill, config,
+        np.random.default_rng(1),
+        windows,
+        8,
+        clips,
+        np.zeros((1, PATCH_FRAMES, 64), np.float32),
+        np.zeros(0, dtype=np.int64),
+        fill,
+        config,
     )
     replay = np.random.default_rng(1)
     chosen = replay.integers(0, len(windows.positive_starts), size=8)

@@ -48,17 +48,23 @@ def origin(url: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize("control", ["%09", "%0A", "%0D"])
 @pytest.mark.parametrize("source", ["server", "page"])
-def test_signing_in_never_leaves_the_dashboard_origin(control: str, source: str, dashboard_settings: Settings,
-                                                       tmp_path: Path) -> None:
-    with (other_site(tmp_path / "elsewhere") as elsewhere, serving(dashboard_settings) as (server, _),
-          headless_chromium(tmp_path / "profile") as driver):
+def test_signing_in_never_leaves_the_dashboard_origin(
+    control: str, source: str, dashboard_settings: Settings, tmp_path: Path
+) -> None:
+    with (
+        other_site(tmp_path / "elsewhere") as elsewhere,
+        serving(dashboard_settings) as (server, _),
+        headless_chromium(tmp_path / "profile") as driver,
+    ):
         hostile = f"/{control}/{elsewhere}/pwned.html"
         if source == "server":
             driver.get(f"{server.url}login?next={hostile}")
         else:  # the page's own check, should the server ever hand it a bad target
             driver.get(f"{server.url}login")
-            driver.execute_script("document.getElementById('password-form').dataset.next = arguments[0];",
-                                  hostile.replace("%09", "\t").replace("%0A", "\n").replace("%0D", "\r"))
+            driver.execute_script(
+                "document.getElementById('password-form').dataset.next = arguments[0];",
+                hostile.replace("%09", "\t").replace("%0A", "\n").replace("%0D", "\r"),
+            )
         driver.find_element(By.NAME, "username").send_keys("bob")
         driver.find_element(By.NAME, "password").send_keys(BOB_PASSWORD)
         driver.find_element(By.CSS_SELECTOR, "#password-form button[type=submit]").click()
@@ -68,9 +74,21 @@ def test_signing_in_never_leaves_the_dashboard_origin(control: str, source: str,
         assert driver.find_element(By.ID, "sign-out").is_displayed()  # the dashboard, signed in
 
 
-HOSTILE_TARGETS = ["//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example",
-                   "/\n/evil.example", "/\r/evil.example", "\t//evil.example", " /evil", "/ /evil",
-                   "javascript:alert(1)", "evil.example", "/\x00/evil.example", "/\x7f/evil.example"]
+HOSTILE_TARGETS = [
+    "//evil.example/",
+    "https://evil.example/",
+    "/\\evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r/evil.example",
+    "\t//evil.example",
+    " /evil",
+    "/ /evil",
+    "javascript:alert(1)",
+    "evil.example",
+    "/\x00/evil.example",
+    "/\x7f/evil.example",
+]
 
 
 def test_the_server_hands_out_only_local_targets(dashboard_settings: Settings) -> None:

@@ -44,8 +44,11 @@ def test_a_signed_out_cookie_stays_refused_after_a_restart(settings: Settings) -
 
 
 def test_rotate_key_ends_every_session_at_once_and_for_good(settings: Settings) -> None:
-    environment = {"DISTRESS_DATA_DIR": str(settings.data_dir), "DISTRESS_LOG_JSON": "false",
-                   **({"DISTRESS_DATABASE_URL": settings.database_url} if settings.database_url else {})}
+    environment = {
+        "DISTRESS_DATA_DIR": str(settings.data_dir),
+        "DISTRESS_LOG_JSON": "false",
+        **({"DISTRESS_DATABASE_URL": settings.database_url} if settings.database_url else {}),
+    }
     with serving(settings) as (_, alice), serving(settings) as (_, bob):
         sign_in(alice, token=ALICE_TOKEN)
         sign_in(bob, username="bob", password=BOB_PASSWORD)

@@ -30,27 +30,30 @@ def behind_proxy(settings: Settings) -> Settings:
 def test_rotating_x_forwarded_for_does_not_escape_the_throttle(dashboard_settings: Settings) -> None:
     """No trusted proxies (the default): X-Forwarded-For from anyone, loopback included, is just a header."""
     with serving(dashboard_settings) as (_, client):
-        answers = [client.post("/api/session", json=GUESS, headers=forwarded(f"203.0.113.{n}")).status_code
-                   for n in range(30)]
+        answers = [
+            client.post("/api/session", json=GUESS, headers=forwarded(f"203.0.113.{n}")).status_code for n in range(30)
+        ]
     assert answers == [401] * 10 + [429] * 20
 
 
 def test_behind_a_trusted_proxy_each_client_is_counted_on_its_own(dashboard_settings: Settings) -> None:
     with serving(behind_proxy(dashboard_settings)) as (_, proxy):
         attacker = forwarded("203.0.113.9")
-        assert [proxy.post("/api/session", json=GUESS, headers=attacker).status_code for _ in range(11)] == \
-            [401] * 10 + [429]
+        assert [proxy.post("/api/session", json=GUESS, headers=attacker).status_code for _ in range(11)] == [
+            401
+        ] * 10 + [429]
         # whatever the attacker writes in the header, the proxy appends the address it saw: that one counts
-        assert proxy.post("/api/session", json=GUESS, headers=forwarded("198.51.100.7, 203.0.113.9")).status_code \
-            == 429
+        assert proxy.post("/api/session", json=GUESS, headers=forwarded("198.51.100.7, 203.0.113.9")).status_code == 429
         assert proxy.post("/api/session", json=RIGHT, headers=forwarded("198.51.100.7")).status_code == 200
 
 
 def test_a_throttled_address_still_signs_in_with_a_token_or_from_a_known_browser(dashboard_settings: Settings) -> None:
     """One address for everyone (a proxy not configured as trusted): the attacker's failures lock out neither a
     token holder nor bob's own browser, which signed in before and carries its device cookie."""
-    with serving(dashboard_settings) as (server, attacker), \
-            httpx2.Client(base_url=server.url, timeout=60.0) as bobs_browser:
+    with (
+        serving(dashboard_settings) as (server, attacker),
+        httpx2.Client(base_url=server.url, timeout=60.0) as bobs_browser,
+    ):
         sign_in(bobs_browser, **RIGHT)
         assert "distress_device" in bobs_browser.cookies
         bobs_browser.cookies.delete(Authenticator.COOKIE)  # the session ended; the browser is still bob's

@@ -57,8 +57,11 @@ def test_a_running_dashboard_takes_a_new_link_made_by_the_cli_once(dashboard_set
     """The start's link expires; an operator on the host makes another without restarting the pipeline."""
     settings = without_accounts(dashboard_settings)
     with serving(settings) as (server, client):
-        made = CliRunner().invoke(app, ["dashboard", "sign-in-link", "--url", server.url, "--json"],
-                                  env={"DISTRESS_DATA_DIR": str(settings.data_dir)})
+        made = CliRunner().invoke(
+            app,
+            ["dashboard", "sign-in-link", "--url", server.url, "--json"],
+            env={"DISTRESS_DATA_DIR": str(settings.data_dir)},
+        )
         assert made.exit_code == 0, made.output
         link = json.loads(made.stdout)["link"]
         assert link.startswith(f"{server.url}login#token=")
@@ -79,10 +82,11 @@ def on_the_dashboard(driver: WebDriver) -> bool:
     return ready and bool(driver.find_elements(By.ID, "sign-out"))
 
 
-def test_the_link_leaves_no_token_in_the_address_bar_or_history(dashboard_settings: Settings,
-                                                                   tmp_path: Path) -> None:
-    with (serving(without_accounts(dashboard_settings)) as (server, _),
-          headless_chromium(tmp_path / "profile") as driver):
+def test_the_link_leaves_no_token_in_the_address_bar_or_history(dashboard_settings: Settings, tmp_path: Path) -> None:
+    with (
+        serving(without_accounts(dashboard_settings)) as (server, _),
+        headless_chromium(tmp_path / "profile") as driver,
+    ):
         driver.get(server.sign_in_url)
         wait_until(driver, on_the_dashboard, "the link to sign in")
         assert driver.current_url == server.url

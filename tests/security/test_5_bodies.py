@@ -33,12 +33,16 @@ def raw_connection(url: str) -> Iterator[http.client.HTTPConnection]:
         connection.close()
 
 
-@pytest.mark.parametrize(("path", "headers"), [
-    ("/api/session", {}),
-    ("/api/incidents/hall-1:0123456789ab/notes", {"Authorization": f"Bearer {ALICE_TOKEN}"}),
-])
-def test_a_declared_huge_body_is_refused_before_it_is_read(path: str, headers: dict[str, str],
-                                                            dashboard_settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/session", {}),
+        ("/api/incidents/hall-1:0123456789ab/notes", {"Authorization": f"Bearer {ALICE_TOKEN}"}),
+    ],
+)
+def test_a_declared_huge_body_is_refused_before_it_is_read(
+    path: str, headers: dict[str, str], dashboard_settings: Settings
+) -> None:
     with serving(dashboard_settings) as (server, _), raw_connection(server.url) as connection:
         connection.putrequest("POST", path)
         for name, value in {**headers, "Content-Type": "application/json", "Content-Length": str(FIFTY_MB)}.items():
@@ -71,17 +75,24 @@ def test_a_sign_in_within_the_limit_still_works(dashboard_settings: Settings) ->
         assert client.post("/api/session", json={"token": ALICE_TOKEN}).status_code == 200
 
 
-@pytest.mark.parametrize("body", [
-    {"username": "bob", "password": SECRET, "token": SECRET},  # two methods at once
-    {"username": "b" * 65, "password": SECRET},  # name too long
-    {"password": SECRET},  # no name
-    {"token": SECRET, "role": "admin"},  # unknown field
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "bob", "password": SECRET, "token": SECRET},  # two methods at once
+        {"username": "b" * 65, "password": SECRET},  # name too long
+        {"password": SECRET},  # no name
+        {"token": SECRET, "role": "admin"},  # unknown field
+    ],
+)
 def test_validation_errors_never_echo_the_input(body: dict[str, str], dashboard_settings: Settings) -> None:
     with serving(dashboard_settings) as (_, client):
         response = client.post("/api/session", json=body)
         assert response.status_code == 422
         assert SECRET not in response.text, response.text
         assert all(set(problem) == {"loc", "msg", "type"} for problem in response.json()["detail"])
-        assert client.get("/api/incidents", params={"limit": SECRET},
-                          headers={"Authorization": f"Bearer {ALICE_TOKEN}"}).text.count(SECRET) == 0
+        assert (
+            client.get(
+                "/api/incidents", params={"limit": SECRET}, headers={"Authorization": f"Bearer {ALICE_TOKEN}"}
+            ).text.count(SECRET)
+            == 0
+        )

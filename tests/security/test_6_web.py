@@ -37,11 +37,21 @@ def test_commands_with_the_session_cookie_need_that_sessions_csrf_token(dashboar
 # -------------------------------------------------------------------------------------------- traversal
 
 
-@pytest.mark.parametrize("path", [
-    "/static/../auth.py", "/static/%2e%2e/auth.py", "/static/..%2fauth.py", "/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
-    "/static/....//auth.py", "/static/%252e%252e/auth.py", "/static//etc/passwd", "/static/..\\auth.py",
-    "/api/incidents/..%2F..%2Fetc%2Fpasswd/clip", "/api/incidents/hall-1:..%2F..%2Fetc/clip",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../auth.py",
+        "/static/%2e%2e/auth.py",
+        "/static/..%2fauth.py",
+        "/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
+        "/static/....//auth.py",
+        "/static/%252e%252e/auth.py",
+        "/static//etc/passwd",
+        "/static/..\\auth.py",
+        "/api/incidents/..%2F..%2Fetc%2Fpasswd/clip",
+        "/api/incidents/hall-1:..%2F..%2Fetc/clip",
+    ],
+)
 def test_paths_never_leave_the_static_directory_or_the_clip_store(path: str, dashboard_settings: Settings) -> None:
     with serving(dashboard_settings) as (server, _):
         parts = urlsplit(server.url)
@@ -108,13 +118,17 @@ def cookie_attributes(set_cookie: list[str], name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_sign_in_cookies_are_http_only_same_site_strict_and_secure_over_https(scheme: str,
-                                                                              dashboard_settings: Settings) -> None:
+def test_sign_in_cookies_are_http_only_same_site_strict_and_secure_over_https(
+    scheme: str, dashboard_settings: Settings
+) -> None:
     """Over HTTPS means: behind a trusted proxy that says so (X-Forwarded-Proto)."""
     dashboard = dashboard_settings.dashboard.model_copy(update={"trusted_proxies": ("127.0.0.1",)})
     with serving(dashboard_settings.model_copy(update={"dashboard": dashboard})) as (_, client):
-        signed_in = client.post("/api/session", json={"username": "bob", "password": BOB_PASSWORD},
-                                headers={"X-Forwarded-Proto": scheme, "X-Forwarded-For": "198.51.100.7"})
+        signed_in = client.post(
+            "/api/session",
+            json={"username": "bob", "password": BOB_PASSWORD},
+            headers={"X-Forwarded-Proto": scheme, "X-Forwarded-For": "198.51.100.7"},
+        )
     set_cookie = signed_in.headers.get_list("set-cookie")
     session = cookie_attributes(set_cookie, Authenticator.COOKIE)
     device = cookie_attributes(set_cookie, Authenticator.DEVICE_COOKIE)

@@ -135,13 +135,22 @@ def smtp_server(login: str, password: str) -> Iterator[tuple[int, list[ReceivedM
     """A real SMTP server on 127.0.0.1 that accepts mail only after AUTH with ``login``/``password``."""
 
     def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
-        valid = (isinstance(auth_data, LoginPassword) and auth_data.login == login.encode()
-                 and auth_data.password == password.encode())
+        valid = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == login.encode()
+            and auth_data.password == password.encode()
+        )
         return AuthResult(success=valid)
 
     handler = _MailHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=authenticate,
-                            auth_require_tls=False, auth_required=True)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticate,
+        auth_require_tls=False,
+        auth_required=True,
+    )
     controller.start()
     try:
         yield controller.port, handler.mails

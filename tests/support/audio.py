@@ -53,8 +53,12 @@ def assert_contiguous(chunks: list[AudioChunkCaptured]) -> None:
     assert [chunk.is_last for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
 
 
-def tone(seconds: float, rate: int, frequencies: tuple[float, ...] = (440.0,), amplitude: float = 0.5,
-         ) -> Float32Array:
+def tone(
+    seconds: float,
+    rate: int,
+    frequencies: tuple[float, ...] = (440.0,),
+    amplitude: float = 0.5,
+) -> Float32Array:
     """(frames, channels) float32: one sine per channel, so channels differ and downmixing is visible."""
     frames = round(seconds * rate)
     t = np.arange(frames) / rate

@@ -32,10 +32,20 @@ def headless_chromium(profile_dir: Path, width: int = 1440, height: int = 1000) 
             pytest.fail(f"{binary} is missing: install the Debian packages chromium and chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                     "--autoplay-policy=no-user-gesture-required", "--mute-audio", f"--window-size={width},{height}",
-                     f"--user-data-dir={profile_dir}"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--mute-audio",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={profile_dir}",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -46,9 +56,12 @@ def headless_chromium(profile_dir: Path, width: int = 1440, height: int = 1000) 
 
 def wait_until(driver: WebDriver, condition: Callable[[WebDriver], _T], what: str, timeout_s: float = 60.0) -> _T:
     """Live fragments replace their elements whenever an update arrives, so a stale element means "look again"."""
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1,
-                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
-                         ).until(condition, f"timed out waiting for {what}")
+    return WebDriverWait(
+        driver,
+        timeout_s,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition, f"timed out waiting for {what}")
 
 
 def click(driver: WebDriver, selector: str, what: str) -> None:

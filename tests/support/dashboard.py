@@ -15,8 +15,10 @@ from frontend.server import DashboardServer
 @contextmanager
 def serving(settings: Settings) -> Iterator[tuple[DashboardServer, httpx2.Client]]:
     """The dashboard for ``settings`` on 127.0.0.1, and a cookie-keeping client that does not follow redirects."""
-    with (DashboardServer(settings, host="127.0.0.1", port=0) as server,
-          httpx2.Client(base_url=server.url, follow_redirects=False, timeout=60.0) as client):
+    with (
+        DashboardServer(settings, host="127.0.0.1", port=0) as server,
+        httpx2.Client(base_url=server.url, follow_redirects=False, timeout=60.0) as client,
+    ):
         yield server, client
 
 

@@ -7,8 +7,9 @@ import time
 from events.kafka.consumer import ConsumedEvent, EventConsumer
 
 
-def drain(consumer: EventConsumer, expected: int, timeout_s: float = 60.0,
-          linger_s: float | None = None) -> list[ConsumedEvent]:
+def drain(
+    consumer: EventConsumer, expected: int, timeout_s: float = 60.0, linger_s: float | None = None
+) -> list[ConsumedEvent]:
     """Consume until ``expected`` events arrived (or time out), committing after every batch."""
     received: list[ConsumedEvent] = []
     deadline = time.monotonic() + timeout_s

@@ -71,9 +71,16 @@ class ToySource:
 
     def run(self, stop: threading.Event, publisher: EventPublisher) -> None:
         rng = np.random.default_rng(zlib.crc32(self.stream.id.encode()))
-        started = StreamStarted(stream_id=self.stream.id, source=self.stream.source, source_kind="toy",
-                                sample_rate=SAMPLE_RATE, chunk_samples=SAMPLE_RATE, source_sample_rate=SAMPLE_RATE,
-                                source_channels=1, realtime=self.realtime)
+        started = StreamStarted(
+            stream_id=self.stream.id,
+            source=self.stream.source,
+            source_kind="toy",
+            sample_rate=SAMPLE_RATE,
+            chunk_samples=SAMPLE_RATE,
+            source_sample_rate=SAMPLE_RATE,
+            source_channels=1,
+            realtime=self.realtime,
+        )
         begin, wall_begin = datetime.now(UTC), time.monotonic()
         publisher.publish(started)
         sent = 0
@@ -84,14 +91,28 @@ class ToySource:
                 stop.wait(max(0.0, wall_begin + second + 1 - time.monotonic()))
             amplitude = 0.5 if second in self.loud_at else 0.001
             pcm = (rng.standard_normal(SAMPLE_RATE) * amplitude * 32767).clip(-32768, 32767).astype("<i2")
-            publisher.publish(AudioChunkCaptured(
-                **started.caused(), sequence=second, sample_offset=second * SAMPLE_RATE, sample_rate=SAMPLE_RATE,
-                captured_at=begin + timedelta(seconds=second), pcm16=pcm.tobytes(), clipped_samples=0,
-                nonfinite_samples=0, is_last=second == self.seconds - 1,
-            ))
+            publisher.publish(
+                AudioChunkCaptured(
+                    **started.caused(),
+                    sequence=second,
+                    sample_offset=second * SAMPLE_RATE,
+                    sample_rate=SAMPLE_RATE,
+                    captured_at=begin + timedelta(seconds=second),
+                    pcm16=pcm.tobytes(),
+                    clipped_samples=0,
+                    nonfinite_samples=0,
+                    is_last=second == self.seconds - 1,
+                )
+            )
             sent += 1
-        publisher.publish(StreamEnded(**started.caused(), reason="eof" if sent == self.seconds else "stopped",
-                                      chunks=sent, samples=sent * SAMPLE_RATE))
+        publisher.publish(
+            StreamEnded(
+                **started.caused(),
+                reason="eof" if sent == self.seconds else "stopped",
+                chunks=sent,
+                samples=sent * SAMPLE_RATE,
+            )
+        )
         publisher.flush()
 
 
@@ -120,9 +141,20 @@ class LoudnessScorer:
         samples = np.frombuffer(chunk.pcm16, dtype="<i2").astype(np.float64) / 32768
         dbfs = 20 * math.log10(max(float(np.sqrt(np.mean(samples**2))), 1e-9))
         yield DistressScored(
-            **chunk.caused(), sequence=chunk.sequence, sample_offset=chunk.sample_offset, score=float(dbfs > LOUD_DBFS),
-            acoustic_probability=float(dbfs > LOUD_DBFS), threshold=0.5, is_distress=dbfs > LOUD_DBFS, labels=(),
-            phrases=(), rms_dbfs=dbfs, pitch_hz=0.0, reason=f"rms {dbfs:.1f} dBFS", model_id="toy", model_version="1",
+            **chunk.caused(),
+            sequence=chunk.sequence,
+            sample_offset=chunk.sample_offset,
+            score=float(dbfs > LOUD_DBFS),
+            acoustic_probability=float(dbfs > LOUD_DBFS),
+            threshold=0.5,
+            is_distress=dbfs > LOUD_DBFS,
+            labels=(),
+            phrases=(),
+            rms_dbfs=dbfs,
+            pitch_hz=0.0,
+            reason=f"rms {dbfs:.1f} dBFS",
+            model_id="toy",
+            model_version="1",
         )
 
     def tick(self) -> Iterable[Event]:
@@ -144,9 +176,18 @@ class IncidentPerLoudChunk:
         score = consumed.event
         if isinstance(score, DistressScored) and score.is_distress:
             yield IncidentOpened(
-                **score.caused(), incident_id=f"{score.stream_id}-{score.sequence}", severity="high",
-                score=score.score, reason=score.reason, onset_sample=score.sample_offset, onset_at=score.occurred_at,
-                labels=(), phrases=(), transcript="", clip_sha256=None, clip_duration_s=None,
+                **score.caused(),
+                incident_id=f"{score.stream_id}-{score.sequence}",
+                severity="high",
+                score=score.score,
+                reason=score.reason,
+                onset_sample=score.sample_offset,
+                onset_at=score.occurred_at,
+                labels=(),
+                phrases=(),
+                transcript="",
+                clip_sha256=None,
+                clip_duration_s=None,
             )
 
     def tick(self) -> Iterable[Event]:
@@ -167,8 +208,13 @@ class AlertPerIncident:
     def handle(self, consumed: ConsumedEvent) -> Iterable[Event]:
         incident = consumed.event
         if isinstance(incident, IncidentOpened):
-            yield AlertDispatched(**incident.caused(), alert_key=incident.incident_id,
-                                  incident_id=incident.incident_id, channel="toy", attempts=1)
+            yield AlertDispatched(
+                **incident.caused(),
+                alert_key=incident.incident_id,
+                incident_id=incident.incident_id,
+                channel="toy",
+                attempts=1,
+            )
 
     def tick(self) -> Iterable[Event]:
         return ()

@@ -33,10 +33,20 @@ pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiri
 
 
 def incident(incident_id: str) -> IncidentOpened:
-    return IncidentOpened(stream_id="ward-3", incident_id=incident_id, severity="high", score=0.95,
-                          reason="scream 0.93 + 'help me'", onset_sample=0, onset_at=utc_now(),
-                          labels=(LabelScore(label="scream", score=0.93),), phrases=(), transcript="Help me!",
-                          clip_sha256=None, clip_duration_s=None)
+    return IncidentOpened(
+        stream_id="ward-3",
+        incident_id=incident_id,
+        severity="high",
+        score=0.95,
+        reason="scream 0.93 + 'help me'",
+        onset_sample=0,
+        onset_at=utc_now(),
+        labels=(LabelScore(label="scream", score=0.93),),
+        phrases=(),
+        transcript="Help me!",
+        clip_sha256=None,
+        clip_duration_s=None,
+    )
 
 
 def publish(bus: Bus, *events: IncidentOpened) -> None:
@@ -46,22 +56,29 @@ def publish(bus: Bus, *events: IncidentOpened) -> None:
 
 
 def alert_events(bus: Bus) -> list[AlertEvent]:
-    return [event for event in read_history(bus, [bus.catalogue.alerts.name], since=None)
-            if isinstance(event, AlertEvent)]
+    return [
+        event for event in read_history(bus, [bus.catalogue.alerts.name], since=None) if isinstance(event, AlertEvent)
+    ]
 
 
 def history_of(bus: Bus, channel: str) -> list[tuple[str, int, bool]]:
     """(event type, attempts, final) of one channel's alert events, in order."""
-    return [(type(event).__name__, getattr(event, "attempts", 0), getattr(event, "final", False))
-            for event in alert_events(bus) if event.channel == channel]
+    return [
+        (type(event).__name__, getattr(event, "attempts", 0), getattr(event, "final", False))
+        for event in alert_events(bus)
+        if event.channel == channel
+    ]
 
 
 def group_caught_up(bus: Bus, group_id: str) -> bool:
     """Whether the group has committed every partition of the incidents and alerts topics up to its end."""
     consumer = Consumer(bus.connection.client_config(**{"group.id": group_id}))
     try:
-        partitions = [TopicPartition(spec.name, partition) for spec in (bus.catalogue.incidents, bus.catalogue.alerts)
-                      for partition in range(spec.partitions)]
+        partitions = [
+            TopicPartition(spec.name, partition)
+            for spec in (bus.catalogue.incidents, bus.catalogue.alerts)
+            for partition in range(spec.partitions)
+        ]
         for committed in consumer.committed(partitions, timeout=10):
             _, end = consumer.get_watermark_offsets(committed, timeout=10)
             if end > 0 and committed.offset != end:
@@ -87,8 +104,7 @@ def every_message_on_every_topic(bus: Bus) -> bytes:
                     for message in consumer.consume(500, timeout=1):
                         if message.error() is None:
                             read += 1
-                            chunks += [_bytes(message.key()), _bytes(message.value()),
-                                       repr(message.headers()).encode()]
+                            chunks += [_bytes(message.key()), _bytes(message.value()), repr(message.headers()).encode()]
     finally:
         consumer.close()
     return b"\n".join(chunks)
@@ -103,8 +119,13 @@ def alerting_process(config_file: Path, env: dict[str, str], log_file: Path) -> 
     """The alerting actor as a separate process (``python -m actors.alerting``), logging to ``log_file``."""
     clean = {key: value for key, value in os.environ.items() if not key.startswith("DISTRESS_")}
     with log_file.open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "actors.alerting"], cwd=REPO_ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT, env={**clean, **env, "DISTRESS_CONFIG": str(config_file)})
+        process = subprocess.Popen(
+            [sys.executable, "-m", "actors.alerting"],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**clean, **env, "DISTRESS_CONFIG": str(config_file)},
+        )
     try:
         yield process
     finally:
@@ -118,29 +139,38 @@ def test_killed_between_request_and_delivery_the_restart_delivers_exactly_once(
 ) -> None:
     kafka_settings.ensure_topics()
     bus = kafka_settings.bus()
-    secrets = {"HOOK_TOKEN": f"tok-{uuid.uuid4().hex}", "HOOK_PASSWORD": f"hp-{uuid.uuid4().hex[:12]}",
-               "SMTP_PASSWORD": f"sp-{uuid.uuid4().hex[:12]}"}
+    secrets = {
+        "HOOK_TOKEN": f"tok-{uuid.uuid4().hex}",
+        "HOOK_PASSWORD": f"hp-{uuid.uuid4().hex[:12]}",
+        "SMTP_PASSWORD": f"sp-{uuid.uuid4().hex[:12]}",
+    }
     log_file = tmp_path / "alerting.log"
-    with JsonReceiver(path_token=secrets["HOOK_TOKEN"]) as receiver, \
-            smtp_server("alerts", secrets["SMTP_PASSWORD"]) as (smtp_port, mails):
+    with (
+        JsonReceiver(path_token=secrets["HOOK_TOKEN"]) as receiver,
+        smtp_server("alerts", secrets["SMTP_PASSWORD"]) as (smtp_port, mails),
+    ):
         config_file = tmp_path / "distress.yaml"
-        config_file.write_text(yaml.safe_dump({
-            "data_dir": str(tmp_path / "state"),
-            "kafka_bootstrap": kafka_settings.bootstrap_servers,
-            "kafka_client": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"},
-            "topic_prefix": kafka_settings.topic_prefix,
-            "log_level": "INFO",
-            "streams": [{"id": "ward-3", "source": "/dev/null", "name": "Ward 3"}],
-            "alerting": {
-                "dashboard_url": "https://distress.example.org",
-                "channels": {
-                    "ops-json": f"json://bot:${{HOOK_PASSWORD}}@127.0.0.1:{receiver.port}/${{HOOK_TOKEN}}",
-                    "oncall-mail": f"mailto://alerts:${{SMTP_PASSWORD}}@127.0.0.1:{smtp_port}"
-                                   "?to=oncall@example.org&from=alerts@example.org",
-                },
-                "routes": [{"name": "everything", "notify": ["ops-json", "oncall-mail"]}],
-            },
-        }))
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "data_dir": str(tmp_path / "state"),
+                    "kafka_bootstrap": kafka_settings.bootstrap_servers,
+                    "kafka_client": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"},
+                    "topic_prefix": kafka_settings.topic_prefix,
+                    "log_level": "INFO",
+                    "streams": [{"id": "ward-3", "source": "/dev/null", "name": "Ward 3"}],
+                    "alerting": {
+                        "dashboard_url": "https://distress.example.org",
+                        "channels": {
+                            "ops-json": f"json://bot:${{HOOK_PASSWORD}}@127.0.0.1:{receiver.port}/${{HOOK_TOKEN}}",
+                            "oncall-mail": f"mailto://alerts:${{SMTP_PASSWORD}}@127.0.0.1:{smtp_port}"
+                            "?to=oncall@example.org&from=alerts@example.org",
+                        },
+                        "routes": [{"name": "everything", "notify": ["ops-json", "oncall-mail"]}],
+                    },
+                }
+            )
+        )
         receiver.hold_next()
         with alerting_process(config_file, secrets, log_file) as first:
             publish(bus, incident("inc-1"))
@@ -155,8 +185,10 @@ def test_killed_between_request_and_delivery_the_restart_delivers_exactly_once(
 
         with alerting_process(config_file, secrets, log_file) as second:
             wait_for(lambda: len(receiver.delivered) == 1, what="the restarted actor to deliver")
-            wait_for(lambda: group_caught_up(bus, f"{kafka_settings.topic_prefix}distress.alerting"),
-                     what="the restarted actor to catch up")
+            wait_for(
+                lambda: group_caught_up(bus, f"{kafka_settings.topic_prefix}distress.alerting"),
+                what="the restarted actor to catch up",
+            )
             second.terminate()
             assert second.wait(timeout=60) == 0
 
@@ -166,7 +198,7 @@ def test_killed_between_request_and_delivery_the_restart_delivers_exactly_once(
     assert "https://distress.example.org/incidents/inc-1" in receiver.delivered[0]["message"]
     [mail] = mails
     assert mail.subject == "[HIGH] Ward 3: scream 0.93 + 'help me'"
-    assert "Distress detected on Ward 3 (ward-3)." in mail.text and "Heard: \"Help me!\"" in mail.text
+    assert "Distress detected on Ward 3 (ward-3)." in mail.text and 'Heard: "Help me!"' in mail.text
     assert history_of(bus, "ops-json") == [("AlertRequested", 0, False), ("AlertDispatched", 1, False)]
     assert history_of(bus, "oncall-mail") == [("AlertRequested", 0, False), ("AlertDispatched", 1, False)]
 
@@ -189,8 +221,9 @@ def test_a_channel_down_for_a_while_is_retried_and_a_full_replay_sends_nothing(
             "routes": [{"name": "r", "notify": ["ops"]}],
             "retry": {"first_backoff_s": 0.3, "factor": 2, "max_attempts": 5},
         }
-        settings = kafka_settings.model_copy(update={"data_dir": tmp_path,
-                                                     "alerting": AlertingConfig.model_validate(alerting)})
+        settings = kafka_settings.model_copy(
+            update={"data_dir": tmp_path, "alerting": AlertingConfig.model_validate(alerting)}
+        )
         settings.ensure_topics()
         bus = settings.bus()
         stop = threading.Event()
@@ -202,8 +235,12 @@ def test_a_channel_down_for_a_while_is_retried_and_a_full_replay_sends_nothing(
         finally:
             stop.set()
             actor.join(timeout=60)
-        assert history_of(bus, "ops") == [("AlertRequested", 0, False), ("AlertFailed", 1, False),
-                                          ("AlertFailed", 2, False), ("AlertDispatched", 3, False)]
+        assert history_of(bus, "ops") == [
+            ("AlertRequested", 0, False),
+            ("AlertFailed", 1, False),
+            ("AlertFailed", 2, False),
+            ("AlertDispatched", 3, False),
+        ]
         failure = next(event for event in alert_events(bus) if isinstance(event, AlertFailed))
         assert "503" in failure.reason
         assert len(receiver.received) == 3 and len(receiver.delivered) == 1

@@ -26,10 +26,18 @@ def dispatcher_for(channels: dict[str, str], clips: ClipStore | None = None) -> 
 def test_email_reaches_a_real_smtp_server_with_subject_and_body(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", "pw-5e8c1")
     with smtp_server("alerts", "pw-5e8c1") as (port, mails):
-        dispatcher = dispatcher_for({"oncall-mail": f"mailto://alerts:${{SMTP_PASSWORD}}@127.0.0.1:{port}"
-                                                    "?to=oncall@example.org&from=alerts@example.org"})
-        result = dispatcher.send("oncall-mail", title="[HIGH] Lobby: scream 0.93", severity="high",
-                                 body="Distress detected on Lobby.\nReason: scream 0.93")
+        dispatcher = dispatcher_for(
+            {
+                "oncall-mail": f"mailto://alerts:${{SMTP_PASSWORD}}@127.0.0.1:{port}"
+                "?to=oncall@example.org&from=alerts@example.org"
+            }
+        )
+        result = dispatcher.send(
+            "oncall-mail",
+            title="[HIGH] Lobby: scream 0.93",
+            severity="high",
+            body="Distress detected on Lobby.\nReason: scream 0.93",
+        )
     assert result.ok and result.channel == "oncall-mail"
     [mail] = mails
     assert mail.recipients == ["oncall@example.org"]
@@ -57,7 +65,8 @@ def test_an_altered_clip_is_left_out_but_the_alert_still_goes(tmp_path: Path, ca
     clips.path_for(clip.sha256).write_bytes(b"RIFF tampered")
     with JsonReceiver() as receiver, caplog.at_level(logging.WARNING):
         result = dispatcher_for({"ops": receiver.url()}, clips=clips).send(
-            "ops", title="t", body="b", severity="high", clip_sha256=clip.sha256)
+            "ops", title="t", body="b", severity="high", clip_sha256=clip.sha256
+        )
     assert result.ok
     assert receiver.delivered[0]["attachments"] == []
     [warning] = [record for record in caplog.records if record.name == "actors.alerting.dispatcher"]
@@ -67,7 +76,9 @@ def test_an_altered_clip_is_left_out_but_the_alert_still_goes(tmp_path: Path, ca
 def test_failures_are_reported_redacted_and_retryable() -> None:
     with JsonReceiver(path_token="tok-a61") as receiver:
         receiver.answer([503])
-        dispatcher = dispatcher_for({"ops": receiver.url("u:pw-a61@"), "gone": f"json://127.0.0.1:{free_port()}/tok-b2"})
+        dispatcher = dispatcher_for(
+            {"ops": receiver.url("u:pw-a61@"), "gone": f"json://127.0.0.1:{free_port()}/tok-b2"}
+        )
         overloaded = dispatcher.send("ops", title="t", body="b", severity="low")
         refused = dispatcher.send("gone", title="t", body="b", severity="low")
     assert not overloaded.ok and overloaded.retryable and "503" in overloaded.reason

@@ -15,16 +15,43 @@ T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 POLICY = AlertRetryPolicy(max_attempts=4, first_backoff_s=10, factor=3, max_backoff_s=60)
 
 
-def request(key: str = "inc-1/e1/desk", at: datetime = T0, transition: str = "e1", *, kind: str = "notify",
-            tier: int = 0, stream_id: str = "ward-3") -> AlertRequested:
-    return AlertRequested(stream_id=stream_id, occurred_at=at, alert_key=key, incident_id="inc-1", channel="desk",
-                          transition_event_id=transition, severity="high", title="t", body="b", kind=kind, route="r",
-                          tier=tier, clip_sha256=None)
+def request(
+    key: str = "inc-1/e1/desk",
+    at: datetime = T0,
+    transition: str = "e1",
+    *,
+    kind: str = "notify",
+    tier: int = 0,
+    stream_id: str = "ward-3",
+) -> AlertRequested:
+    return AlertRequested(
+        stream_id=stream_id,
+        occurred_at=at,
+        alert_key=key,
+        incident_id="inc-1",
+        channel="desk",
+        transition_event_id=transition,
+        severity="high",
+        title="t",
+        body="b",
+        kind=kind,
+        route="r",
+        tier=tier,
+        clip_sha256=None,
+    )
 
 
 def failed(attempts: int, at: datetime, final: bool = False) -> AlertFailed:
-    return AlertFailed(stream_id="ward-3", occurred_at=at, alert_key="inc-1/e1/desk", incident_id="inc-1",
-                       channel="desk", attempts=attempts, reason=f"HTTP 503 #{attempts}", final=final)
+    return AlertFailed(
+        stream_id="ward-3",
+        occurred_at=at,
+        alert_key="inc-1/e1/desk",
+        incident_id="inc-1",
+        channel="desk",
+        attempts=attempts,
+        reason=f"HTTP 503 #{attempts}",
+        final=final,
+    )
 
 
 def test_only_durable_unsettled_requests_are_due_and_failures_back_off() -> None:
@@ -44,8 +71,12 @@ def test_only_durable_unsettled_requests_are_due_and_failures_back_off() -> None
     assert ledger.due_deliveries(T0 + timedelta(seconds=39), POLICY) == []
     assert len(ledger.due_deliveries(T0 + timedelta(seconds=40), POLICY)) == 1
 
-    ledger.record(AlertDispatched(**request().caused(), alert_key="inc-1/e1/desk", incident_id="inc-1",
-                                  channel="desk", attempts=3), durable=True)
+    ledger.record(
+        AlertDispatched(
+            **request().caused(), alert_key="inc-1/e1/desk", incident_id="inc-1", channel="desk", attempts=3
+        ),
+        durable=True,
+    )
     assert delivery.dispatched and ledger.due_deliveries(T0 + timedelta(hours=1), POLICY) == []
 
 
@@ -53,8 +84,9 @@ def test_rate_counts_escalation_anchors_digests_and_pruning() -> None:
     ledger = Ledger()
     ledger.record(request("inc-1/e1/desk"), durable=True)
     ledger.record(request("inc-1/e1/pager"), durable=True)  # same transition, second channel
-    ledger.record(request("inc-1/e2/desk", at=T0 + timedelta(minutes=5), transition="e2", stream_id="lobby"),
-                  durable=True)
+    ledger.record(
+        request("inc-1/e2/desk", at=T0 + timedelta(minutes=5), transition="e2", stream_id="lobby"), durable=True
+    )
     ledger.record(request("inc-1/escalation/r/1/desk", kind="escalation", tier=1), durable=True)
     assert ledger.admitted(since=T0) == 2
     assert ledger.admitted(since=T0, stream_id="ward-3") == 1
@@ -63,10 +95,20 @@ def test_rate_counts_escalation_anchors_digests_and_pruning() -> None:
     assert ledger.anchors("inc-1") == {"r": (T0, "e1")}
     assert ledger.highest_tier("inc-1", "r") == 1
 
-    deferred = AlertDeferred(stream_id="ward-3", occurred_at=T0, alert_key="inc-2/e9/desk", incident_id="inc-2",
-                             channel="desk", transition_event_id="e9", severity="low", route="minor", reason="digest",
-                             digest_key="digest/minor/ward-3/x/desk", digest_due_at=T0 + timedelta(hours=1),
-                             summary="12:00 LOW opened")
+    deferred = AlertDeferred(
+        stream_id="ward-3",
+        occurred_at=T0,
+        alert_key="inc-2/e9/desk",
+        incident_id="inc-2",
+        channel="desk",
+        transition_event_id="e9",
+        severity="low",
+        route="minor",
+        reason="digest",
+        digest_key="digest/minor/ward-3/x/desk",
+        digest_due_at=T0 + timedelta(hours=1),
+        summary="12:00 LOW opened",
+    )
     ledger.record(deferred, durable=True)
     ledger.record(deferred, durable=True)
     assert ledger.knows("inc-2/e9/desk")

@@ -14,16 +14,32 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def renderer() -> MessageRenderer:
-    return MessageRenderer(dashboard_url="https://distress.example.org/",
-                           local=lambda moment: moment.astimezone(BERLIN), stream_names={"lobby-1": "Lobby camera"})
+    return MessageRenderer(
+        dashboard_url="https://distress.example.org/",
+        local=lambda moment: moment.astimezone(BERLIN),
+        stream_names={"lobby-1": "Lobby camera"},
+    )
 
 
 def opened(transcript: str = "Help me! Somebody help.") -> IncidentOpened:
     return IncidentOpened(
-        stream_id="lobby-1", incident_id="inc-7", severity="high", score=0.96, reason="scream 0.93 + 'help me'",
-        onset_sample=0, onset_at=ONSET, phrases=(), transcript=transcript, clip_sha256=None, clip_duration_s=None,
-        labels=(LabelScore(label="speech", score=0.41), LabelScore(label="scream", score=0.93),
-                LabelScore(label="crying", score=0.2), LabelScore(label="music", score=0.1)),
+        stream_id="lobby-1",
+        incident_id="inc-7",
+        severity="high",
+        score=0.96,
+        reason="scream 0.93 + 'help me'",
+        onset_sample=0,
+        onset_at=ONSET,
+        phrases=(),
+        transcript=transcript,
+        clip_sha256=None,
+        clip_duration_s=None,
+        labels=(
+            LabelScore(label="speech", score=0.41),
+            LabelScore(label="scream", score=0.93),
+            LabelScore(label="crying", score=0.2),
+            LabelScore(label="music", score=0.1),
+        ),
     )
 
 
@@ -48,8 +64,11 @@ def test_opened_message_carries_everything_an_operator_needs_first() -> None:
 def test_long_transcripts_are_cut_to_a_snippet() -> None:
     book = IncidentBook()
     event = opened(transcript="help " * 100)
-    heard = next(line for line in renderer().transition(book.apply(event), "opened", event, "k").body.splitlines()
-                 if line.startswith("Heard"))
+    heard = next(
+        line
+        for line in renderer().transition(book.apply(event), "opened", event, "k").body.splitlines()
+        if line.startswith("Heard")
+    )
     assert len(heard) < 180 and heard.endswith('…"')
 
 

@@ -48,6 +48,7 @@ def test_schedules_are_judged_in_the_configured_time_zone() -> None:
     night = {"name": "night", "notify": ["json://127.0.0.1:9/x"], "schedule": {"hours": "23:00-06:00"}}
     in_berlin = Router(config(timezone="Europe/Berlin", routes=[night]), ChannelRegistry([]))
     in_new_york = Router(config(timezone="America/New_York", routes=[night]), ChannelRegistry([]))
+
     def names(router: Router) -> list[str]:
         routes = router.routes_for(stream_id="s", severity="high", transition="opened", at=BERLIN_FRIDAY_2330)
         return [route.name for route in routes]
@@ -60,8 +61,12 @@ def test_schedules_are_judged_in_the_configured_time_zone() -> None:
 def test_routes_filter_by_stream_glob_severity_and_transition() -> None:
     routes = [
         {"name": "wards", "streams": ["ward-*"], "notify": ["json://127.0.0.1:9/a"]},
-        {"name": "urgent", "severities": ["high", "critical"], "on": ["opened", "resolved"],
-         "notify": ["json://127.0.0.1:9/b"]},
+        {
+            "name": "urgent",
+            "severities": ["high", "critical"],
+            "on": ["opened", "resolved"],
+            "notify": ["json://127.0.0.1:9/b"],
+        },
     ]
     router = Router(config(timezone="UTC", routes=routes), ChannelRegistry([]))
 
@@ -84,8 +89,20 @@ def test_invalid_alerting_settings_name_the_problem() -> None:
     with pytest.raises(SettingsError, match="unknown time zone 'Mars/Olympus'"):
         load_settings(alerting={"timezone": "Mars/Olympus"})
     with pytest.raises(SettingsError, match="must strictly increase"):
-        load_settings(alerting={"routes": [{"name": "r", "notify": ["tag:x"], "escalation": [
-            {"after_minutes": 10, "notify": ["tag:y"]}, {"after_minutes": 5, "notify": ["tag:z"]}]}]})
+        load_settings(
+            alerting={
+                "routes": [
+                    {
+                        "name": "r",
+                        "notify": ["tag:x"],
+                        "escalation": [
+                            {"after_minutes": 10, "notify": ["tag:y"]},
+                            {"after_minutes": 5, "notify": ["tag:z"]},
+                        ],
+                    }
+                ]
+            }
+        )
     with pytest.raises(SettingsError, match="severities"):
         load_settings(alerting={"routes": [{"name": "r", "notify": ["tag:x"], "severities": ["urgent"]}]})
 
@@ -100,11 +117,22 @@ def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_channel_ids_never_hold_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLACK_B", "BBBsecretBBB")
-    registry = ChannelRegistry.from_config(config(
-        channels={"oncall-mail": "mailto://alerts:pw-77x@mail.example.org?to=oncall@example.org"},
-        routes=[{"name": "r", "notify": ["oncall-mail", "slack://T1JJ3T3L2/${SLACK_B}/CCCsecretCCC",
-                                         "json://127.0.0.1:8080/one-secret", "json://127.0.0.1:8080/other-secret"]}],
-    ))
+    registry = ChannelRegistry.from_config(
+        config(
+            channels={"oncall-mail": "mailto://alerts:pw-77x@mail.example.org?to=oncall@example.org"},
+            routes=[
+                {
+                    "name": "r",
+                    "notify": [
+                        "oncall-mail",
+                        "slack://T1JJ3T3L2/${SLACK_B}/CCCsecretCCC",
+                        "json://127.0.0.1:8080/one-secret",
+                        "json://127.0.0.1:8080/other-secret",
+                    ],
+                }
+            ],
+        )
+    )
     ids = [channel.id for channel in registry.all()]
     assert ids == ["oncall-mail", "slack://***/***", "json://127.0.0.1:8080/***", "json://127.0.0.1:8080/***#2"]
     for secret in ("pw-77x", "BBBsecretBBB", "CCCsecretCCC", "T1JJ3T3L2", "one-secret"):
@@ -131,17 +159,25 @@ def test_tags_resolve_to_services_of_an_apprise_config_file(tmp_path: Path, monk
         "  - mailto://alerts:pw@mail.example.org?to=boss@example.org:\n"
         "      tag: managers\n"
     )
-    registry = ChannelRegistry.from_config(config(
-        apprise_configs=[apprise_yaml],
-        routes=[{"name": "r", "notify": ["tag:oncall"],
-                 "escalation": [{"after_minutes": 5, "notify": ["tag:managers"]}]}],
-    ))
+    registry = ChannelRegistry.from_config(
+        config(
+            apprise_configs=[apprise_yaml],
+            routes=[
+                {
+                    "name": "r",
+                    "notify": ["tag:oncall"],
+                    "escalation": [{"after_minutes": 5, "notify": ["tag:managers"]}],
+                }
+            ],
+        )
+    )
     assert [channel.id for channel in registry.resolve("tag:oncall")] == ["json://127.0.0.1:8081/***"]
     assert [channel.id for channel in registry.resolve("tag:managers")] == ["mailto://***@mail.example.org/***"]
     assert [channel.id for channel in registry.resolve_all(["tag:ops", "tag:oncall"])] == ["json://127.0.0.1:8081/***"]
     with pytest.raises(AlertingSetupError, match="carries the tag 'nobody'"):
-        ChannelRegistry.from_config(config(apprise_configs=[apprise_yaml],
-                                           routes=[{"name": "r", "notify": ["tag:nobody"]}]))
+        ChannelRegistry.from_config(
+            config(apprise_configs=[apprise_yaml], routes=[{"name": "r", "notify": ["tag:nobody"]}])
+        )
     with pytest.raises(AlertingSetupError, match="cannot read it"):
         ChannelRegistry.from_config(config(apprise_configs=[tmp_path / "missing.yaml"]))
 

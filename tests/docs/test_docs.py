@@ -64,6 +64,10 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("README.md", "bash tools/prepare_ssh.sh"): "starts sshd and a Ray cluster (tests/test_ray_cluster.py does this)",
     ("docs/benchmarks.md", "distress bench features --json"): "benchmarks take minutes each and load the machine",
     ("docs/model-history.md", "make training-deps"): "root packages, a dataset build and training: tens of minutes",
+    (
+        "docs/benchmarks-codec.md",
+        "export DISTRESS_TEST_POSTGRES_URL=postgresql+psycopg://distress:distress@127.0.0.1:5432/distress_test",
+    ): "compares two git worktrees of a past commit over several benchmark rounds: minutes, and PostgreSQL",
     ("docs/operations.md", "distress dashboard hash-password --name alice"): "asks for the password on the terminal",
     ("docs/operations.md", "curl -s http://127.0.0.1:9464/metrics | head"): "needs `distress run` running",
 }

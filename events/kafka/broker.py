@@ -132,9 +132,10 @@ class LocalBroker(Generic[SettingsT]):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._write_config()
-        except OSError as error:  # a full disk names no file: say which directory it was
-            reason = error.strerror or type(error).__name__
-            raise BrokerError(f"cannot write the broker's configuration into {self.root}: {reason}") from error
+        except OSError as error:  # stays an OSError (a full disk, a permission), with the directory it concerns
+            if error.filename is None:
+                error.filename = str(self.root)
+            raise
         if not (self.log_dir / "meta.properties").exists():
             self._format(java, classpath)
         with self.log_file.open("ab") as log:

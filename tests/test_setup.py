@@ -55,5 +55,8 @@ def test_every_package_the_product_lists_is_installed_by_setup() -> None:
 
 
 def test_make_setup_installs_the_system_packages_before_anything_else() -> None:
-    planned = subprocess.run(["make", "-n", "setup"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    # --no-print-directory: under `make test` this make is a sub-make, which would announce its directory first
+    planned = subprocess.run(
+        ["make", "--no-print-directory", "-n", "setup"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     assert planned.stdout.splitlines()[0] == "bash tools/system-deps.sh tools/debian-packages.txt"

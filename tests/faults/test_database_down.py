@@ -23,12 +23,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
 from benchmarks.replay import synthetic_history
 from config import Settings
@@ -36,7 +37,7 @@ from events import Event
 from events.catalogue import IncidentEvent
 from projections.database import create_database_engine, migrate, table_digest
 from projections.pool import ProjectorPool
-from projections.projector import Projector, load_checkpoint
+from projections.projector import CHECKPOINTS, Projector, load_checkpoint
 from projections.read_models import PROJECTIONS
 from projections.schema import IncidentRow, IncidentTimelineRow
 from tests.conftest import free_port, wait_for
@@ -134,35 +135,43 @@ def postgres() -> Iterator[PrivateCluster]:
         shutil.rmtree(cluster.data, ignore_errors=True)
 
 
-def kill_inside_a_batch(admin: Engine) -> bool:
-    """Terminate the projector's connection if it is inside a batch transaction now; whether it was."""
+@contextmanager
+def checkpoint_writes_held(url: URL) -> Iterator[None]:
+    """Block writes to the checkpoint table (reads go on) until the block ends or the server dies.
+
+    A projector batch then does all its read-model writes and waits at its checkpoint write, inside its transaction:
+    exactly the moment a fault must not lose or double anything. Waiting for that state, rather than polling for a
+    batch that happens to be in flight, keeps the test from racing a fast projector.
+    """
+    holder = create_engine(url.update_query_dict({"application_name": "faults-holder"}))
+    try:
+        with holder.connect() as connection, connection.begin():
+            connection.execute(text(f"LOCK TABLE {CHECKPOINTS.name} IN SHARE MODE"))
+            yield
+    except OperationalError:
+        pass  # the crash took the holder's session (and its lock) with it
+    finally:
+        holder.dispose()
+
+
+def blocked_at_checkpoint(admin: Engine) -> list[int]:
+    """Backend pids of the projector waiting on a lock inside a batch transaction."""
     with admin.connect() as connection:
-        killed = (
+        return list(
             connection.execute(
                 text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :app"
-                    " AND xact_start IS NOT NULL AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%'"
-                    " OR query ILIKE 'COPY%' OR query ILIKE 'UPDATE%')"
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = :app"
+                    " AND xact_start IS NOT NULL AND wait_event_type = 'Lock'"
                 ),
                 {"app": PROJECTOR_APP},
-            )
-            .scalars()
-            .all()
+            ).scalars()
         )
-    return any(killed)
 
 
-def inside_a_batch(admin: Engine) -> bool:
+def kill(admin: Engine, pids: Sequence[int]) -> None:
     with admin.connect() as connection:
-        return bool(
-            connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND xact_start IS NOT NULL"
-                    " AND (query ILIKE '%pg_advisory_xact_lock%' OR query ILIKE 'INSERT%' OR query ILIKE 'COPY%')"
-                ),
-                {"app": PROJECTOR_APP},
-            )
-        )
+        for pid in pids:
+            assert connection.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
 def test_postgres_killed_and_crashed_mid_batch_loses_and_doubles_nothing(
@@ -185,13 +194,17 @@ def test_postgres_killed_and_crashed_mid_batch_loses_and_doubles_nothing(
     pool = ProjectorPool(engine, kafka_settings.bus(), (INCIDENTS,))
     pool.start()
     try:
-        publish(kafka_settings, events[:half])
-        wait_for(lambda: kill_inside_a_batch(admin), what="a batch transaction to kill", timeout_s=30)
+        with checkpoint_writes_held(url):
+            publish(kafka_settings, events[:half])
+            wait_for(lambda: bool(blocked_at_checkpoint(admin)), what="a batch at its checkpoint write", timeout_s=60)
+            kill(admin, blocked_at_checkpoint(admin))
+            assert applied(engine) == 0
         wait_for(lambda: applied(engine) == half, what="the first half after the killed connection")
 
-        publish(kafka_settings, events[half:])
-        wait_for(lambda: inside_a_batch(admin), what="a batch in progress", timeout_s=30)
-        postgres.crash()
+        with checkpoint_writes_held(url):
+            publish(kafka_settings, events[half:])
+            wait_for(lambda: bool(blocked_at_checkpoint(admin)), what="a batch at its checkpoint write", timeout_s=60)
+            postgres.crash()
         wait_for(lambda: pool.statuses[INCIDENTS.name].error is not None, what="the projector to notice")
         postgres.start()
         wait_for(lambda: applied(engine) == len(events), what="the rest after the restart", timeout_s=120)

@@ -61,6 +61,22 @@ def delete_topics(connection: KafkaConnection, names: Sequence[str], *, timeout_
     return failures
 
 
+def commit_offsets(connection: KafkaConnection, group_id: str, offsets: Mapping[Partition, int]) -> None:
+    """Set a consumer group's committed offsets (the next offset to read per partition) without joining the group,
+    as a member that finished everything before them would have left them: for preparing a group's position, as the
+    tests of stage restarts and of a finished pipeline do."""
+    committer = Consumer(connection.client_config(**{"group.id": group_id, "enable.auto.commit": False}))
+    try:
+        committer.commit(
+            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()],
+            asynchronous=False,
+        )
+    except KafkaException as error:
+        raise BusError(f"could not commit the offsets of group {group_id}: {error.args[0].str()}") from error
+    finally:
+        committer.close()
+
+
 def reachable(connection: KafkaConnection, timeout_s: float, **overrides: Any) -> bool:
     """True when the cluster answers a metadata request within ``timeout_s`` (not just an open port)."""
     admin = AdminClient(connection.client_config(**overrides))
@@ -89,6 +105,11 @@ class KafkaProbe:
     def ping(self) -> None:
         """Raise ``MetricsError`` unless the cluster answers a metadata request within the timeout."""
         self._ask("reach the cluster", lambda: self._admin.list_topics(timeout=self._timeout_s))
+
+    def topics(self) -> set[str]:
+        """The names of every topic the cluster lists now (a topic deleted a moment ago may still be listed)."""
+        metadata = self._ask("read topic metadata", lambda: self._admin.list_topics(timeout=self._timeout_s))
+        return set(metadata.topics)
 
     def partitions(self, topics: Iterable[str]) -> list[Partition]:
         metadata = self._ask("read topic metadata", lambda: self._admin.list_topics(timeout=self._timeout_s))

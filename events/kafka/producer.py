@@ -58,13 +58,25 @@ class EventProducer:
         )
 
     def produce_raw(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        timestamp_ms: int | None = None,
     ) -> None:
-        """Produce bytes as they are (used for dead letters, which must keep the original bytes)."""
+        """Produce bytes as they are (used for dead letters, which must keep the original bytes); ``timestamp_ms``
+        sets the message's Kafka timestamp (default: now), for a message that must look as old as it is."""
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=self._on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers),
+                    on_delivery=self._on_delivery,
+                    timestamp=timestamp_ms or 0,  # 0: librdkafka stamps it now
                 )
                 break
             except BufferError:  # local queue full: serve delivery reports to make room (backpressure)

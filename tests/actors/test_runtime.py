@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import ray
 import soundfile
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from actors.capture import EventPublisher
 from actors.demo import DEMO_SCRIPT, local_alert_sink, with_sink_route
@@ -37,7 +36,7 @@ from actors.stage import Stage
 from config import Settings, StreamConfig
 from events import Event
 from events.catalogue import AudioChunkCaptured, DistressScored, StreamEnded, StreamStarted
-from events.kafka.admin import KafkaProbe
+from events.kafka.admin import KafkaProbe, commit_offsets
 from events.kafka.broker import LocalBroker
 from events.kafka.bus import Bus
 from events.kafka.log import EventReader
@@ -213,11 +212,7 @@ def test_a_restarted_capture_continues_the_run_it_finds_on_the_topics(
 
 def commit_offset(bus: Bus, group: str, topic: str, offset: int) -> None:
     """Commit ``group``'s offset on partition 0 as a stage that finished everything before it would have."""
-    committer = Consumer(bus.connection.client_config(**{"group.id": group, "enable.auto.commit": False}))
-    try:
-        committer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
-    finally:
-        committer.close()
+    commit_offsets(bus.connection, group, {(topic, 0): offset})
 
 
 def test_a_restarted_stage_is_given_what_its_group_finished_just_before_the_committed_offset(
@@ -252,16 +247,16 @@ def test_a_stage_that_took_long_to_come_back_is_still_given_its_recent_input(set
     ToySource(StreamConfig(id="cam", source=toy_source(6, [])), settings, False).run(threading.Event(), Collect())
     chunks = [event for event in captured if isinstance(event, AudioChunkCaptured)]
     long_ago_ms = int(time.time() * 1000) - 600_000
-    producer = Producer(bus.connection.client_config())
-    for chunk in chunks:
-        producer.produce(
-            topic,
-            key=chunk.stream_id.encode(),
-            value=bus.codec.encode(chunk),
-            headers=list(bus.codec.headers(chunk)),
-            timestamp=long_ago_ms + 1000 * chunk.sequence,
-        )
-    assert producer.flush(30) == 0
+    with bus.producer() as producer:
+        for chunk in chunks:
+            producer.produce_raw(
+                topic,
+                key=chunk.stream_id.encode(),
+                value=bus.codec.encode(chunk),
+                headers=bus.codec.headers(chunk),
+                timestamp_ms=long_ago_ms + 1000 * chunk.sequence,
+            )
+        producer.flush(30)  # raises unless every message was acknowledged
     group = f"{settings.topic_prefix}slow-to-return"
     commit_offset(bus, group, topic, 5)
     replayed = recent_input(bus, group, [topic], [(topic, 0)], window_s=2.5)
@@ -279,9 +274,9 @@ def test_an_undecodable_last_finished_message_does_not_hold_up_the_replay(
     bus, topic = settings.bus(), settings.topics().audio_chunks.name
     with bus.producer() as producer:
         ToySource(StreamConfig(id="cam", source=toy_source(3, [])), settings, False).run(threading.Event(), producer)
-    raw = Producer(bus.connection.client_config())
-    raw.produce(topic, key=b"cam", value=b"not an event")
-    assert raw.flush(30) == 0
+    with bus.producer() as raw:
+        raw.produce_raw(topic, key=b"cam", value=b"not an event", headers=[])
+        raw.flush(30)
     probe = KafkaProbe(bus.connection)
     end = probe.end_offsets(probe.partitions([topic]))[(topic, 0)]
     group = f"{settings.topic_prefix}after-poison"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from actors.clips import ClipStore
 from actors.pipeline import default_stages
@@ -27,7 +26,9 @@ from events.catalogue import (
     TranscriptProduced,
     Word,
 )
-from events.kafka.admin import KafkaProbe
+from events.kafka.admin import KafkaProbe, commit_offsets
+from events.kafka.connection import BusError
+from events.kafka.log import TopicLog
 from projections.database import open_database
 from projections.projector import Projector
 from projections.read_models import PROJECTIONS
@@ -46,22 +47,20 @@ def tone_pcm16(seconds: float, frequency_hz: float = 440.0) -> bytes:
 
 
 def wait_for_leaders(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Fresh topics on a fresh broker answer 'not leader' for a moment; readers that assign partitions need them."""
-    consumer = Consumer(settings.kafka_connection().client_config(**{"group.id": "distress.tests.leaders"}))
+    """Fresh topics on a fresh broker answer 'not leader' for a moment; readers that assign partitions need them.
+
+    Opening a ``TopicLog`` on every topic reads each partition's watermarks from its leader, so it succeeds once
+    all have one."""
+    bus, names = settings.bus(), [spec.name for spec in settings.topics().all()]
     deadline = time.monotonic() + timeout_s
-    try:
-        for spec in settings.topics().all():
-            for partition in range(spec.partitions):
-                while True:
-                    try:
-                        consumer.get_watermark_offsets(TopicPartition(spec.name, partition), timeout=5.0, cached=False)
-                        break
-                    except KafkaException:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.2)
-    finally:
-        consumer.close()
+    while True:
+        try:
+            with TopicLog(bus, names, timeout_s=5.0):
+                return
+        except BusError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,16 +107,7 @@ class World:
             if spec.backlog is not None:  # keeps its position elsewhere (projections: ``project``)
                 continue
             ends = probe.end_offsets(probe.partitions(spec.input_topics(self.settings.topics())))
-            group = Consumer(
-                connection.client_config(**{"group.id": spec.group_id(self.settings), "enable.auto.commit": False})
-            )
-            try:
-                group.commit(
-                    offsets=[TopicPartition(topic, partition, end) for (topic, partition), end in ends.items()],
-                    asynchronous=False,
-                )
-            finally:
-                group.close()
+            commit_offsets(connection, spec.group_id(self.settings), ends)
 
     def incident(
         self,

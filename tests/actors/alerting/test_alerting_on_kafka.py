@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
 
 from actors.alerting.actor import build_stage, run_alerting
 from actors.alerting.ledger import read_history
@@ -25,7 +24,9 @@ from config import Settings
 from config.settings import AlertingConfig
 from events.base import utc_now
 from events.catalogue import AlertDispatched, AlertEvent, AlertFailed, AlertRequested, IncidentOpened, LabelScore
+from events.kafka.admin import KafkaProbe
 from events.kafka.bus import Bus
+from events.kafka.log import TopicLog
 from tests.conftest import REPO_ROOT, wait_for
 from tests.support.alerting import JsonReceiver, smtp_server
 
@@ -72,46 +73,26 @@ def history_of(bus: Bus, channel: str) -> list[tuple[str, int, bool]]:
 
 def group_caught_up(bus: Bus, group_id: str) -> bool:
     """Whether the group has committed every partition of the incidents and alerts topics up to its end."""
-    consumer = Consumer(bus.connection.client_config(**{"group.id": group_id}))
-    try:
-        partitions = [
-            TopicPartition(spec.name, partition)
-            for spec in (bus.catalogue.incidents, bus.catalogue.alerts)
-            for partition in range(spec.partitions)
-        ]
-        for committed in consumer.committed(partitions, timeout=10):
-            _, end = consumer.get_watermark_offsets(committed, timeout=10)
-            if end > 0 and committed.offset != end:
-                return False
-        return True
-    finally:
-        consumer.close()
+    lag = KafkaProbe(bus.connection).group_lag(group_id, [bus.catalogue.incidents.name, bus.catalogue.alerts.name])
+    return not any(lag.values())
 
 
 def every_message_on_every_topic(bus: Bus) -> bytes:
-    """Keys, values and headers of all messages of the deployment, raw, for the secret scan."""
-    consumer = Consumer(bus.connection.client_config(**{"group.id": f"scan-{uuid.uuid4()}"}))
+    """Keys, values (as the codec writes them), headers and fields of all events of the deployment, for the secret
+    scan; a message that cannot be decoded fails it, since its bytes would go unscanned."""
     chunks: list[bytes] = []
-    try:
-        for spec in bus.catalogue.all():
-            for partition in consumer.list_topics(spec.name, timeout=10).topics[spec.name].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(spec.name, partition), timeout=10)
-                if high == low:
-                    continue
-                consumer.assign([TopicPartition(spec.name, partition, low)])
-                read = 0
-                while read < high - low:
-                    for message in consumer.consume(500, timeout=1):
-                        if message.error() is None:
-                            read += 1
-                            chunks += [_bytes(message.key()), _bytes(message.value()), repr(message.headers()).encode()]
-    finally:
-        consumer.close()
+    with TopicLog(bus, [spec.name for spec in bus.catalogue.all()]) as topic_log:
+        for batch in topic_log.read_until(topic_log.end_offsets()):
+            assert batch.undecodable == 0, "the scan met a message it cannot read"
+            for consumed in batch.events:
+                event = consumed.event
+                chunks += [
+                    event.stream_id.encode(),
+                    bus.codec.encode(event),
+                    repr(bus.codec.headers(event)).encode(),
+                    repr(event).encode(),
+                ]
     return b"\n".join(chunks)
-
-
-def _bytes(value: str | bytes | None) -> bytes:
-    return value.encode() if isinstance(value, str) else value or b""
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from actors.capture.actor import CaptureActor, CaptureReport
 from actors.capture.normalise import TARGET_SAMPLE_RATE as SAMPLE_RATE
 from actors.capture.sources import open_source
 from actors.features import FeatureStage
-from actors.incidents import IncidentEngine
+from actors.incidents.engine import IncidentEngine
 from actors.scorer import ScorerStage, scorer_from_settings
 from config import Settings
 from events import Event

@@ -139,7 +139,7 @@ def build_scorer(settings: Settings) -> Stage:
 
 
 def build_incidents(settings: Settings) -> Stage:
-    from actors.incidents import build_incident_stage
+    from actors.incidents.stage import build_incident_stage
 
     return build_incident_stage(settings)
 

@@ -95,7 +95,7 @@ class CaptureConfig(BaseModel):
 
 
 class IncidentConfig(BaseModel):
-    """How detections become incidents (see actors/incidents.py for the rules these numbers drive).
+    """How detections become incidents (see actors/incidents/engine.py for the rules these numbers drive).
 
     Times are stream seconds (sample offsets), so a replay or a what-if run decides exactly as live did.
     """

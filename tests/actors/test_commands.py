@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from actors.commands import IncidentCommands, InvalidCommand, InvalidTransition, UnknownIncident
-from actors.incidents import IncidentEngine
+from actors.incidents.engine import IncidentEngine
 from config import Settings
 from config.settings import IncidentConfig
 from domain.incidents import fold_incidents

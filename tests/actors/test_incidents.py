@@ -15,7 +15,8 @@ from typing import TypeVar
 import pytest
 
 from actors.clips import ClipStore
-from actors.incidents import IncidentEngine, build_incident_stage
+from actors.incidents.engine import IncidentEngine
+from actors.incidents.stage import build_incident_stage
 from actors.stage import StageRunner
 from config import Settings
 from config.settings import IncidentConfig

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from actors.incidents import IncidentEngine
+from actors.incidents.engine import IncidentEngine
 from benchmarks.replay import synthetic_history
 from cli.incidents import parse_since
 from config import Settings

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from actors.alerting.actor import run_alerting
-from actors.incidents import build_incident_stage
+from actors.incidents.stage import build_incident_stage
 from actors.stage import StageRunner
 from config import Settings
 from config.settings import AlertingConfig, IncidentConfig

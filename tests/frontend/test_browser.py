@@ -21,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from actors.alerting.actor import run_alerting
-from actors.incidents import build_incident_stage
+from actors.incidents.stage import build_incident_stage
 from actors.stage import StageRunner
 from config import Settings, StreamConfig
 from config.settings import AlertingConfig, AlertRoute, EscalationTier, IncidentConfig

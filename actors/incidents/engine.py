@@ -35,16 +35,16 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from actors.clips import ClipStore
-from config.settings import IncidentConfig, Settings
-from domain.audio import SAMPLE_RATE
-from domain.incidents import IncidentRecord, derived_event_id, fold_incidents, incident_id_for
-from domain.types import SYSTEM_ACTOR, Severity, severity_rank
+from actors.incidents.audio_buffer import AudioBuffer
+from actors.incidents.evidence import Evidence, assess_severity, describe
+from actors.incidents.state import PendingClip, Published, StreamState, TrackedIncident
+from config.settings import IncidentConfig
+from domain.incidents import derived_event_id, fold_incidents, incident_id_for
+from domain.types import SYSTEM_ACTOR, severity_rank
 from events import Event
 from events.catalogue import (
     AudioChunkCaptured,
@@ -56,248 +56,13 @@ from events.catalogue import (
     IncidentOpened,
     IncidentResolved,
     IncidentUpdated,
-    LabelScore,
-    PhraseHit,
     TranscriptProduced,
 )
-from events.kafka.consumer import ConsumedEvent
-from events.kafka.log import read_all
-from events.topics import TopicCatalogue
 
 log = logging.getLogger(__name__)
 
 # Extra wall-clock wait for post-roll audio before a clip is written with what has arrived.
 CLIP_STALL_SLACK_S = 2.0
-PHRASE_SCORES_KEPT = 32  # phrase scores remembered per stream to recognise one delivered again
-
-
-# -------------------------------------------------------------------------------------------- evidence
-
-
-@dataclass
-class Evidence:
-    """Everything merged into one incident: best score, best score per label, phrases heard, transcripts."""
-
-    score: float = 0.0
-    labels: dict[str, float] = field(default_factory=dict)
-    phrases: dict[tuple[str, float], PhraseHit] = field(default_factory=dict)
-    transcripts: dict[str, str] = field(default_factory=dict)  # event id -> text, in arrival order
-
-    def add_score(self, scored: DistressScored) -> None:
-        self.score = max(self.score, scored.score)
-        for item in scored.labels:
-            self.labels[item.label] = max(self.labels.get(item.label, 0.0), item.score)
-        self.add_phrases(scored.phrases)
-
-    def add_phrases(self, phrases: Iterable[PhraseHit]) -> None:
-        for hit in phrases:
-            key = (hit.phrase, round(hit.start_s, 1))
-            known = self.phrases.get(key)
-            if known is None or hit.score > known.score:
-                self.phrases[key] = hit
-
-    def add_transcript(self, transcript: TranscriptProduced) -> None:
-        if transcript.text.strip():
-            self.transcripts.setdefault(transcript.event_id, transcript.text.strip())
-        self.add_phrases(transcript.phrases)
-
-    def label_scores(self, limit: int = 8) -> tuple[LabelScore, ...]:
-        ranked = sorted(self.labels.items(), key=lambda item: (-item[1], item[0]))[:limit]
-        return tuple(LabelScore(label=label, score=score) for label, score in ranked)
-
-    def phrase_hits(self) -> tuple[PhraseHit, ...]:
-        return tuple(sorted(self.phrases.values(), key=lambda hit: (hit.start_s, hit.phrase)))
-
-    def transcript(self) -> str:
-        return " ".join(self.transcripts.values())
-
-    @classmethod
-    def of(cls, record: IncidentRecord) -> Evidence:
-        evidence = cls(score=record.score, labels={item.label: item.score for item in record.labels})
-        evidence.add_phrases(record.phrases)
-        if record.transcript:
-            evidence.transcripts["restored"] = record.transcript
-        return evidence
-
-
-def assess_severity(evidence: Evidence, config: IncidentConfig) -> tuple[Severity, str]:
-    """The severity the evidence supports and the reason in words (the rules are in the module docstring)."""
-
-    def best(names: Sequence[str]) -> tuple[str, float] | None:
-        found = [
-            (label, score)
-            for label, score in evidence.labels.items()
-            if label.lower() in names and score >= config.label_min_score
-        ]
-        return max(found, key=lambda item: (item[1], item[0])) if found else None
-
-    kinds: list[str] = []
-    if evidence.phrases:
-        strongest = max(evidence.phrases.values(), key=lambda hit: hit.score)
-        kinds.append(f"'{strongest.phrase}' said")
-    for group in (config.vocal_labels, config.impact_labels):
-        label = best(group)
-        if label is not None:
-            kinds.append(f"{label[0]} {label[1]:.2f}")
-    if len(kinds) >= 2:
-        return "critical", " + ".join(kinds)
-    if evidence.phrases:
-        return "high", f"spoken call for help: {kinds[0]}"
-    if evidence.score >= config.high_score:
-        return "high", f"score {evidence.score:.2f} >= {config.high_score:.2f}"
-    if evidence.score >= config.medium_score:
-        return "medium", f"score {evidence.score:.2f} >= {config.medium_score:.2f}"
-    return "low", f"score {evidence.score:.2f}"
-
-
-def describe(evidence: Evidence, config: IncidentConfig) -> str:
-    labels = ", ".join(
-        f"{item.label} {item.score:.2f}" for item in evidence.label_scores(4) if item.score >= config.label_min_score
-    )
-    phrases = ", ".join(f"'{hit.phrase}'" for hit in evidence.phrase_hits())
-    parts = [f"max score {evidence.score:.2f}", labels, f"said {phrases}" if phrases else ""]
-    return "; ".join(part for part in parts if part)
-
-
-# ------------------------------------------------------------------------------------------ audio buffer
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    start: int
-    samples: int
-    captured_at: datetime
-    pcm16: bytes | None  # None in privacy mode: the timeline is kept, the audio is not
-
-    @property
-    def end(self) -> int:
-        return self.start + self.samples
-
-
-class AudioBuffer:
-    """The recent chunks of one stream: capture times always, PCM only when the stream may store audio."""
-
-    def __init__(self, keep_s: float) -> None:
-        self.keep_s = keep_s
-        self.sample_rate = SAMPLE_RATE
-        self.chunks: deque[_Chunk] = deque()
-
-    @property
-    def end(self) -> int:
-        return self.chunks[-1].end if self.chunks else 0
-
-    def add(self, chunk: AudioChunkCaptured, *, keep_audio: bool, hold_from: int | None) -> None:
-        if self.chunks and chunk.sample_offset <= self.chunks[-1].start:
-            if chunk.captured_at <= self.chunks[-1].captured_at:
-                return  # re-delivered
-            self.chunks.clear()  # captured later at a lower offset: the capture restarted
-        self.sample_rate = chunk.sample_rate
-        self.chunks.append(
-            _Chunk(chunk.sample_offset, len(chunk.pcm16) // 2, chunk.captured_at, chunk.pcm16 if keep_audio else None)
-        )
-        horizon = self.end - int(self.keep_s * self.sample_rate)
-        if hold_from is not None:
-            horizon = min(horizon, hold_from)
-        while self.chunks and self.chunks[0].end <= horizon:
-            self.chunks.popleft()
-
-    def captured_at(self, sample: int) -> datetime | None:
-        """When a sample was captured: from its chunk, or counted from the nearest chunk of the same capture run
-        (a score may arrive before its audio: they travel on different topics). None before any audio."""
-        nearest = min(self.chunks, key=lambda chunk: abs(chunk.start - sample), default=None)
-        if nearest is None:
-            return None
-        return nearest.captured_at + timedelta(seconds=(sample - nearest.start) / self.sample_rate)
-
-    def chunk_samples(self, sample: int) -> int:
-        for chunk in self.chunks:
-            if chunk.start == sample:
-                return chunk.samples
-        return 0
-
-    def pcm16(self, start: int, end: int) -> bytes:
-        """The stored audio within [start, end), contiguous from the first stored chunk overlapping it."""
-        pieces: list[bytes] = []
-        for chunk in self.chunks:
-            if chunk.pcm16 is None or chunk.end <= start or chunk.start >= end:
-                continue
-            low, high = max(start, chunk.start) - chunk.start, min(end, chunk.end) - chunk.start
-            pieces.append(chunk.pcm16[2 * low : 2 * high])
-        return b"".join(pieces)
-
-
-# ---------------------------------------------------------------------------------------------- engine
-
-
-@dataclass
-class _Published:
-    score: float
-    labels: frozenset[str]
-    phrases: frozenset[tuple[str, float]]
-    transcript: str
-    clip: tuple[str, float] | None
-
-
-@dataclass
-class _Incident:
-    incident_id: str
-    stream_id: str
-    correlation_id: str | None
-    severity: Severity
-    onset_sample: int
-    evidence: Evidence
-    published: _Published
-    last_evidence_s: float | None  # None after a restart: the quiet period counts from the next window
-    last_cause_id: str
-    clip: tuple[str, float] | None = None
-    clip_missing: str | None = None  # why the clip store refused the clip, until a system note has said so
-    closed: bool = False
-
-
-@dataclass
-class _PendingClip:
-    incident: _Incident
-    start: int
-    end: int
-    requested_at: float
-
-
-@dataclass
-class _StreamState:
-    windows: deque[DistressScored]
-    audio: AudioBuffer
-    transcripts: deque[TranscriptProduced] = field(default_factory=lambda: deque(maxlen=16))
-    run: str | None = None  # correlation id of the capture run the scores come from
-    clock_sample: int | None = None  # the furthest acoustic window of this run: the stream's clock
-    phrase_scores: deque[tuple[int, tuple[str, ...]]] = field(default_factory=lambda: deque(maxlen=PHRASE_SCORES_KEPT))
-    active: _Incident | None = None
-    cooldown_until_s: float = -math.inf
-    last_scored_at: float = 0.0  # wall clock (monotonic) of the last score
-    last_audio_at: float = 0.0
-    pending_clips: list[_PendingClip] = field(default_factory=list)
-    suppressed: int = 0
-
-    @property
-    def now_s(self) -> float:
-        return (self.clock_sample or 0) / self.audio.sample_rate
-
-    def is_news(self, scored: DistressScored) -> bool:
-        """Whether ``scored`` is new to this run, moving the stream's clock on if it is a later window.
-
-        The scorer emits a run's acoustic windows in order, so one at or behind the clock was delivered before
-        (Kafka redelivery, or scored again by a restarted scorer). A phrase score is anchored where its words
-        began, behind the clock, so it is known by its start and phrases instead.
-        """
-        if scored.phrases:
-            key = (scored.sample_offset, tuple(sorted(hit.phrase for hit in scored.phrases)))
-            if key in self.phrase_scores:
-                return False
-            self.phrase_scores.append(key)
-            return True
-        if self.clock_sample is not None and scored.sample_offset <= self.clock_sample:
-            return False
-        self.clock_sample = scored.sample_offset
-        return True
 
 
 class IncidentEngine:
@@ -318,7 +83,7 @@ class IncidentEngine:
         self.clip_store = clip_store
         self.stores_audio = stores_audio
         self.clock = clock
-        self.streams: dict[str, _StreamState] = {}
+        self.streams: dict[str, StreamState] = {}
 
     # ------------------------------------------------------------------------------------------ inputs
 
@@ -341,7 +106,7 @@ class IncidentEngine:
                 continue
             evidence = Evidence.of(record)
             clip = (record.clip_sha256, record.clip_duration_s or 0.0) if record.clip_sha256 else None
-            state.active = _Incident(
+            state.active = TrackedIncident(
                 incident_id=record.incident_id,
                 stream_id=record.stream_id,
                 correlation_id=record.correlation_id,
@@ -470,7 +235,7 @@ class IncidentEngine:
     # ------------------------------------------------------------------------------------- transitions
 
     def _open(
-        self, state: _StreamState, positives: list[DistressScored], trigger: DistressScored, why: str
+        self, state: StreamState, positives: list[DistressScored], trigger: DistressScored, why: str
     ) -> IncidentOpened:
         onset = min(positives, key=lambda window: window.sample_offset)  # a phrase score arrives behind its start
         incident_id = incident_id_for(trigger.stream_id, trigger.event_id)
@@ -484,7 +249,7 @@ class IncidentEngine:
                 evidence.add_transcript(transcript)
         severity, severity_reason = assess_severity(evidence, self.config)
         envelope = trigger.caused()
-        incident = _Incident(
+        incident = TrackedIncident(
             incident_id=incident_id,
             stream_id=trigger.stream_id,
             correlation_id=envelope["correlation_id"],
@@ -498,7 +263,7 @@ class IncidentEngine:
         state.active = incident
         if self.clip_store is not None and self.stores_audio(trigger.stream_id):
             end = trigger.sample_offset + state.audio.chunk_samples(trigger.sample_offset)
-            pending = _PendingClip(
+            pending = PendingClip(
                 incident, max(0, onset.sample_offset - pre), end + int(self.config.clip_post_s * rate), self.clock()
             )
             if state.audio.end >= pending.end:
@@ -522,7 +287,7 @@ class IncidentEngine:
             clip_duration_s=incident.clip[1] if incident.clip else None,
         )
 
-    def _publish_changes(self, incident: _Incident, cause_id: str) -> list[Event]:
+    def _publish_changes(self, incident: TrackedIncident, cause_id: str) -> list[Event]:
         """An update when the evidence changed materially, then an escalation when it supports a higher severity."""
         events: list[Event] = []
         evidence = incident.evidence
@@ -563,7 +328,7 @@ class IncidentEngine:
             incident.severity = severity
         return events
 
-    def _resolve(self, state: _StreamState, incident: _Incident, cause_id: str, reason: str) -> list[Event]:
+    def _resolve(self, state: StreamState, incident: TrackedIncident, cause_id: str, reason: str) -> list[Event]:
         self._close(state, incident)
         return [
             IncidentResolved(
@@ -575,12 +340,12 @@ class IncidentEngine:
             )
         ]
 
-    def _close(self, state: _StreamState, incident: _Incident) -> None:
+    def _close(self, state: StreamState, incident: TrackedIncident) -> None:
         incident.closed = True
         state.active = None
         state.cooldown_until_s = state.now_s + self.config.cooldown_s
 
-    def _write_clips(self, state: _StreamState, due: list[_PendingClip], cause_id: str) -> list[Event]:
+    def _write_clips(self, state: StreamState, due: list[PendingClip], cause_id: str) -> list[Event]:
         events: list[Event] = []
         for pending in due:
             state.pending_clips.remove(pending)
@@ -590,7 +355,7 @@ class IncidentEngine:
                 events += self._clip_missing_note(pending.incident, cause_id)
         return events
 
-    def _store_clip(self, state: _StreamState, pending: _PendingClip) -> bool:
+    def _store_clip(self, state: StreamState, pending: PendingClip) -> bool:
         assert self.clip_store is not None
         pcm16 = state.audio.pcm16(pending.start, pending.end)
         if not pcm16:
@@ -607,7 +372,7 @@ class IncidentEngine:
         pending.incident.clip = (stored.sha256, stored.duration_s)
         return True
 
-    def _clip_missing_note(self, incident: _Incident, cause_id: str) -> list[Event]:
+    def _clip_missing_note(self, incident: TrackedIncident, cause_id: str) -> list[Event]:
         """A system note on the incident's timeline that its evidence clip is missing, and why (said once)."""
         if incident.clip_missing is None:
             return []
@@ -621,7 +386,7 @@ class IncidentEngine:
             )
         ]
 
-    def _new_session(self, state: _StreamState) -> None:
+    def _new_session(self, state: StreamState) -> None:
         """Scores of another capture run: its sample offsets start again, and so does stream-time state."""
         state.windows.clear()
         state.transcripts.clear()
@@ -633,10 +398,10 @@ class IncidentEngine:
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    def _stream(self, stream_id: str) -> _StreamState:
+    def _stream(self, stream_id: str) -> StreamState:
         state = self.streams.get(stream_id)
         if state is None:
-            state = self.streams[stream_id] = _StreamState(
+            state = self.streams[stream_id] = StreamState(
                 windows=deque(maxlen=self.config.debounce_windows),
                 audio=AudioBuffer(self.config.clip_buffer_s),
                 last_scored_at=self.clock(),
@@ -644,8 +409,8 @@ class IncidentEngine:
             )
         return state
 
-    def _snapshot(self, evidence: Evidence, clip: tuple[str, float] | None) -> _Published:
-        return _Published(
+    def _snapshot(self, evidence: Evidence, clip: tuple[str, float] | None) -> Published:
+        return Published(
             score=evidence.score,
             labels=frozenset(label for label, score in evidence.labels.items() if score >= self.config.label_min_score),
             phrases=frozenset(evidence.phrases),
@@ -654,57 +419,10 @@ class IncidentEngine:
         )
 
     @staticmethod
-    def _envelope(incident: _Incident, cause_id: str, transition: str) -> dict[str, Any]:
+    def _envelope(incident: TrackedIncident, cause_id: str, transition: str) -> dict[str, Any]:
         return {
             "stream_id": incident.stream_id,
             "correlation_id": incident.correlation_id,
             "causation_id": cause_id,
             "event_id": derived_event_id(cause_id, transition, incident.incident_id),
         }
-
-
-# ----------------------------------------------------------------------------------------------- stage
-
-
-class IncidentStage:
-    """The incident actor: scores, transcripts and audio in; incident transitions out."""
-
-    name = "incidents"
-
-    def __init__(self, catalogue: TopicCatalogue, engine: IncidentEngine) -> None:
-        self.catalogue = catalogue
-        self.engine = engine
-
-    def input_topics(self) -> Sequence[str]:
-        return [
-            self.catalogue.scores.name,
-            self.catalogue.transcripts.name,
-            self.catalogue.audio_chunks.name,
-            self.catalogue.incidents.name,
-        ]
-
-    def handle(self, consumed: ConsumedEvent) -> Iterable[Event]:
-        event = consumed.event
-        if isinstance(event, DistressScored):
-            return self.engine.on_score(event)
-        if isinstance(event, TranscriptProduced):
-            return self.engine.on_transcript(event)
-        if isinstance(event, AudioChunkCaptured):
-            return self.engine.on_audio(event)
-        if isinstance(event, IncidentEvent):
-            return self.engine.on_incident_event(event)
-        return ()
-
-    def tick(self) -> Iterable[Event]:
-        return self.engine.tick()
-
-
-def build_incident_stage(settings: Settings) -> IncidentStage:
-    """The stage with its state rebuilt from the incidents topic, ready for a ``StageRunner``."""
-    bus = settings.bus()
-    engine = IncidentEngine(
-        settings.incidents, clip_store=ClipStore(settings.clips_dir), stores_audio=settings.stores_audio
-    )
-    restored = engine.restore(consumed.event for consumed in read_all(bus, [bus.catalogue.incidents.name]))
-    log.info("incident state restored", extra={"open_incidents": restored})
-    return IncidentStage(bus.catalogue, engine)

@@ -36,9 +36,12 @@ from torch import nn
 
 from models.asr import ModelNotAvailable, resolve_model
 from models.encoder_stage import EncoderStage, WhisperEncoder
+from models.labels import DISTRESS_LABELS as ALL_DISTRESS_LABELS
+from models.labels import SOUND_LABELS
 
-LABELS: tuple[str, ...] = ("background", "speech", "shout", "scream", "crying", "glass", "impact")
-DISTRESS_LABELS: frozenset[str] = frozenset({"shout", "scream", "crying", "glass", "impact"})
+# The labels of distress-cnn 1.x checkpoints: the first seven (gunshot and alarm came with the YAMNet head).
+LABELS: tuple[str, ...] = SOUND_LABELS[:7]
+DISTRESS_LABELS: frozenset[str] = ALL_DISTRESS_LABELS & frozenset(LABELS)
 DISTRESS_ORDER: tuple[str, ...] = tuple(label for label in LABELS if label in DISTRESS_LABELS)
 DISTRESS_COLUMNS: list[int] = [LABELS.index(label) for label in DISTRESS_ORDER]
 N_MELS = 64

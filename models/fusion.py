@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from events.catalogue import LabelScore, PhraseHit
+from models.labels import DISTRESS_LABELS
 
-DISTRESS_LABELS = frozenset({"scream", "shout", "crying", "glass", "impact"})
 VOICED_DISTRESS_LABELS = frozenset({"scream", "crying"})
 
 

@@ -25,7 +25,7 @@ import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,8 @@ import numpy.typing as npt
 import soundfile
 
 from domain.audio import SAMPLE_RATE
-from models.classifier import LABELS, distress_targets
+from models.classifier import LABELS
+from models.labels import DISTRESS_LABELS, SOUND_LABELS
 from models.training import synth
 from models.training.errors import DatasetError
 from models.training.game_sounds import Recording, find_recordings, read_recording
@@ -61,6 +62,21 @@ ALL_SOUND_PACKAGES = (
     "0ad-data",
     "supertuxkart-data",
 )
+# Permitted for training and validation by issue #30 (dataset 4); every other data package stays reserved for
+# independent evaluation.
+MORE_SOUND_PACKAGES = (
+    "teeworlds-data",
+    "freedoom",
+    "widelands-data",
+    "flare-game",
+    "supertux-data",
+    "tuxpaint-data",
+    "frozen-bubble-data",
+    "pingus-data",
+    "lincity-ng-data",
+)
+# A recording labelled with a label the dataset does not have counts as this one (gunshot and alarm came later).
+LABEL_FALLBACK = {"gunshot": "impact", "alarm": "background"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,11 @@ class DatasetConfig:
     # Training background beds drawn from the split's animal calls first (validation and test keep the natural
     # mix), as the model took chickens, birds and livestock for screams (docs/model-history.md, 1.5.0).
     train_animal_share: float = 0.15
+    # The labels clips are made for (their index is the clip's label); distress-cnn 1.x has the first seven.
+    labels: tuple[str, ...] = LABELS
+    # Every source of a label as likely as any other, whichever kind it is (recorded, TTS, synthetic), so
+    # that no single voice dominates a label; dataset 3 weighted the kinds instead.
+    balanced_by_source: bool = False
 
     def __post_init__(self) -> None:
         if set(self.clips_per_label) != set(SPLITS) or min(self.clips_per_label.values()) < 1:
@@ -87,11 +108,20 @@ class DatasetConfig:
             raise DatasetError("validation_fraction + test_fraction must be in (0, 0.8)")
         if not 0 <= self.train_animal_share < 1:
             raise DatasetError(f"train_animal_share must be in [0, 1), got {self.train_animal_share}")
+        if unknown := [label for label in self.labels if label not in SOUND_LABELS]:
+            raise DatasetError(f"unknown label(s) {unknown}; known labels are {SOUND_LABELS}")
+        if self.labels[:2] != ("background", "speech"):
+            raise DatasetError(f"labels must start with background and speech, got {self.labels}")
 
     def digest(self) -> str:
         fields = asdict(self)
-        if not self.train_animal_share:  # so datasets built before the field existed keep their names
+        # Fields at their old values are left out, so datasets built before the fields existed keep their names.
+        if not self.train_animal_share:
             del fields["train_animal_share"]
+        if self.labels == LABELS:
+            del fields["labels"]
+        if not self.balanced_by_source:
+            del fields["balanced_by_source"]
         payload = json.dumps({"version": DATASET_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -99,7 +129,31 @@ class DatasetConfig:
     def from_dict(cls, raw: dict[str, Any]) -> DatasetConfig:
         """The config recorded (as ``asdict``) in a dataset manifest or a checkpoint's metadata; one recorded
         before ``train_animal_share`` existed had none."""
-        return cls(**{"train_animal_share": 0.0, **raw, "sound_packages": tuple(raw["sound_packages"])})
+        return cls(
+            **{
+                "train_animal_share": 0.0,
+                **raw,
+                "sound_packages": tuple(raw["sound_packages"]),
+                "labels": tuple(raw.get("labels", LABELS)),
+            }
+        )
+
+    def distress_targets(self, label_indices: npt.NDArray[np.integer]) -> npt.NDArray[np.float32]:
+        """1.0 for clips whose label (an index into ``labels``) is a distress label, else 0.0."""
+        is_distress = np.array([label in DISTRESS_LABELS for label in self.labels], dtype=np.float32)
+        targets: npt.NDArray[np.float32] = is_distress[label_indices]
+        return targets
+
+
+def dataset_4(seed: int = 20261206) -> DatasetConfig:
+    """Dataset 4 (issue #30): all nine labels, the nine more permitted packages, every source equally likely."""
+    return DatasetConfig(
+        seed=seed,
+        clips_per_label={"train": 1200, "validation": 400, "test": 400},
+        sound_packages=ALL_SOUND_PACKAGES + MORE_SOUND_PACKAGES,
+        labels=SOUND_LABELS,
+        balanced_by_source=True,
+    )
 
 
 def tiny_config(seed: int = 1) -> DatasetConfig:
@@ -239,8 +293,12 @@ class _SplitMaterial:
         speakers: dict[str, list[str]],
         tts: dict[str, dict[str, list[Audio]]],
         animal_share: float = 0.0,
+        labels: tuple[str, ...] = LABELS,
+        balanced_by_source: bool = False,
     ) -> None:
         self.split = split
+        self.labels = labels
+        self.balanced_by_source = balanced_by_source
         self.animal_share = animal_share
         animals: dict[str, list[Recording]] = defaultdict(list)
         for rec in recordings:
@@ -356,25 +414,42 @@ def _synthetic_speakers(count: int) -> dict[str, list[str]]:
     }
 
 
+def _one_of(*makers: Callable[[Rng], Audio]) -> Callable[[Rng], Audio]:
+    return lambda rng: makers[int(rng.integers(0, len(makers)))](rng)
+
+
 def _foreground_producers(material: _SplitMaterial, label: str) -> list[tuple[float, Producer]]:
-    """Weighted ways to make a foreground of ``label``; recorded sources are preferred where they exist."""
+    """Weighted ways to make a foreground of ``label``; recorded sources are preferred where they exist, or with
+    ``balanced_by_source`` each producer is weighted by its number of sources, so every source is as likely."""
+    guns_apart = "gunshot" in material.labels
     synthetic_events: dict[str, Callable[[Rng], Audio]] = {
         "glass": synth.glass_break,
-        "impact": lambda rng: (synth.gunshot, synth.explosion, synth.slam)[int(rng.integers(0, 3))](rng),
+        "impact": synth.slam if guns_apart else _one_of(synth.gunshot, synth.explosion, synth.slam),
+        "gunshot": _one_of(synth.gunshot, synth.explosion),
+        "alarm": _one_of(synth.smoke_alarm, synth.siren),
     }
-    producers: list[tuple[float, Producer | None]] = []
+    recorded_sources = len(material.recordings_by_label.get(label, {}))
+    producers: list[tuple[float, float, Producer | None]] = []  # (weight, number of sources, producer)
     if label in ("scream", "crying"):
-        producers = [(0.5, material.recorded(label)), (0.5, material.synthetic_voice(label))]
-    elif label == "shout":
-        producers = [(0.5, material.recorded("shout")), (0.5, material.spoken("shout"))]
-    elif label == "speech":
-        producers = [(0.4, material.recorded("speech")), (0.6, material.spoken("speech"))]
+        speakers = len(material.speakers.get(label, []))
+        producers = [
+            (0.5, recorded_sources, material.recorded(label)),
+            (0.5, speakers, material.synthetic_voice(label)),
+        ]
+    elif label in ("shout", "speech"):
+        voices = sum(1 for voice in material.voices if material.tts[voice.source_id][label])
+        weight = 0.5 if label == "shout" else 0.4
+        producers = [(weight, recorded_sources, material.recorded(label)), (1 - weight, voices, material.spoken(label))]
     elif label in synthetic_events:
         producers = [
-            (0.5, material.recorded(label)),
-            (0.5, material.synthetic(label, synthetic_events[label])),
+            (0.5, recorded_sources, material.recorded(label)),
+            (0.5, 1, material.synthetic(label, synthetic_events[label])),
         ]
-    available = [(w, p) for w, p in producers if p is not None]
+    available = [
+        (sources if material.balanced_by_source else weight, producer)
+        for weight, sources, producer in producers
+        if producer is not None
+    ]
     if not available:
         raise DatasetError(f"no source of {label!r} in the {material.split} split; add sound packages or voices")
     return available
@@ -457,7 +532,7 @@ def _source_families(
     families: list[str] = []
     # A recorded speaker may have several labels (pain cries and shouted calls); its family is the most
     # distress-relevant one so rare labels are spread over the splits first.
-    priority = ("scream", "crying", "glass", "impact", "shout", "speech", "background")
+    priority = ("scream", "crying", "glass", "gunshot", "alarm", "impact", "shout", "speech", "background")
     labels_of: dict[str, set[str]] = defaultdict(set)
     for rec in recordings:
         labels_of[rec.source_id].add(rec.label)
@@ -476,7 +551,10 @@ def _source_families(
 def _all_split_material(
     config: DatasetConfig, data_dir: Path, progress: Callable[[str, int, int], None] | None
 ) -> tuple[dict[Split, _SplitMaterial], dict[str, Split]]:
-    recordings = find_recordings(config.sound_packages)
+    recordings = [
+        recording if recording.label in config.labels else replace(recording, label=LABEL_FALLBACK[recording.label])
+        for recording in find_recordings(config.sound_packages)
+    ]
     voices = available_voices(config.seed, config.espeak_voices)
     speakers = _synthetic_speakers(config.synthetic_speakers)
     ids, families = _source_families(recordings, voices, speakers)
@@ -494,6 +572,8 @@ def _all_split_material(
             {label: [n for n in names if assignment[n] == split] for label, names in speakers.items()},
             tts,
             config.train_animal_share if split == "train" else 0.0,
+            config.labels,
+            config.balanced_by_source,
         )
         for split in SPLITS
     }
@@ -526,7 +606,7 @@ def build_dataset(
     manifest = {
         "config": asdict(config),
         "digest": config.digest(),
-        "labels": list(LABELS),
+        "labels": list(config.labels),
         "sources": {source: assignment[source] for source in sorted(assignment)},
         "counts": {split: len(clips) for split, clips in sets.items()},
     }
@@ -633,7 +713,7 @@ def event_stream(
     mixed in every 3-12 s at sample offsets that ignore clip and chunk boundaries, as they happen live."""
     context = benign_stream(config, seconds, split, data_dir, seed)
     rng = np.random.default_rng([config.seed, seed, SPLITS.index(split), 98])
-    distress = np.flatnonzero(distress_targets(clips.labels))
+    distress = np.flatnonzero(config.distress_targets(clips.labels))
     if not len(distress):
         raise DatasetError(f"the {split} clips hold no distress clip to place in a stream")
     events: list[PlacedEvent] = []
@@ -652,13 +732,13 @@ def _make_split(
     config: DatasetConfig, material: _SplitMaterial, progress: Callable[[str, int, int], None] | None
 ) -> ClipSet:
     count = config.clips_per_label[material.split]
-    total = count * len(LABELS)
+    total = count * len(config.labels)
     audio = np.zeros((total, CLIP_SAMPLES), dtype=np.int16)
     labels = np.zeros(total, dtype=np.int64)
     sources: list[str] = []
     origins: list[str] = []
     split_index = SPLITS.index(material.split)
-    for label_index, label in enumerate(LABELS):
+    for label_index, label in enumerate(config.labels):
         for i in range(count):
             row = label_index * count + i
             if progress and row % 50 == 0:
@@ -678,10 +758,9 @@ def load_dataset(directory: Path) -> Dataset:
     if not manifest_path.exists():
         raise DatasetError(f"{directory} holds no dataset (no manifest.json); build it first")
     manifest = json.loads(manifest_path.read_text())
-    if manifest["labels"] != list(LABELS):
-        raise DatasetError(f"{directory} was built for labels {manifest['labels']}, the model uses {list(LABELS)}")
-    raw = manifest["config"]
-    config = DatasetConfig.from_dict(raw)
+    config = DatasetConfig.from_dict(manifest["config"])
+    if manifest["labels"] != list(config.labels):
+        raise DatasetError(f"{directory}: its manifest names labels {manifest['labels']}, its config {config.labels}")
     sets = {}
     for split in SPLITS:
         with np.load(directory / f"{split}.npz") as data:

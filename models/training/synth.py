@@ -413,6 +413,39 @@ def glass_break(rng: Rng) -> Audio:
     return normalise_peak(out)
 
 
+def _tone(frequency_hz: npt.NDArray[np.float64], harmonics: int, rng: Rng) -> npt.NDArray[np.float64]:
+    """A tone following ``frequency_hz`` sample by sample, with decaying odd harmonics (piezo and horn drivers)."""
+    phase = 2 * np.pi * np.cumsum(frequency_hz) / SAMPLE_RATE + rng.uniform(0, 2 * np.pi)
+    return sum((np.sin(k * phase) / k for k in range(1, 2 * harmonics, 2)), np.zeros_like(phase))
+
+
+def smoke_alarm(rng: Rng) -> Audio:
+    """A smoke or fire alarm: a piezo tone near 3 kHz in the temporal-three pattern (0.5 s on, 0.5 s off, x3)."""
+    n = int(rng.uniform(1.2, 2.5) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    beep_s = rng.uniform(0.15, 0.5)
+    period_s = beep_s + rng.uniform(0.1, 0.5)
+    gate = (np.mod(t + rng.uniform(0, period_s), period_s) < beep_s).astype(np.float64)
+    gate = sps.sosfiltfilt(sps.butter(2, 200, "low", fs=SAMPLE_RATE, output="sos"), gate)
+    tone = _tone(np.full(n, rng.uniform(2800, 3400)), int(rng.integers(1, 4)), rng)
+    return normalise_peak(tone * gate)
+
+
+def siren(rng: Rng) -> Audio:
+    """An emergency-vehicle or air-raid siren: a horn tone sweeping (wail) or switching (hi-lo, yelp) in pitch."""
+    n = int(rng.uniform(1.2, 2.5) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    low, high = rng.uniform(450, 800), rng.uniform(1100, 1700)
+    kind = int(rng.integers(0, 3))
+    if kind == 0:  # wail: slow sweep up and down
+        sweep = 0.5 - 0.5 * np.cos(2 * np.pi * t / rng.uniform(2.0, 5.0) + rng.uniform(0, 2 * np.pi))
+    elif kind == 1:  # yelp: fast sweeps
+        sweep = np.mod(t * rng.uniform(2.5, 5.0), 1.0)
+    else:  # hi-lo
+        sweep = (np.mod(t * rng.uniform(0.8, 1.6), 1.0) < 0.5).astype(np.float64)
+    return normalise_peak(_tone(low + (high - low) * sweep, int(rng.integers(2, 5)), rng))
+
+
 def small_impact(rng: Rng) -> Audio:
     """Everyday knocks, footsteps and clicks: short, quiet, low-energy transients that are not alarming."""
     n = int(rng.uniform(0.3, 1.0) * SAMPLE_RATE)

@@ -30,7 +30,9 @@ from actors.capture import (
     SourceOptions,
     open_source,
 )
-from actors.capture.sources import MICROPHONE, STDIN, AudioSource
+from actors.capture.blocks import AudioSource
+from actors.capture.microphone import MICROPHONE
+from actors.capture.sources import STDIN
 from cli.broker import reachable_bus
 from cli.errors import CliError
 from config import load_settings

@@ -78,7 +78,7 @@ class Failure:
 _KNOWN: tuple[tuple[str, str, Kind, int], ...] = (
     ("config.settings", "SettingsError", "config", 2),
     ("actors.commands", "CommandRejected", "rejected", 2),
-    ("actors.capture.sources", "SourceError", "source", 2),
+    ("actors.capture.blocks", "SourceError", "source", 2),
     ("actors.offline", "DetectionError", "source", 2),
     ("actors.alerting.routing", "AlertingSetupError", "alerting", 2),
     ("frontend.auth", "AuthError", "config", 2),

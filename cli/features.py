@@ -23,8 +23,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from actors.capture.blocks import SourceError
+from actors.capture.files import NO_SUCH_FILE, PERMISSION_DENIED, FileSource
 from actors.capture.normalise import Normaliser
-from actors.capture.sources import NO_SUCH_FILE, PERMISSION_DENIED, FileSource, SourceError
 from cli.errors import EXIT_PARTLY_READ, CliError, Kind
 from models.features import FeatureConfig, FeatureSummary, StreamingFeatureExtractor, summarize
 

@@ -28,10 +28,10 @@ from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 
+from actors.capture.blocks import AudioBlock, AudioSource, SourceError
 from actors.capture.chunker import Chunk, Chunker, encode_pcm16
 from actors.capture.normalise import TARGET_SAMPLE_RATE, NormalisedAudio, Normaliser
 from actors.capture.pacing import ChunkClock, ClockMode
-from actors.capture.sources import AudioBlock, AudioSource, SourceError
 from events import Event
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
 

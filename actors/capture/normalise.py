@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from actors.capture.sources import AudioBlock
+from actors.capture.blocks import AudioBlock
 from domain.audio import SAMPLE_RATE
 
 TARGET_SAMPLE_RATE: Final = SAMPLE_RATE  # what every source is resampled to

@@ -16,19 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.capture.sources import (
-    AudioBlock,
-    AudioSource,
-    FileSource,
-    MicrophoneSource,
-    RawPcmFormat,
-    RawPcmSource,
-    ReconnectPolicy,
-    SourceError,
-    SourceOptions,
-    UrlSource,
-    open_source,
-)
+from actors.capture.blocks import AudioBlock, AudioSource, SourceError
+from actors.capture.files import FileSource
+from actors.capture.microphone import MicrophoneSource
+from actors.capture.network import ReconnectPolicy, UrlSource
+from actors.capture.raw_pcm import RawPcmFormat, RawPcmSource
+from actors.capture.sources import SourceOptions, open_source
 from tests.conftest import REPO_ROOT
 from tests.support.audio import (
     ServedAudio,
@@ -440,7 +433,7 @@ pcm.testmic {{
 READ_ONE_SECOND = """
 import json, threading
 import numpy as np
-from actors.capture.sources import MicrophoneSource
+from actors.capture.microphone import MicrophoneSource
 blocks = []
 for block in MicrophoneSource("testmic").blocks(threading.Event()):
     blocks.append(block)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soxr
 
+from actors.capture.blocks import AudioBlock
 from actors.capture.normalise import TARGET_SAMPLE_RATE, NormalisedAudio, Normaliser, expected_samples
-from actors.capture.sources import AudioBlock
 from tests.support.audio import tone
 
 

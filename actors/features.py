@@ -25,7 +25,8 @@ from events import Event
 from events.catalogue import AudioChunkCaptured, FeaturesExtracted
 from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
-from models.features import FeatureConfig, StreamingFeatureExtractor, summarize
+from models.acoustic import CNN_FRONT_END, FrontEnd
+from models.features import StreamingFeatureExtractor, summarize
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ class FeatureStage:
 
     name = "features"
 
-    def __init__(self, catalogue: TopicCatalogue, config: FeatureConfig | None = None) -> None:
+    def __init__(self, catalogue: TopicCatalogue, front_end: FrontEnd = CNN_FRONT_END) -> None:
         self.catalogue = catalogue
-        self.config = config or FeatureConfig()
+        self.front_end = front_end
+        self.config = front_end.features
         self.skipped_duplicates = 0
         self.gaps = 0
         self._streams: dict[str, _StreamState] = {}
@@ -95,6 +97,7 @@ class FeatureStage:
                 first_frame=state.frame_base + frames.first_frame,
                 frames=frames.n_frames,
                 n_mels=self.config.n_mels,
+                log_mel=self.front_end.name,
                 log_mel_f16=frames.log_mel.astype("<f2").tobytes(),
                 summary=summarize(frames, self.config),
                 is_last=chunk.is_last,

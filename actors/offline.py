@@ -30,6 +30,7 @@ from events.catalogue import (
     TranscriptProduced,
 )
 from events.kafka.consumer import ConsumedEvent
+from models.acoustic import front_end_for
 
 
 def in_process(event: Event) -> ConsumedEvent:
@@ -44,7 +45,7 @@ class OfflinePipeline:
     """
 
     def __init__(self, settings: Settings, scorer: ScorerStage, asr: AsrStage | None = None) -> None:
-        self.features = FeatureStage(settings.topics())
+        self.features = FeatureStage(settings.topics(), front_end_for(settings.scorer.model_path))
         self.scorer = scorer
         self.asr = asr
         self.incidents = IncidentEngine(settings.incidents, clip_store=None, stores_audio=settings.stores_audio)

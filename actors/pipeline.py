@@ -122,8 +122,9 @@ def check_unique(specs: Sequence[StageSpec]) -> tuple[StageSpec, ...]:
 
 def build_features(settings: Settings) -> Stage:
     from actors.features import FeatureStage
+    from models.acoustic import front_end_for
 
-    return FeatureStage(settings.topics())
+    return FeatureStage(settings.topics(), front_end_for(settings.scorer.model_path))
 
 
 def build_asr(settings: Settings) -> Stage:

@@ -40,7 +40,8 @@ from events.catalogue import (
 from events.kafka.consumer import ConsumedEvent
 from events.kafka.log import read_all
 from events.topics import TopicCatalogue
-from models.classifier import PATCH_FRAMES, ClassScores, DistressClassifier
+from models.acoustic import AcousticModel, front_end_for, load_acoustic_model
+from models.classifier import PATCH_FRAMES, ClassScores
 from models.features import FeatureConfig
 from models.fusion import FusionConfig, StreamFusion
 
@@ -111,9 +112,10 @@ class ScorerStage:
     def __init__(
         self,
         catalogue: TopicCatalogue,
-        classifier: DistressClassifier,
+        classifier: AcousticModel,
         fusion: FusionConfig,
         *,
+        log_mel: str = "power",
         sensitivities: Mapping[str, float] | None = None,
         phrase_window_s: float = 4.0,
         batch_patches: bool = False,
@@ -121,6 +123,7 @@ class ScorerStage:
     ) -> None:
         self.catalogue = catalogue
         self.classifier = classifier
+        self.log_mel = log_mel  # the kind of frames the classifier reads (FeaturesExtracted.log_mel)
         self.fusion_config = fusion
         self.sensitivities = dict(sensitivities or {})
         self.phrase_window_s = phrase_window_s
@@ -140,6 +143,12 @@ class ScorerStage:
         event = consumed.event
         self._handled_since_tick = True
         if isinstance(event, FeaturesExtracted):
+            if event.log_mel != self.log_mel:
+                log.warning(
+                    "features of another kind than the model reads; not scored",
+                    extra={"stream_id": event.stream_id, "log_mel": event.log_mel, "model_reads": self.log_mel},
+                )
+                return ()
             if not self._batching:
                 return self._score_features(event)
             run, patch = self._patch_for(event)
@@ -333,7 +342,7 @@ def top_labels(scores: ClassScores, count: int = TOP_LABELS) -> tuple[LabelScore
 
 def scorer_from_settings(settings: Settings, *, batch_patches: bool = False) -> ScorerStage:
     """The scorer as configured, knowing no operator feedback yet (offline use)."""
-    classifier = DistressClassifier.load(settings.scorer.model_path, settings.scorer.encoder)
+    classifier = load_acoustic_model(settings.scorer.model_path, settings.scorer.encoder, settings.yamnet_path)
     fusion = FusionConfig(
         threshold=settings.scorer.threshold,
         hysteresis=settings.scorer.hysteresis,
@@ -344,6 +353,7 @@ def scorer_from_settings(settings: Settings, *, batch_patches: bool = False) -> 
         settings.topics(),
         classifier,
         fusion,
+        log_mel=front_end_for(settings.scorer.model_path).name,
         sensitivities={stream.id: stream.sensitivity for stream in settings.streams},
         phrase_window_s=settings.scorer.phrase_window_s,
         batch_patches=batch_patches,

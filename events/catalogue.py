@@ -130,15 +130,22 @@ class AudioChunkCaptured(Event):
 
 
 class FeaturesExtracted(Event):
-    """Acoustic features of one chunk: the float16 log-mel frames completed by it plus summary stats."""
+    """Acoustic features of one chunk: the float16 log-mel frames completed by it plus summary stats.
+
+    v2 added ``log_mel``, the kind of log-mel in ``log_mel_f16`` (the acoustic model's front end): ``"power"``,
+    ``ln`` of mel-band power (distress-cnn), or ``"yamnet"``, ``ln(mel of magnitude + 0.001)`` (YAMNet). A scorer
+    never scores frames of another kind than its model reads.
+    """
 
     event_type = "FeaturesExtracted"
+    schema_version = 2
 
     sequence: int
     sample_offset: int
     first_frame: int
     frames: int
     n_mels: int
+    log_mel: str
     log_mel_f16: bytes
     summary: FeatureSummary
     is_last: bool

@@ -43,6 +43,13 @@ class UpcasterRegistry:
 UPCASTERS = UpcasterRegistry()
 
 
+@UPCASTERS.register("FeaturesExtracted", 1)
+def _features_extracted_v1_to_v2(payload: Payload) -> Payload:
+    """v1 frames were always the log of mel-band power, what distress-cnn reads."""
+    payload["log_mel"] = "power"
+    return payload
+
+
 @UPCASTERS.register("StreamStarted", 1)
 def _stream_started_v1_to_v2(payload: Payload) -> Payload:
     """v1 had no ``source_kind``; derive it from the v1 source string conventions."""

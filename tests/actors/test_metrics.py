@@ -64,6 +64,7 @@ def features(cause: Event) -> FeaturesExtracted:
         first_frame=0,
         frames=0,
         n_mels=64,
+        log_mel="power",
         log_mel_f16=b"",
         summary=summary,
         is_last=False,

@@ -62,6 +62,7 @@ def feature_events(stream_id: str, seconds: int) -> list[FeaturesExtracted]:
                 first_frame=frames.first_frame,
                 frames=frames.log_mel.shape[0],
                 n_mels=64,
+                log_mel="power",
                 log_mel_f16=frames.log_mel.astype("<f2").tobytes(),
                 summary=SUMMARY,
                 is_last=False,
@@ -113,6 +114,14 @@ def test_one_score_per_chunk_once_a_patch_is_full() -> None:
         (label.score for label in scores[0].labels), reverse=True
     )
     assert scores[1].causation_id is not None
+
+
+def test_frames_of_another_kind_than_the_model_reads_are_not_scored() -> None:
+    """A scorer of YAMNet's log-mel given frames of band power (say, from before a model change) hears nothing."""
+    stage = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(), log_mel="yamnet")
+    assert run(stage, list(feature_events("door", 3))) == []
+    matching = ScorerStage(TopicCatalogue(), quiet_classifier(), FusionConfig(), log_mel="power")
+    assert len(run(matching, list(feature_events("door", 3)))) == 3
 
 
 def test_spoken_call_for_help_fires_without_acoustic_support() -> None:

@@ -70,6 +70,7 @@ def sample_events() -> list[Event]:
             first_frame=698,
             frames=100,
             n_mels=64,
+            log_mel="power",
             log_mel_f16=b"\x00\x3c" * 6400,
             summary=FeatureSummary(
                 rms_dbfs_mean=-23.5,

@@ -1,0 +1,269 @@
+"""Train and evaluate the distress head on YAMNet (``models.yamnet_head``) on a dataset's splits.
+
+YAMNet runs once per clip (its first 0.96 s patch) and its outputs are cached beside the dataset, so the head
+trains in seconds. Everything chosen here is chosen on the validation split: the epoch (distress ROC-AUC), the
+calibration (temperature, Platt scaling) and the operating point (the lowest threshold with at most 5 % false
+positives). The test split is only read by :func:`evaluate_head`, which scores YAMNet zero-shot (the highest
+probability among its AudioSet classes of our distress labels) beside the trained head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from models.classifier import Calibration
+from models.labels import DISTRESS_LABELS
+from models.training.dataset import ClipSet, Dataset
+from models.training.metrics import recall_at_fpr, roc_auc, threshold_at_fpr
+from models.yamnet import Yamnet, patches, zero_shot_distress
+from models.yamnet_head import (
+    FEATURE_SIZE,
+    MODEL_VERSION,
+    HeadCheckpoint,
+    HeadWeights,
+    YamnetDistressModel,
+    head_inputs,
+)
+
+Float32Array = npt.NDArray[np.float32]
+Progress = Callable[[str, int, int], None]
+OPERATING_FPR = 0.05
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    seed: int = 7
+    hidden: int = 128
+    dropout: float = 0.3
+    epochs: int = 40
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-3
+    version: str = MODEL_VERSION
+
+
+def yamnet_outputs(
+    yamnet: Yamnet, clips: ClipSet, cache: Path | None = None, progress: Progress | None = None
+) -> tuple[Float32Array, Float32Array]:
+    """(class probabilities (n, 521), embeddings (n, 1024)) of each clip's first patch; cached in ``cache``."""
+    if cache is not None and cache.exists():
+        with np.load(cache) as data:
+            if len(data["scores"]) == len(clips):
+                return data["scores"], data["embeddings"]
+    scores: list[Float32Array] = []
+    embeddings: list[Float32Array] = []
+    for start in range(0, len(clips), BATCH):
+        if progress:
+            progress("yamnet", start, len(clips))
+        batch = np.stack([patches(clips.waveform(i))[0] for i in range(start, min(start + BATCH, len(clips)))])
+        batch_scores, batch_embeddings = yamnet.run(batch)
+        scores.append(batch_scores)
+        embeddings.append(batch_embeddings)
+    result = np.concatenate(scores), np.concatenate(embeddings)
+    if cache is not None:
+        np.savez(cache, scores=result[0], embeddings=result[1])
+    return result
+
+
+class _Head(nn.Module):
+    def __init__(self, hidden: int, dropout: float, n_labels: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(FEATURE_SIZE, hidden)
+        self.hidden = nn.Sequential(nn.Dropout(dropout), self.layer, nn.ReLU(), nn.Dropout(dropout))
+        self.classes = nn.Linear(hidden, n_labels)
+        self.distress = nn.Linear(hidden, 1)
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.hidden(inputs)
+        return self.classes(hidden), self.distress(hidden).squeeze(1)
+
+
+def _fit_calibration(
+    class_logits: Float32Array, distress_logits: Float32Array, labels: npt.NDArray[np.int64], targets: Float32Array
+) -> Calibration:
+    """Temperature (class NLL) and Platt scaling (distress NLL, both classes weighted equally) on validation."""
+    logits = torch.from_numpy(class_logits)
+    label_tensor = torch.from_numpy(labels)
+    log_temperature = torch.zeros(1, requires_grad=True)
+    scale = torch.ones(1, requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    distress = torch.from_numpy(distress_logits)
+    target_tensor = torch.from_numpy(targets)
+    positive_share = float(targets.mean())
+    weights = torch.where(target_tensor > 0.5, 0.5 / positive_share, 0.5 / (1 - positive_share))
+    optimiser = torch.optim.LBFGS([log_temperature, scale, bias], max_iter=200)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = nn.functional.cross_entropy(logits / log_temperature.exp(), label_tensor) + (
+            nn.functional.binary_cross_entropy_with_logits(distress * scale + bias, target_tensor, weight=weights)
+        )
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
+    return Calibration(float(log_temperature.exp()), float(scale), float(bias))
+
+
+def train_head(
+    dataset: Dataset, yamnet: Yamnet, config: HeadConfig = HeadConfig(), progress: Progress | None = None
+) -> HeadCheckpoint:
+    """A head trained on ``dataset.train``, with epoch, calibration and threshold chosen on its validation split."""
+    torch.manual_seed(config.seed)
+    generator = np.random.default_rng(config.seed)
+    labels = dataset.config.labels
+    splits = {}
+    for name in ("train", "validation"):
+        clips = dataset.split(name)
+        scores, embeddings = yamnet_outputs(yamnet, clips, dataset.directory / f"yamnet-{name}.npz", progress)
+        splits[name] = (head_inputs(scores, embeddings), clips.labels, dataset.config.distress_targets(clips.labels))
+    train_inputs, train_labels, train_targets = splits["train"]
+    mean = train_inputs.mean(axis=0)
+    std = train_inputs.std(axis=0) + 1e-3
+    standardised = {name: torch.from_numpy((inputs - mean) / std) for name, (inputs, _, _) in splits.items()}
+    head = _Head(config.hidden, config.dropout, len(labels))
+    optimiser = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    best: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
+    validation_targets = splits["validation"][2]
+    for epoch in range(config.epochs):
+        if progress:
+            progress("epochs", epoch, config.epochs)
+        head.train()
+        order = generator.permutation(len(train_labels))
+        for start in range(0, len(order), BATCH):
+            rows = torch.from_numpy(order[start : start + BATCH])
+            class_logits, distress_logits = head(standardised["train"][rows])
+            loss = nn.functional.cross_entropy(class_logits, torch.from_numpy(train_labels)[rows]) + (
+                nn.functional.binary_cross_entropy_with_logits(distress_logits, torch.from_numpy(train_targets)[rows])
+            )
+            optimiser.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+        head.eval()
+        with torch.no_grad():
+            auc = roc_auc(head(standardised["validation"])[1].numpy(), validation_targets)
+        if auc > best[0]:
+            best = (auc, {name: value.clone() for name, value in head.state_dict().items()})
+    head.load_state_dict(best[1])
+    weights = HeadWeights(
+        input_mean=mean.astype(np.float32),
+        input_std=std.astype(np.float32),
+        hidden_weight=head.layer.weight.detach().numpy().T.copy(),
+        hidden_bias=head.layer.bias.detach().numpy().copy(),
+        class_weight=head.classes.weight.detach().numpy().T.copy(),
+        class_bias=head.classes.bias.detach().numpy().copy(),
+        distress_weight=head.distress.weight.detach().numpy()[0].copy(),
+        distress_bias=head.distress.bias.detach().numpy().copy(),
+    )
+    validation_inputs, validation_labels, _ = splits["validation"]
+    class_logits, distress_logits = weights.logits(validation_inputs)
+    calibration = _fit_calibration(class_logits, distress_logits, validation_labels, validation_targets)
+    provisional = HeadCheckpoint(weights, labels, calibration, 0.5, config.version)
+    _, distress = YamnetDistressModel(yamnet, provisional).scores_of(
+        *yamnet_outputs(yamnet, dataset.validation, dataset.directory / "yamnet-validation.npz")
+    )
+    threshold = min(0.99, threshold_at_fpr(distress, validation_targets, OPERATING_FPR))
+    return HeadCheckpoint(
+        weights,
+        labels,
+        calibration,
+        threshold,
+        config.version,
+        {
+            "dataset": dataset.config.digest(),
+            "dataset_config": asdict(dataset.config),
+            "best_validation_auc": round(best[0], 4),
+            "seed": config.seed,
+            "hidden": config.hidden,
+        },
+    )
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One scorer on one split: ranking and recall at 5 % false positives, overall and per source and label."""
+
+    scorer: str
+    roc_auc: float
+    recall_at_5_fpr: float
+    by_source_recall: float  # each distress source counting once
+    sources: int
+    recall_by_label: dict[str, float]
+    worst_sources: tuple[tuple[str, float, int], ...]  # (source, recall, clips)
+
+
+def score_row(
+    scorer: str, scores: Float32Array, clips: ClipSet, labels: Sequence[str], targets: Float32Array
+) -> ScoreRow:
+    threshold = threshold_at_fpr(scores, targets, OPERATING_FPR)
+    hit = scores >= threshold
+    source_ids = np.asarray(clips.source_ids)
+    by_source: list[tuple[str, float, int]] = []
+    for source in sorted(set(source_ids[targets > 0.5])):
+        members = (source_ids == source) & (targets > 0.5)
+        by_source.append((str(source), float(hit[members].mean()), int(members.sum())))
+    by_label = {
+        label: float(hit[clips.labels == index].mean())
+        for index, label in enumerate(labels)
+        if label in DISTRESS_LABELS and (clips.labels == index).any()
+    }
+    return ScoreRow(
+        scorer,
+        roc_auc(scores, targets),
+        recall_at_fpr(scores, targets, OPERATING_FPR),
+        float(np.mean([recall for _, recall, _ in by_source])),
+        len(by_source),
+        by_label,
+        tuple(sorted(by_source, key=lambda row: row[1])[:5]),
+    )
+
+
+def zero_shot_scores(scores: Float32Array) -> Float32Array:
+    """YAMNet without training: the highest of its distress labels' class probabilities."""
+    per_label = zero_shot_distress(scores)
+    maximum: Float32Array = np.max([per_label[label] for label in per_label if label in DISTRESS_LABELS], axis=0)
+    return maximum
+
+
+def evaluate_head(
+    model: YamnetDistressModel, dataset: Dataset, split: str = "test", progress: Progress | None = None
+) -> list[ScoreRow]:
+    """YAMNet zero-shot and the trained head on ``split``: what `distress models evaluate-head` prints."""
+    clips = dataset.split(split)
+    scores, embeddings = yamnet_outputs(model.yamnet, clips, dataset.directory / f"yamnet-{split}.npz", progress)
+    targets = dataset.config.distress_targets(clips.labels)
+    _, distress = model.scores_of(scores, embeddings)
+    labels = dataset.config.labels
+    return [
+        score_row("YAMNet zero-shot (max of its distress classes)", zero_shot_scores(scores), clips, labels, targets),
+        score_row(f"distress-yamnet {model.checkpoint.version} (trained head)", distress, clips, labels, targets),
+    ]
+
+
+def format_rows(rows: Sequence[ScoreRow], split: str) -> str:
+    """The markdown table of :func:`evaluate_head`'s rows, with recall by label and the weakest sources."""
+    labels = sorted({label for row in rows for label in row.recall_by_label})
+    lines = [
+        f"| scorer ({split} split) | ROC-AUC | recall at 5 % FP | by source (each once) | " + " | ".join(labels) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(labels),
+    ]
+    for row in rows:
+        by_label = " | ".join(f"{row.recall_by_label.get(label, float('nan')):.2f}" for label in labels)
+        lines.append(
+            f"| {row.scorer} | {row.roc_auc:.3f} | {row.recall_at_5_fpr:.3f} | "
+            f"{row.by_source_recall:.3f} ({row.sources} sources) | {by_label} |"
+        )
+    for row in rows:
+        weakest = ", ".join(f"{source} {recall:.2f} ({clips})" for source, recall, clips in row.worst_sources)
+        lines.append(f"\n{row.scorer}, weakest sources (recall, clips): {weakest}")
+    return "\n".join(lines)

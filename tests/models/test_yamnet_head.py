@@ -1,0 +1,137 @@
+"""The distress head on YAMNet: its checkpoint, its scores through the shared acoustic-model interface, training
+and evaluation on a tiny dataset, and `distress models evaluate-head`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
+from models.classifier import Calibration, ClassifierError, default_checkpoint_path
+from models.labels import SOUND_LABELS
+from models.training import synth
+from models.training.dataset import build_dataset, tiny_config
+from models.training.head import HeadConfig, train_head, zero_shot_scores
+from models.yamnet import Yamnet, patches
+from models.yamnet_head import FEATURE_SIZE, HeadCheckpoint, HeadWeights, YamnetDistressModel
+
+TINY = replace(
+    tiny_config(seed=3),
+    labels=SOUND_LABELS,
+    balanced_by_source=True,
+    clips_per_label={"train": 16, "validation": 8, "test": 8},
+)
+
+
+@pytest.fixture(scope="module")
+def yamnet() -> Yamnet:
+    return Yamnet.load()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, yamnet: Yamnet) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("head")
+    dataset = build_dataset(TINY, root / "data")
+    checkpoint = train_head(dataset, yamnet, HeadConfig(epochs=4, hidden=16))
+    checkpoint.save(root / "head.npz")
+    return root / "head.npz", root / "data"
+
+
+def random_checkpoint(seed: int = 0, hidden: int = 8) -> HeadCheckpoint:
+    rng = np.random.default_rng(seed)
+    labels = len(SOUND_LABELS)
+    weights = HeadWeights(
+        input_mean=np.zeros(FEATURE_SIZE, np.float32),
+        input_std=np.ones(FEATURE_SIZE, np.float32),
+        hidden_weight=rng.normal(0, 0.05, (FEATURE_SIZE, hidden)).astype(np.float32),
+        hidden_bias=np.zeros(hidden, np.float32),
+        class_weight=rng.normal(0, 0.1, (hidden, labels)).astype(np.float32),
+        class_bias=np.zeros(labels, np.float32),
+        distress_weight=rng.normal(0, 0.1, hidden).astype(np.float32),
+        distress_bias=np.zeros(1, np.float32),
+    )
+    return HeadCheckpoint(weights, SOUND_LABELS, Calibration(1.5, 0.8, -0.1), 0.7, "0.0.1", {"note": "test"})
+
+
+def test_a_saved_head_loads_as_it_was_and_scores_the_same(tmp_path: Path, yamnet: Yamnet) -> None:
+    checkpoint = random_checkpoint()
+    checkpoint.save(tmp_path / "head.npz")
+    loaded = HeadCheckpoint.load(tmp_path / "head.npz")
+    assert (loaded.labels, loaded.calibration, loaded.threshold, loaded.version) == (
+        SOUND_LABELS,
+        Calibration(1.5, 0.8, -0.1),
+        0.7,
+        "0.0.1",
+    )
+    scream = synth.scream(np.random.default_rng(1), synth.random_voice(np.random.default_rng(2), "adult_female"))
+    batch = patches(scream)
+    before = YamnetDistressModel(yamnet, checkpoint).predict_batch(batch)
+    after = YamnetDistressModel(yamnet, loaded).predict_batch(batch)
+    assert before == after
+    assert before[0].labels == SOUND_LABELS and before[0].model_id == "distress-yamnet"
+    assert sum(before[0].probabilities) == pytest.approx(1.0, abs=1e-4)
+    assert 0.0 < before[0].distress_probability < 1.0
+
+
+def test_a_file_that_is_not_a_head_is_refused_with_its_name(tmp_path: Path) -> None:
+    other = tmp_path / "other.npz"
+    np.savez(other, something=np.zeros(3))
+    with pytest.raises(ClassifierError, match=r"other\.npz is not a distress-yamnet head"):
+        HeadCheckpoint.load(other)
+    with pytest.raises(ClassifierError, match=r"is not a distress-yamnet head"):
+        load_acoustic_model(other)
+
+
+def test_the_checkpoint_kind_picks_the_front_end_the_features_stage_computes(tmp_path: Path) -> None:
+    assert front_end_for(tmp_path / "head.npz") is YAMNET_FRONT_END
+    assert front_end_for(tmp_path / "cnn.pt") is CNN_FRONT_END
+    assert front_end_for(None) is front_end_for(default_checkpoint_path())
+    assert YAMNET_FRONT_END.features.mel_of_magnitude and not CNN_FRONT_END.features.mel_of_magnitude
+
+
+def test_training_chooses_on_validation_and_records_its_dataset(trained: tuple[Path, Path], yamnet: Yamnet) -> None:
+    path, _ = trained
+    checkpoint = HeadCheckpoint.load(path)
+    assert 0.0 < checkpoint.threshold < 1.0
+    assert checkpoint.metadata["dataset"] == TINY.digest()
+    assert tuple(checkpoint.metadata["dataset_config"]["labels"]) == SOUND_LABELS
+    model = load_acoustic_model(path)
+    assert model.model_id == "distress-yamnet" and model.threshold == checkpoint.threshold
+
+
+def test_zero_shot_is_the_highest_distress_class_probability() -> None:
+    scores = np.zeros((2, 521), np.float32)
+    scores[0, 11] = 0.7  # Screaming
+    scores[0, 0] = 0.9  # Speech: not a distress class
+    scores[1, 394] = 0.4  # Fire alarm
+    assert zero_shot_scores(scores).tolist() == pytest.approx([0.7, 0.4])
+
+
+def test_evaluate_head_prints_zero_shot_beside_the_head_on_the_test_split(trained: tuple[Path, Path]) -> None:
+    path, data_dir = trained
+    args = ["models", "evaluate-head", "--checkpoint", str(path), "--data-dir", str(data_dir)]
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "YAMNet zero-shot" in table.output and "trained head" in table.output
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert [row["scorer"].split()[0] for row in rows] == ["YAMNet", "distress-yamnet"]
+    for row in rows:
+        assert 0.0 <= row["roc_auc"] <= 1.0 and 0.0 <= row["recall_at_5_fpr"] <= 1.0
+        assert set(row["recall_by_label"]) <= set(SOUND_LABELS) - {"background", "speech"}
+        assert row["sources"] >= 7  # every distress label has a source in the tiny test split
+
+
+def test_evaluate_head_refuses_the_training_split(trained: tuple[Path, Path]) -> None:
+    path, data_dir = trained
+    result = CliRunner().invoke(
+        app, ["models", "evaluate-head", "--checkpoint", str(path), "--data-dir", str(data_dir), "--split", "train"]
+    )
+    assert result.exit_code == 2 and "--split must be one of" in result.output

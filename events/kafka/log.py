@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from events.codec import CodecError
 from events.kafka.admin import KafkaProbe, MetricsError
@@ -83,8 +83,10 @@ class TopicLog:
             partitions = [(topic, partition) for topic in topics for partition in self._partitions(topic)]
             if since_ms is not None:
                 start = self._offsets_at(partitions, since_ms)
+            lows = self._watermarks(partitions, OFFSET_BEGINNING)
+            highs = self._watermarks(partitions, OFFSET_END)
             for topic, partition in partitions:
-                low, high = self._watermarks((topic, partition))
+                low, high = lows[(topic, partition)], highs[(topic, partition)]
                 self._lows[(topic, partition)] = low
                 wanted = (start or {}).get((topic, partition), low)
                 if wanted > high:
@@ -110,7 +112,7 @@ class TopicLog:
 
     def end_offsets(self) -> dict[Partition, int]:
         """The current end (high watermark) of every partition."""
-        return {partition: self._watermarks(partition)[1] for partition in self._positions}
+        return self._watermarks(list(self._positions), OFFSET_END)
 
     def remaining(self, until: Mapping[Partition, int]) -> int:
         return sum(max(0, until.get(partition, 0) - offset) for partition, offset in self._positions.items())
@@ -125,8 +127,8 @@ class TopicLog:
 
     def seek(self, positions: Mapping[Partition, int]) -> None:
         """Continue from ``positions``; a position whose events expired moves up to the first one kept."""
+        self._lows.update(self._watermarks(list(positions), OFFSET_BEGINNING))
         for where, offset in positions.items():
-            self._lows[where] = self._watermarks(where)[0]
             self._positions[where] = max(offset, self._lows[where])
         self._assign()
 
@@ -222,12 +224,9 @@ class TopicLog:
                 timeout=self._timeout_s,
             ),
         )
-        return {
-            (item.topic, item.partition): item.offset
-            if item.offset >= 0
-            else self._watermarks((item.topic, item.partition))[1]
-            for item in found
-        }
+        offsets = {(item.topic, item.partition): item.offset for item in found}
+        beyond = [where for where, offset in offsets.items() if offset < 0]
+        return offsets | self._watermarks(beyond, OFFSET_END)
 
     def _ask(self, what: str, call: Callable[[], Answer]) -> Answer:
         """``call``, retried while the cluster settles (new topics without leaders yet) for up to the timeout."""
@@ -254,18 +253,33 @@ class TopicLog:
                 raise LogPositionError(f"topic {topic} does not exist (start the pipeline or `distress broker up`)")
             time.sleep(0.2)
 
-    def _watermarks(self, where: Partition, retry_for_s: float = 30.0) -> tuple[int, int]:
-        """(first, next) offset of a partition; retried while a new topic's leadership settles."""
+    def _watermarks(
+        self, partitions: Sequence[Partition], which: int, retry_for_s: float = 30.0
+    ) -> dict[Partition, int]:
+        """The first (``OFFSET_BEGINNING``) or next (``OFFSET_END``) offset of every partition, asked in one
+        request (per broker), not one per partition: once reading, each request waits behind a fetch parked on the
+        broker, and one per partition added up to a large part of a rebuild. Retried while a new topic's leadership
+        settles."""
+        if not partitions:
+            return {}
         deadline = time.monotonic() + retry_for_s
         while True:
+            cause: KafkaException | None = None
             try:
-                low, high = self._consumer.get_watermark_offsets(TopicPartition(*where), timeout=10.0, cached=False)
-                return int(low), int(high)
+                found = self._consumer.offsets_for_times(
+                    [TopicPartition(topic, partition, which) for topic, partition in partitions], timeout=10.0
+                )
+                failed = [(item, item.error) for item in found if item.error is not None]
+                if not failed:
+                    return {(item.topic, item.partition): int(item.offset) for item in found}
+                (item, kafka_error), *_ = failed
+                where = f"{item.topic}[{item.partition}]"
             except KafkaException as error:
-                kafka_error = error.args[0]
-                if not (kafka_error.retriable() or kafka_error.code() in _SETTLING) or time.monotonic() > deadline:
-                    raise BusError(f"cannot read the offsets of {where[0]}[{where[1]}]: {kafka_error.str()}") from error
-                time.sleep(0.2)
+                cause, kafka_error = error, error.args[0]
+                where = ", ".join(f"{topic}[{partition}]" for topic, partition in partitions)
+            if not (kafka_error.retriable() or kafka_error.code() in _SETTLING) or time.monotonic() > deadline:
+                raise BusError(f"cannot read the offsets of {where}: {kafka_error.str()}") from cause
+            time.sleep(0.2)
 
 
 Answer = TypeVar("Answer")

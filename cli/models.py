@@ -156,7 +156,7 @@ def product_chain(checkpoint: Path) -> ProductChain:
     from actors.offline import Detector
     from config import load_settings
     from events.catalogue import IncidentOpened
-    from models.classifier import DISTRESS_LABELS
+    from models.labels import DISTRESS_LABELS
     from models.training.evaluate import OpenedIncident
 
     settings = load_settings()
@@ -287,6 +287,15 @@ def evaluate_head_command(
     checkpoint: HeadOption = None,
     data_dir: DataDirOption = None,
     split: Annotated[str, typer.Option("--split", help="validation or test (the held-out sources).")] = "test",
+    benign_hours: Annotated[
+        float,
+        typer.Option(
+            "--benign-hours",
+            min=0.0,
+            help="Hours of everyday audio run through the product's chain to count false incidents (0: none).",
+        ),
+    ] = 15.0,
+    events_per_label: EventsPerLabelOption = 20,
     json_output: Annotated[bool, typer.Option("--json", help="Print the rows as JSON, not the table.")] = False,
 ) -> None:
     """YAMNet zero-shot beside the trained head on the held-out split of the dataset the head was trained on:
@@ -294,31 +303,59 @@ def evaluate_head_command(
     _require_training()
     from dataclasses import asdict
 
+    from actors.offline import DetectionError
+    from config import SettingsError
     from models.training.dataset import DEFAULT_DATA_DIR, DatasetConfig, build_dataset
     from models.training.errors import DatasetError
-    from models.training.head import evaluate_head, format_rows
+    from models.training.head import evaluate_head, format_product, format_rows, product_evaluation
     from models.yamnet import Yamnet, YamnetError
     from models.yamnet_head import HeadCheckpoint, YamnetDistressModel, default_head_path
 
     if split not in HELD_OUT_SPLITS:
         raise CliError(f"--split must be one of {sorted(HELD_OUT_SPLITS)}, got {split!r}")
     console = Console(stderr=True)
+    path = checkpoint or default_head_path()
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    product = None
     try:
-        model = YamnetDistressModel(Yamnet.load(), HeadCheckpoint.load(checkpoint or default_head_path()))
+        model = YamnetDistressModel(Yamnet.load(), HeadCheckpoint.load(path))
         with _progress(console) as progress:
             bars = _ProgressBars(progress)
             recorded = model.checkpoint.metadata.get("dataset_config")
             if recorded is None:
                 raise ValueError("the head checkpoint records no dataset_config: it was not made by train-head")
             config = DatasetConfig.from_dict(recorded)
-            dataset = build_dataset(config, data_dir or DEFAULT_DATA_DIR, bars)
+            dataset = build_dataset(config, data_dir, bars)
             rows = evaluate_head(model, dataset, HELD_OUT_SPLITS[split], bars)
-    except (DatasetError, ClassifierError, YamnetError, ValueError) as error:
+            if benign_hours or events_per_label:
+                product = product_evaluation(
+                    product_chain(path),
+                    dataset,
+                    HELD_OUT_SPLITS[split],
+                    data_dir,
+                    benign_hours=benign_hours,
+                    events_per_label=events_per_label,
+                    progress=bars,
+                )
+    except (DatasetError, ClassifierError, YamnetError, SettingsError, DetectionError, ValueError) as error:
         raise CliError(str(error), kind="model", exit_code=1) from error
     if json_output:
-        typer.echo(json.dumps({"split": split, "dataset": str(dataset.directory), "rows": [asdict(r) for r in rows]}))
+        result: dict[str, object] = {
+            "split": split,
+            "dataset": str(dataset.directory),
+            "rows": [asdict(row) for row in rows],
+        }
+        if product is not None:
+            result["product"] = {
+                **asdict(product),
+                "false_incidents_per_hour": product.false_incidents_per_hour,
+                "shortest_scream_s": product.shortest_scream_s,
+            }
+        typer.echo(json.dumps(result))
     else:
         typer.echo(format_rows(rows, split))
+        if product is not None:
+            typer.echo(f"\n{format_product(product, split)}")
 
 
 @app.command("compare")

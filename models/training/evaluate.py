@@ -10,7 +10,7 @@ the second stage included at the share of benign windows it runs on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ import torch
 
 from domain.audio import SAMPLE_RATE
 from models.classifier import (
-    DISTRESS_LABELS,
     LABELS,
     PATCH_FRAMES,
     DistressClassifier,
@@ -33,6 +32,7 @@ from models.classifier import (
     parameter_count,
 )
 from models.features import log_mel
+from models.labels import DISTRESS_LABELS
 from models.training.dataset import DEFAULT_DATA_DIR, ClipSet, Dataset, DatasetConfig, Split, benign_stream, join_event
 from models.training.metrics import (
     STREAM_HOP_FRAMES,
@@ -249,6 +249,7 @@ def event_recall(
     events_per_label: int,
     clips_per_event: int = 3,
     seed: int = 0,
+    labels: Sequence[str] = LABELS,
 ) -> EventRecall:
     """Run distress events of every distress label through the product's chain, each in its own recording.
 
@@ -262,7 +263,7 @@ def event_recall(
     rng = np.random.default_rng(seed)
     events: dict[str, int] = {}
     caught: dict[str, int] = {}
-    for index, label in enumerate(LABELS):
+    for index, label in enumerate(labels):
         members = np.flatnonzero(clips.labels == index)
         if label not in DISTRESS_LABELS or not len(members):
             continue

@@ -116,12 +116,21 @@ def test_zero_shot_is_the_highest_distress_class_probability() -> None:
 def test_evaluate_head_prints_zero_shot_beside_the_head_on_the_test_split(trained: tuple[Path, Path]) -> None:
     path, data_dir = trained
     args = ["models", "evaluate-head", "--checkpoint", str(path), "--data-dir", str(data_dir)]
-    table = CliRunner().invoke(app, args)
+    table = CliRunner().invoke(app, [*args, "--benign-hours", "0", "--events-per-label", "0"])
     assert table.exit_code == 0, table.output
     assert "YAMNet zero-shot" in table.output and "trained head" in table.output
-    result = CliRunner().invoke(app, [*args, "--json"])
+    assert "product decision" not in table.output
+    result = CliRunner().invoke(app, [*args, "--json", "--benign-hours", "0.02", "--events-per-label", "1"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["rows"]
+    report = json.loads(result.stdout)  # stdout holds the JSON and nothing else
+    product = report["product"]
+    assert product["benign_hours"] == 0.02 and product["false_incidents"] == sum(
+        product["false_incidents_by_label"].values()
+    )
+    assert set(product["events"]["events"]) == set(SOUND_LABELS) - {"background", "speech"}
+    assert set(product["events"]["events"].values()) == {1}
+    assert [float(length) for length in product["screams_by_length"]] == [0.1, 0.2, 0.3, 0.5, 1.0]
+    rows = report["rows"]
     assert [row["scorer"].split()[0] for row in rows] == ["YAMNet", "distress-yamnet"]
     for row in rows:
         assert 0.0 <= row["roc_auc"] <= 1.0 and 0.0 <= row["recall_at_5_fpr"] <= 1.0

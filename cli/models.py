@@ -155,8 +155,8 @@ def product_chain(checkpoint: Path) -> ProductChain:
     --no-asr` (features, scorer with fusion and hysteresis, incident rules) at the configured settings."""
     from actors.offline import Detector
     from config import load_settings
+    from domain.labels import DISTRESS_LABELS
     from events.catalogue import IncidentOpened
-    from models.labels import DISTRESS_LABELS
     from models.training.evaluate import OpenedIncident
 
     settings = load_settings()

@@ -4,8 +4,8 @@
 SQL rows, the HTTP API's JSON and OpenAPI document and the templates are what they were, while mypy checks every
 value written in code and the codec refuses any other value on decode.
 
-Sound labels are not here: they are the classifier's vocabulary (``models.classifier.LABELS``), recorded with each
-trained model, and a retrained model may add one without a schema change, so events carry them as ``str``.
+Sound labels are not here but in ``domain.labels``: a trained model records the ones it knows and a retrained
+model may add one without a schema change, so events carry them as ``str``.
 """
 
 from __future__ import annotations

@@ -34,10 +34,10 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from domain.labels import DISTRESS_LABELS as ALL_DISTRESS_LABELS
+from domain.labels import SOUND_LABELS
 from models.asr import ModelNotAvailable, resolve_model
 from models.encoder_stage import EncoderStage, WhisperEncoder
-from models.labels import DISTRESS_LABELS as ALL_DISTRESS_LABELS
-from models.labels import SOUND_LABELS
 
 # The labels of distress-cnn 1.x checkpoints: the first seven (gunshot and alarm came with the YAMNet head).
 LABELS: tuple[str, ...] = SOUND_LABELS[:7]

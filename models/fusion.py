@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from domain.labels import DISTRESS_LABELS
 from events.catalogue import LabelScore, PhraseHit
-from models.labels import DISTRESS_LABELS
 
 VOICED_DISTRESS_LABELS = frozenset({"scream", "crying"})
 

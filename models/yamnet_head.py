@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.special
 
+from domain.labels import SOUND_LABELS
 from models.classifier import ASSETS_DIR, Calibration, ClassifierError, ClassScores
-from models.labels import SOUND_LABELS
 from models.yamnet import EMBEDDING_SIZE, N_CLASSES, SHA256, Yamnet
 
 MODEL_ID = "distress-yamnet"

@@ -35,8 +35,8 @@ import numpy.typing as npt
 import soundfile
 
 from domain.audio import SAMPLE_RATE
+from domain.labels import DISTRESS_LABELS, SOUND_LABELS
 from models.classifier import LABELS
-from models.labels import DISTRESS_LABELS, SOUND_LABELS
 from models.training import synth
 from models.training.errors import DatasetError
 from models.training.game_sounds import Recording, find_recordings, read_recording

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import torch
 
 from domain.audio import SAMPLE_RATE
+from domain.labels import DISTRESS_LABELS
 from models.classifier import (
     LABELS,
     PATCH_FRAMES,
@@ -32,7 +33,6 @@ from models.classifier import (
     parameter_count,
 )
 from models.features import log_mel
-from models.labels import DISTRESS_LABELS
 from models.training.dataset import DEFAULT_DATA_DIR, ClipSet, Dataset, DatasetConfig, Split, benign_stream, join_event
 from models.training.metrics import (
     STREAM_HOP_FRAMES,

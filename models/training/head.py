@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from domain.audio import SAMPLE_RATE
+from domain.labels import DISTRESS_LABELS
 from models.classifier import Calibration
-from models.labels import DISTRESS_LABELS
 from models.training.dataset import ClipSet, Dataset, Split, benign_stream
 from models.training.evaluate import (
     EVENT_LEAD_S,

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from domain.labels import SOUND_LABELS
 from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
-from models.labels import SOUND_LABELS
 from models.training import synth
 from models.training.dataset import build_dataset, tiny_config
 from models.training.head import HeadConfig, train_head, zero_shot_scores

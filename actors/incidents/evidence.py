@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from config.settings import IncidentConfig
 from domain.incidents import IncidentRecord
-from domain.types import Severity
+from domain.types import Severity, severity_rank
 from events.catalogue import DistressScored, LabelScore, PhraseHit, TranscriptProduced
 
 
@@ -79,15 +79,24 @@ def assess_severity(evidence: Evidence, config: IncidentConfig) -> tuple[Severit
         label = best(group)
         if label is not None:
             kinds.append(f"{label[0]} {label[1]:.2f}")
+    by_score: tuple[Severity, str]
     if len(kinds) >= 2:
-        return "critical", " + ".join(kinds)
-    if evidence.phrases:
-        return "high", f"spoken call for help: {kinds[0]}"
-    if evidence.score >= config.high_score:
-        return "high", f"score {evidence.score:.2f} >= {config.high_score:.2f}"
-    if evidence.score >= config.medium_score:
-        return "medium", f"score {evidence.score:.2f} >= {config.medium_score:.2f}"
-    return "low", f"score {evidence.score:.2f}"
+        by_score = "critical", " + ".join(kinds)
+    elif evidence.phrases:
+        by_score = "high", f"spoken call for help: {kinds[0]}"
+    elif evidence.score >= config.high_score:
+        by_score = "high", f"score {evidence.score:.2f} >= {config.high_score:.2f}"
+    elif evidence.score >= config.medium_score:
+        by_score = "medium", f"score {evidence.score:.2f} >= {config.medium_score:.2f}"
+    else:
+        by_score = "low", f"score {evidence.score:.2f}"
+    # A label grave on its own (a gunshot, an alarm) sets a floor: the graver of the two, with its reason.
+    by_label = [
+        (config.label_severities[label], f"{label} {score:.2f}")
+        for label, score in sorted(evidence.labels.items())
+        if label in config.label_severities and score >= config.label_min_score
+    ]
+    return max([by_score, *by_label], key=lambda pair: severity_rank(pair[0]))
 
 
 def describe(evidence: Evidence, config: IncidentConfig) -> str:

@@ -143,6 +143,30 @@ def test_evidence_escalates_severity_up_to_critical_with_the_reason() -> None:
     assert of_type(feed(incidents, [story.score(4, 0.6, label="crying")]), IncidentEscalated) == []  # never down
 
 
+def test_a_gunshot_is_critical_and_an_alarm_high_on_their_own() -> None:
+    story = Scenario()
+    [shot] = of_type(
+        feed(engine(), [story.score(0, 0.72, label="gunshot"), story.score(1, 0.7, label="gunshot")]), IncidentOpened
+    )
+    assert shot.severity == "critical" and "critical: gunshot 0.72" in shot.reason
+    [alarm] = of_type(
+        feed(engine(), [story.score(0, 0.7, label="alarm"), story.score(1, 0.71, label="alarm")]), IncidentOpened
+    )
+    assert alarm.severity == "high" and "high: alarm 0.71" in alarm.reason
+    quiet = IncidentConfig(label_severities={})
+    [plain] = of_type(
+        feed(engine(quiet), [story.score(0, 0.7, label="alarm"), story.score(1, 0.71, label="alarm")]), IncidentOpened
+    )
+    assert plain.severity == "medium"
+
+
+def test_a_label_that_does_not_exist_is_refused_in_the_settings() -> None:
+    with pytest.raises(ValueError, match=r"unknown sound label.*'gunshots'"):
+        IncidentConfig(label_severities={"gunshots": "critical"})
+    with pytest.raises(ValueError, match=r"unknown sound label.*'shriek'"):
+        IncidentConfig(vocal_labels=("scream", "shriek"))
+
+
 def test_a_transcript_heard_just_before_the_onset_is_part_of_the_opening() -> None:
     story = Scenario()
     incidents = engine()

@@ -73,7 +73,7 @@ def _configured(callback: Callable[..., Any]) -> Callable[..., Any]:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "run": Subcommand("cli.run", "run_command"),
     "demo": Subcommand("cli.run", "demo_command"),
-    "status": Subcommand("cli.run", "status_command"),
+    "status": Subcommand("cli.status", "status_command"),
     "detect": Subcommand("cli.detect", "detect_command"),
     "capture": Subcommand("cli.capture", "capture_command"),
     "features": Subcommand("cli.features", "features_command"),

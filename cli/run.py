@@ -1,4 +1,4 @@
-"""`distress run`, `distress status` and `distress demo`: the pipeline on Ray, its health, and the product demo.
+"""`distress run` and `distress demo`: the pipeline on Ray, and the product demo (`distress status`: cli/status.py).
 
 `run` and `demo` also serve the operator dashboard while the pipeline runs (its sign-in URL goes to stderr, so
 stdout carries nothing but the summary).
@@ -25,18 +25,12 @@ from actors.capture.sources import STDIN
 from actors.demo import DemoRecordingError, ensure_demo_recording, local_alert_sink, with_sink_route
 from actors.metrics import ObserverSnapshot
 from actors.pipeline import StageSpec, capture_source, default_stages
-from actors.runtime import (
-    PipelineRuntime,
-    PipelineStatus,
-    RunSummary,
-    SourceFactory,
-    connect_ray,
-    pipeline_status,
-    stop_on_signals,
-)
+from actors.runtime.driver import PipelineRuntime, RunSummary, connect_ray, stop_on_signals
+from actors.runtime.hosts import SourceFactory
 from cli.broker import reachable_bus
 from cli.capture import CaptureUsageError, stream_ids_for
 from cli.errors import CliError
+from cli.status import print_latency
 from config import Settings, StreamConfig, load_settings
 from config.logging import configure_logging
 from config.redaction import redact_url
@@ -143,7 +137,7 @@ def _print_summary(summary: RunSummary, json_output: bool, given: Sequence[Strea
         streams.add_row(stream.id, stream.state, str(stream.chunks), stream.reason)
     console.print(streams)
     _print_incidents(console, snapshot)
-    _print_latency(console, snapshot)
+    print_latency(console, snapshot)
 
 
 def _print_incidents(console: Console, snapshot: ObserverSnapshot) -> None:
@@ -155,39 +149,6 @@ def _print_incidents(console: Console, snapshot: ObserverSnapshot) -> None:
     for incident in snapshot.incidents:
         table.add_row(incident.id, incident.stream_id, f"{incident.onset_s:.1f} s", incident.severity, incident.reason)
     console.print(table)
-
-
-def _print_latency(console: Console, snapshot: ObserverSnapshot) -> None:
-    table = Table(title="latency since capture")
-    for column in ("stage", "events", "p50", "p95"):
-        table.add_column(column, justify="right" if column != "stage" else "left")
-    for item in snapshot.latency:
-        table.add_row(item.stage, str(item.count), f"{item.p50_s * 1000:.0f} ms", f"{item.p95_s * 1000:.0f} ms")
-    console.print(table)
-
-
-def _print_status(status: PipelineStatus, json_output: bool) -> None:
-    if json_output:
-        typer.echo(json.dumps(status.as_json(), indent=2))
-        return
-    console = Console()
-    stages = Table(title="stages")
-    for column in ("stage", "consumer group", "consumers", "lag"):
-        stages.add_column(column, justify="right" if column in ("consumers", "lag") else "left")
-    for stage in status.stages:
-        stages.add_row(
-            stage.stage,
-            stage.group_id or "(database checkpoint)",
-            "-" if stage.consumers is None else str(stage.consumers),
-            str(stage.lag),
-        )
-    console.print(stages)
-    recent = status.recent
-    console.print(
-        f"last {status.window_s:.0f} s: {len(recent.streams)} stream(s), {recent.chunks} chunks, "
-        f"{len(recent.incidents)} incident(s), {recent.alerts_sent} alert(s) sent"
-    )
-    _print_latency(console, recent)
 
 
 class DashboardStartError(CliError):
@@ -286,18 +247,6 @@ def run_command(
     _print_summary(summary, json_output, streams)
     if any(stream.state == "failed" for stream in summary.snapshot.streams):
         raise typer.Exit(2)
-
-
-def status_command(
-    window: Annotated[float, typer.Option("--window", help="Seconds of recent events for latency.")] = 300.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
-) -> None:
-    """Per-stage consumers, lag and latency (capture → features → score → incident → alert), read from Kafka."""
-    if window <= 0:
-        raise RunUsageError(f"--window must be positive, got {window}")
-    settings = load_settings()
-    reachable_bus(settings)
-    _print_status(pipeline_status(settings, default_stages(settings), window_s=window), json_output)
 
 
 # -------------------------------------------------------------------------------------------------- demo

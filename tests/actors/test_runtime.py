@@ -23,15 +23,8 @@ import soundfile
 from actors.capture import EventPublisher
 from actors.demo import DEMO_SCRIPT, local_alert_sink, with_sink_route
 from actors.pipeline import StageSpec, capture_source, default_stages
-from actors.runtime import (
-    PipelineRuntime,
-    ResumingPublisher,
-    RunSummary,
-    RuntimeStartError,
-    connect_ray,
-    locate_stream_run,
-    recent_input,
-)
+from actors.runtime.driver import PipelineRuntime, RunSummary, RuntimeStartError, connect_ray
+from actors.runtime.resume import ResumingPublisher, locate_stream_run, recent_input
 from actors.stage import Stage
 from config import Settings, StreamConfig
 from events import Event
@@ -269,7 +262,7 @@ def test_an_undecodable_last_finished_message_does_not_hold_up_the_replay(
 ) -> None:
     """The message before the committed offset cannot be decoded (the stage dead-lettered it), so its timestamp is
     never found: the replay must not wait for it. With the allowance this long, waiting would outlast the test."""
-    monkeypatch.setattr("actors.runtime.RESTART_ALLOWANCE_S", 3600.0)
+    monkeypatch.setattr("actors.runtime.resume.RESTART_ALLOWANCE_S", 3600.0)
     settings.ensure_topics()
     bus, topic = settings.bus(), settings.topics().audio_chunks.name
     with bus.producer() as producer:

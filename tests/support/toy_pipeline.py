@@ -20,7 +20,8 @@ import ray
 
 from actors.capture import EventPublisher
 from actors.pipeline import StageSpec
-from actors.runtime import CaptureSource, connect_ray
+from actors.runtime.driver import connect_ray
+from actors.runtime.hosts import CaptureSource
 from config import Settings, StreamConfig
 from config.settings import RuntimeConfig
 from events import Event

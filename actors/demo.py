@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
-from config.settings import AlertRoute
+from config.alerting import AlertRoute
 
 DEMO_SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "make_demo_audio.py"
 

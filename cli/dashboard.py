@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from cli.errors import CliError, describe_os_error
 from config import load_settings
-from config.settings import DashboardToken, DashboardUser
+from config.dashboard import DashboardToken, DashboardUser
 from frontend.auth import ONE_TIME_OPERATOR, AuthError, hash_password, new_token, token_digest
 from frontend.server import DashboardServer, issue_sign_in_link, rotate_session_key, session_key_path
 

@@ -1,18 +1,15 @@
 """The one settings object: built-in defaults < config file (TOML or YAML) < ``DISTRESS_*`` environment variables.
 
 Every component reads its configuration from here so a site configures the product in one place; the file is
-found through ``DISTRESS_CONFIG`` or as ``distress.toml`` / ``distress.yaml`` in the working directory.
+found through ``DISTRESS_CONFIG`` or as ``distress.toml`` / ``distress.yaml`` in the working directory. The two
+largest sections have modules of their own: ``config.alerting`` and ``config.dashboard``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
-from datetime import time
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -23,7 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from domain.types import Severity
+from config.alerting import AlertingConfig
+from config.dashboard import DashboardConfig
 from events import default_codec
 from events.kafka.bus import Bus
 from events.kafka.connection import KafkaConnection
@@ -131,177 +129,6 @@ class IncidentConfig(BaseModel):
         return self
 
 
-# -------------------------------------------------------------------------------------------------- alerting
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-IncidentTransition = Literal["opened", "updated", "escalated", "acknowledged", "resolved", "false_alarm"]
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class TimeWindow(BaseModel):
-    """A daily span of local time written ``"HH:MM-HH:MM"``; it wraps past midnight when end < start."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    start: time
-    end: time
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        start, dash, end = value.partition("-")
-        if not dash:
-            raise ValueError(f"time window {value!r} must look like 'HH:MM-HH:MM'")
-        return {"start": start.strip(), "end": end.strip()}
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> TimeWindow:
-        if self.start == self.end:
-            raise ValueError(f"time window {self.start:%H:%M}-{self.end:%H:%M} is empty")
-        return self
-
-
-class AlertSchedule(BaseModel):
-    """When a route is active (alerting time zone): on ``weekdays``, within ``hours``, outside ``quiet_hours``.
-
-    A window that wraps midnight belongs to the weekday it starts on, so ``fri`` + ``22:00-06:00`` covers Saturday 3 am.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    weekdays: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
-    hours: TimeWindow | None = None  # None: the whole day
-    quiet_hours: tuple[TimeWindow, ...] = ()
-
-
-class EscalationTier(BaseModel):
-    """Who is told next while an incident stays unacknowledged ``after_minutes`` after its route first fired."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    after_minutes: float = Field(gt=0)
-    notify: tuple[str, ...] = Field(min_length=1)
-
-
-class AlertRoute(BaseModel):
-    """Which incident transitions go to which channels, filtered by stream, severity, transition and schedule.
-
-    ``notify`` entries are channel names from ``alerting.channels``, inline Apprise URLs (``${ENV_VAR}`` expanded)
-    or ``tag:NAME`` for every service carrying that tag in the ``alerting.apprise_configs`` files.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=_NAME)
-    streams: tuple[str, ...] = ()  # stream ids or shell globs ("ward-*"); empty: every stream
-    severities: tuple[Severity, ...] = ()  # empty: every severity
-    on: tuple[IncidentTransition, ...] = Field(default=("opened", "escalated"), min_length=1)
-    schedule: AlertSchedule = Field(default_factory=AlertSchedule)
-    notify: tuple[str, ...] = Field(min_length=1)
-    digest: bool = False  # one summary per digest interval instead of a message per transition
-    escalation: tuple[EscalationTier, ...] = ()
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AlertRoute:
-        delays = [tier.after_minutes for tier in self.escalation]
-        if delays != sorted(set(delays)):
-            raise ValueError(f"route {self.name!r}: escalation after_minutes must strictly increase, got {delays}")
-        if self.digest and self.escalation:
-            raise ValueError(f"route {self.name!r}: a digest route cannot escalate")
-        return self
-
-    def targets(self) -> tuple[str, ...]:
-        return self.notify + tuple(target for tier in self.escalation for target in tier.notify)
-
-
-class AlertRateLimit(BaseModel):
-    """Caps on immediate notifications per sliding window; transitions over a cap go into the route's digest."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    window_minutes: float = Field(default=60.0, gt=0)
-    per_stream: int | None = Field(default=20, ge=1)  # None: no cap
-    overall: int | None = Field(default=60, ge=1)
-    exempt_severities: tuple[Severity, ...] = ("critical",)
-
-
-class AlertRetryPolicy(BaseModel):
-    """Backoff between delivery attempts of one alert: first, first x factor, ... capped at ``max_backoff_s``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_attempts: int = Field(default=6, ge=1)
-    first_backoff_s: float = Field(default=5.0, gt=0)
-    factor: float = Field(default=2.0, ge=1.0)
-    max_backoff_s: float = Field(default=300.0, gt=0)
-
-    def backoff_s(self, failed_attempts: int) -> float:
-        """Seconds to wait after the ``failed_attempts``-th consecutive failure before trying again."""
-        return float(min(self.max_backoff_s, self.first_backoff_s * self.factor ** max(0, failed_attempts - 1)))
-
-    @property
-    def span_s(self) -> float:
-        """The longest time from the first attempt to the last one."""
-        return sum(self.backoff_s(attempt) for attempt in range(1, self.max_attempts))
-
-
-class AlertingConfig(BaseModel):
-    """Notification routing, escalation, digests, rate limits and retries (the rules live in actors/alerting)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dashboard_url: str = "http://127.0.0.1:8000"  # messages link to <dashboard_url>/incidents/<incident id>
-    timezone: str | None = None  # IANA zone for schedules and message times; None: this machine's zone
-    apprise_configs: tuple[Path, ...] = ()  # Apprise config files (e.g. ~/.apprise.yaml) whose tags routes use
-    channels: dict[str, str] = Field(default_factory=dict)  # name -> Apprise URL, ${ENV_VAR} expanded at start
-    routes: tuple[AlertRoute, ...] = ()
-    digest_minutes: float = Field(default=60.0, gt=0)
-    max_delay_minutes: float = Field(default=60.0, gt=0)  # older transitions are never notified (replays, backlog)
-    rate_limit: AlertRateLimit = Field(default_factory=AlertRateLimit)
-    retry: AlertRetryPolicy = Field(default_factory=AlertRetryPolicy)
-    attach_clips: bool = True  # attach the evidence clip where the channel supports attachments
-    max_parallel_deliveries: int = Field(default=8, ge=1, le=64)
-    # How long one pass waits for deliveries before consuming again; slower ones finish in a later pass.
-    delivery_wait_s: float = Field(default=1.0, ge=0, le=60)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as error:
-                raise ValueError(f"unknown time zone {value!r}") from error
-        return value
-
-    @model_validator(mode="after")
-    def _references_resolve(self) -> AlertingConfig:
-        for name in self.channels:
-            if not re.match(_NAME, name):
-                raise ValueError(f"channel name {name!r} must match {_NAME}")
-        names = [route.name for route in self.routes]
-        if len(names) != len(set(names)):
-            raise ValueError(f"route names must be unique, got {names}")
-        for route in self.routes:
-            for target in route.targets():
-                if "://" in target or (target.startswith("tag:") and len(target) > 4):
-                    continue
-                if target not in self.channels:
-                    known = ", ".join(sorted(self.channels)) or "none defined"
-                    raise ValueError(f"route {route.name!r} names unknown channel {target!r} (channels: {known})")
-        return self
-
-    @property
-    def history_horizon_minutes(self) -> float:
-        """How far back state is rebuilt at start: every timer still able to fire started within this span."""
-        longest_escalation = max((tier.after_minutes for route in self.routes for tier in route.escalation), default=0)
-        waits = (longest_escalation, self.digest_minutes, self.retry.span_s / 60, self.rate_limit.window_minutes)
-        return self.max_delay_minutes + max(waits) + 10.0
-
-
 class ScorerConfig(BaseModel):
     """How the scorer fuses acoustic and spoken evidence (see models/fusion.py)."""
 
@@ -315,78 +142,6 @@ class ScorerConfig(BaseModel):
     threshold: float = Field(default=0.6, gt=0.2, lt=0.95)
     hysteresis: float = Field(default=0.15, ge=0.0, lt=0.2)
     phrase_window_s: float = Field(default=4.0, gt=0.0, le=30.0)  # how far back a transcript is matched to acoustics
-
-
-# ------------------------------------------------------------------------------------------------ dashboard
-
-_OPERATOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}$"
-
-
-class DashboardUser(BaseModel):
-    """An operator who signs in with a password. Only a salted scrypt hash is stored
-    (``distress dashboard hash-password``); ``name`` is recorded as the actor of every command they issue."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=_OPERATOR_NAME)
-    password_hash: str = Field(pattern=r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*$")
-
-
-class DashboardToken(BaseModel):
-    """A bearer token (scripts, the API, signing in), stored as its SHA-256 (``distress dashboard new-token``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=_OPERATOR_NAME)
-    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class DashboardConfig(BaseModel):
-    """The operator dashboard and HTTP API (frontend/). With no users and no tokens configured, the dashboard
-    makes a one-time token at start and prints a sign-in link, so it is never served without authentication."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)  # 0: any free port
-    users: tuple[DashboardUser, ...] = ()
-    tokens: tuple[DashboardToken, ...] = ()
-    session_hours: float = Field(default=12.0, gt=0, le=720)
-    max_body_kbytes: int = Field(default=64, ge=1, le=65_536)  # any request body; sign-in takes at most 16 KB
-    # Proxies (IP addresses or networks, "*" for any) whose X-Forwarded-For / -Proto are believed; none by default,
-    # so a client cannot pick its own address and escape the sign-in throttle.
-    trusted_proxies: tuple[str, ...] = ()
-    # Wrong passwords allowed per account and client (and per client over all accounts, x5) within the window.
-    sign_in_max_failures: int = Field(default=10, ge=1, le=1000)
-    sign_in_window_s: int = Field(default=300, ge=1, le=86_400)
-    # Without accounts, the start prints a sign-in link that works once, within this many minutes.
-    sign_in_link_minutes: float = Field(default=15.0, gt=0, le=1440)
-    run_projectors: bool = True  # follow the topics into the read models in-process (idempotent next to others)
-    poll_interval_s: float = Field(default=0.5, gt=0, le=10)  # how often live updates look for changes
-    stale_after_s: float = Field(default=15.0, gt=0)  # a running stream silent this long is shown as silent
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for entry in value:
-            if entry != "*":
-                try:
-                    ipaddress.ip_network(entry, strict=False)
-                except ValueError as error:
-                    raise ValueError(f"trusted proxy {entry!r} is not an IP address, a network or '*'") from error
-        return value
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> DashboardConfig:
-        for kind, names in (
-            ("users", [user.name for user in self.users]),
-            ("tokens", [token.name for token in self.tokens]),
-        ):
-            if len(names) != len(set(names)):
-                raise ValueError(f"dashboard {kind} must have unique names, got {names}")
-            if "system" in names:
-                raise ValueError("the operator name 'system' is reserved for automatic decisions")
-        return self
 
 
 class AsrConfig(BaseModel):

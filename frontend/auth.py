@@ -28,7 +28,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from config.settings import DashboardConfig, DashboardToken, DashboardUser
+from config.dashboard import DashboardConfig, DashboardToken, DashboardUser
 from projections.sessions import SessionStore
 
 SCRYPT_N = 2**14

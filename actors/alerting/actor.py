@@ -36,7 +36,8 @@ from actors.alerting.messages import MessageRenderer, severity_rank
 from actors.alerting.routing import ChannelRegistry, Router, apprise_asset
 from actors.clips import ClipStore
 from actors.stage import StageRunner
-from config.settings import AlertingConfig, AlertRoute, Settings
+from config.alerting import AlertingConfig, AlertRoute
+from config.settings import Settings
 from events import Event
 from events.base import utc_now
 from events.catalogue import (

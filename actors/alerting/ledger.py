@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from config.settings import AlertRetryPolicy
+from config.alerting import AlertRetryPolicy
 from events import Event
 from events.catalogue import AlertDeferred, AlertDispatched, AlertEvent, AlertFailed, AlertRequested
 from events.kafka.bus import Bus

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 from apprise import Apprise, AppriseAsset, AppriseConfig, NotifyBase, PersistentStoreMode
 
+from config.alerting import WEEKDAYS, AlertingConfig, AlertRoute, AlertSchedule, TimeWindow
 from config.redaction import redact_url
-from config.settings import WEEKDAYS, AlertingConfig, AlertRoute, AlertSchedule, TimeWindow
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TAG_PREFIX = "tag:"

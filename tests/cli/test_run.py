@@ -24,7 +24,7 @@ from actors.pipeline import default_stages
 from cli.main import app
 from cli.run import linked_to_dashboard
 from config import Settings, load_settings
-from config.settings import AlertingConfig
+from config.alerting import AlertingConfig
 from events.kafka.broker import LocalBroker
 from frontend.server import DashboardServer
 from tests.conftest import REPO_ROOT

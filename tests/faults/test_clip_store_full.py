@@ -16,7 +16,8 @@ from actors.alerting.actor import run_alerting
 from actors.incidents.stage import build_incident_stage
 from actors.stage import StageRunner
 from config import Settings
-from config.settings import AlertingConfig, IncidentConfig
+from config.alerting import AlertingConfig
+from config.settings import IncidentConfig
 from domain.types import SYSTEM_ACTOR
 from events.base import utc_now
 from events.catalogue import (

@@ -21,7 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from actors.alerting.actor import run_alerting
 from config import Settings
-from config.settings import AlertingConfig
+from config.alerting import AlertingConfig
 from events.base import utc_now
 from events.catalogue import AlertDispatched, AlertEvent, AlertFailed, AlertRequested, IncidentOpened, LabelScore
 from tests.conftest import free_port, wait_for

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from config import Settings
-from config.settings import DashboardConfig, DashboardToken, DashboardUser
+from config.dashboard import DashboardConfig, DashboardToken, DashboardUser
 from frontend.app import create_app
 from frontend.auth import Authenticator, hash_password, token_digest
 from frontend.server import build_authenticator

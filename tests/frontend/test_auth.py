@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from config import load_settings
-from config.settings import DashboardConfig, DashboardToken, DashboardUser
+from config.dashboard import DashboardConfig, DashboardToken, DashboardUser
 from frontend.auth import (
     Attempt,
     Authenticator,

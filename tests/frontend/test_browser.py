@@ -24,7 +24,8 @@ from actors.alerting.actor import run_alerting
 from actors.incidents.stage import build_incident_stage
 from actors.stage import StageRunner
 from config import Settings, StreamConfig
-from config.settings import AlertingConfig, AlertRoute, EscalationTier, IncidentConfig
+from config.alerting import AlertingConfig, AlertRoute, EscalationTier
+from config.settings import IncidentConfig
 from events import Event
 from events.catalogue import (
     AlertRequested,

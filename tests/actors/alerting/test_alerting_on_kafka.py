@@ -21,7 +21,7 @@ from actors.alerting.actor import build_stage, run_alerting
 from actors.alerting.ledger import read_history
 from actors.stage import StageRunner
 from config import Settings
-from config.settings import AlertingConfig
+from config.alerting import AlertingConfig
 from events.base import utc_now
 from events.catalogue import AlertDispatched, AlertEvent, AlertFailed, AlertRequested, IncidentOpened, LabelScore
 from events.kafka.admin import KafkaProbe

@@ -11,7 +11,7 @@ import pytest
 from actors.alerting.dispatcher import Dispatcher
 from actors.alerting.routing import ChannelRegistry, apprise_asset
 from actors.clips import ClipStore
-from config.settings import AlertingConfig
+from config.alerting import AlertingConfig
 from tests.conftest import free_port
 from tests.support.alerting import JsonReceiver, smtp_server
 

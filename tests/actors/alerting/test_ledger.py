@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from actors.alerting.ledger import Ledger, read_history
 from config import Settings
-from config.settings import AlertRetryPolicy
+from config.alerting import AlertRetryPolicy
 from events.base import utc_now
 from events.catalogue import AlertDeferred, AlertDispatched, AlertFailed, AlertRequested, IncidentNoteAdded
 

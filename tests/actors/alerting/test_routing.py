@@ -15,7 +15,7 @@ from actors.alerting.routing import (
     schedule_allows,
 )
 from config import SettingsError, load_settings
-from config.settings import AlertingConfig, AlertSchedule
+from config.alerting import AlertingConfig, AlertSchedule
 
 BERLIN_FRIDAY_2330 = datetime(2026, 3, 6, 22, 30, tzinfo=UTC)  # 23:30 CET, a Friday
 

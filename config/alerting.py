@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from domain.labels import check_labels
 from domain.types import Severity
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -79,11 +80,21 @@ class AlertRoute(BaseModel):
     name: str = Field(pattern=_NAME)
     streams: tuple[str, ...] = ()  # stream ids or shell globs ("ward-*"); empty: every stream
     severities: tuple[Severity, ...] = ()  # empty: every severity
+    # Only incidents whose evidence holds one of these sound labels at label_min_score or more ("alarm" to the
+    # fire warden); empty: every incident.
+    labels: tuple[str, ...] = ()
+    label_min_score: float = Field(default=0.5, gt=0.0, le=1.0)
     on: tuple[IncidentTransition, ...] = Field(default=("opened", "escalated"), min_length=1)
     schedule: AlertSchedule = Field(default_factory=AlertSchedule)
     notify: tuple[str, ...] = Field(min_length=1)
     digest: bool = False  # one summary per digest interval instead of a message per transition
     escalation: tuple[EscalationTier, ...] = ()
+
+    @field_validator("labels")
+    @classmethod
+    def _known_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        check_labels(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertRoute:

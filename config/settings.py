@@ -22,6 +22,8 @@ from pydantic_settings import (
 
 from config.alerting import AlertingConfig
 from config.dashboard import DashboardConfig
+from domain.labels import check_labels
+from domain.types import Severity
 from events import default_codec
 from events.kafka.bus import Bus
 from events.kafka.connection import KafkaConnection
@@ -92,6 +94,10 @@ class CaptureConfig(BaseModel):
         return self
 
 
+# Gunfire is as grave as it gets on its own; an alarm means at least that someone must look now.
+LABEL_SEVERITIES: dict[str, Severity] = {"gunshot": "critical", "alarm": "high"}
+
+
 class IncidentConfig(BaseModel):
     """How detections become incidents (see actors/incidents/engine.py for the rules these numbers drive).
 
@@ -115,6 +121,14 @@ class IncidentConfig(BaseModel):
     update_score_step: float = Field(default=0.05, gt=0.0, le=1.0)  # score rise that is worth an update event
     vocal_labels: tuple[str, ...] = ("scream", "shout", "crying")
     impact_labels: tuple[str, ...] = ("glass", "impact")
+    # Labels that are reason enough on their own for at least this severity (from label_min_score).
+    label_severities: dict[str, Severity] = Field(default_factory=lambda: dict(LABEL_SEVERITIES))
+
+    @field_validator("vocal_labels", "impact_labels", "label_severities")
+    @classmethod
+    def _known_labels(cls, value: tuple[str, ...] | dict[str, Severity]) -> tuple[str, ...] | dict[str, Severity]:
+        check_labels(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> IncidentConfig:

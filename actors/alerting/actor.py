@@ -154,7 +154,11 @@ class AlertingStage:
         if transition in STALE_ONCE_RESPONDED and incident.responded:
             return []  # re-delivered after the state was rebuilt past an acknowledgement
         routes = self.router.routes_for(
-            stream_id=event.stream_id, severity=incident.severity, transition=transition, at=event.occurred_at
+            stream_id=event.stream_id,
+            severity=incident.severity,
+            transition=transition,
+            at=event.occurred_at,
+            labels=incident.labels,
         )
         decisions: list[AlertEvent] = []
         over_limit: str | None = None

@@ -21,6 +21,7 @@ from apprise import Apprise, AppriseAsset, AppriseConfig, NotifyBase, Persistent
 
 from config.alerting import WEEKDAYS, AlertingConfig, AlertRoute, AlertSchedule, TimeWindow
 from config.redaction import redact_url
+from events.catalogue import LabelScore
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TAG_PREFIX = "tag:"
@@ -238,13 +239,25 @@ class Router:
     def route(self, name: str) -> AlertRoute | None:
         return self._routes.get(name)
 
-    def routes_for(self, *, stream_id: str, severity: str, transition: str, at: datetime) -> list[AlertRoute]:
+    def routes_for(
+        self,
+        *,
+        stream_id: str,
+        severity: str,
+        transition: str,
+        at: datetime,
+        labels: Sequence[LabelScore] = (),
+    ) -> list[AlertRoute]:
         local = self.local(at)
         return [
             route
             for route in self.config.routes
             if transition in route.on
             and (not route.severities or severity in route.severities)
+            and (
+                not route.labels
+                or any(item.label in route.labels and item.score >= route.label_min_score for item in labels)
+            )
             and (not route.streams or any(fnmatch.fnmatchcase(stream_id, pattern) for pattern in route.streams))
             and schedule_allows(route.schedule, local)
         ]

@@ -16,6 +16,7 @@ from actors.alerting.routing import (
 )
 from config import SettingsError, load_settings
 from config.alerting import AlertingConfig, AlertSchedule
+from events.catalogue import LabelScore
 
 BERLIN_FRIDAY_2330 = datetime(2026, 3, 6, 22, 30, tzinfo=UTC)  # 23:30 CET, a Friday
 
@@ -79,6 +80,29 @@ def test_routes_filter_by_stream_glob_severity_and_transition() -> None:
     assert names("lobby", "critical", "resolved") == ["urgent"]
     assert names("lobby", "critical", "escalated") == []  # "urgent" does not listen to escalations
     assert names("lobby", "medium", "opened") == []
+
+
+def test_routes_filter_by_the_sound_labels_of_the_evidence() -> None:
+    routes = [
+        {"name": "fire-warden", "labels": ["alarm"], "notify": ["json://127.0.0.1:9/a"]},
+        {"name": "police", "labels": ["gunshot"], "label_min_score": 0.8, "notify": ["json://127.0.0.1:9/b"]},
+        {"name": "everyone", "notify": ["json://127.0.0.1:9/c"]},
+    ]
+    router = Router(config(timezone="UTC", routes=routes), ChannelRegistry([]))
+
+    def names(*labels: tuple[str, float]) -> list[str]:
+        heard = [LabelScore(label=label, score=score) for label, score in labels]
+        found = router.routes_for(
+            stream_id="s", severity="high", transition="opened", at=BERLIN_FRIDAY_2330, labels=heard
+        )
+        return [route.name for route in found]
+
+    assert names(("alarm", 0.9), ("speech", 0.1)) == ["fire-warden", "everyone"]
+    assert names(("gunshot", 0.7)) == ["everyone"]  # under the police route's own minimum
+    assert names(("gunshot", 0.85), ("alarm", 0.4)) == ["police", "everyone"]
+    assert names() == ["everyone"]
+    with pytest.raises(SettingsError, match=r"unknown sound label.*'fire'"):
+        load_settings(alerting={"routes": [{"name": "r", "labels": ["fire"], "notify": ["json://127.0.0.1:9/a"]}]})
 
 
 def test_invalid_alerting_settings_name_the_problem() -> None:

@@ -87,7 +87,7 @@ _KNOWN: tuple[tuple[str, str, Kind, int], ...] = (
     ("projections.replay", "ReplayError", "database", 1),
     ("events.kafka.admin", "MetricsError", "runtime", 1),
     ("actors.runtime", "RuntimeStartError", "runtime", 1),
-    ("benchmarks.streams", "BenchmarkError", "runtime", 1),
+    ("benchmarks.streams_trial", "BenchmarkError", "runtime", 1),
     ("benchmarks.features", "BenchmarkError", "runtime", 1),
     ("models.classifier", "ClassifierError", "model", 1),
     ("models.training.errors", "DatasetError", "model", 1),

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from actors.demo import DEMO_SCRIPT, local_alert_sink, with_sink_route
-from benchmarks.streams import QUICK_LEAD_S, Trial, excerpt, judge, run_trial
+from benchmarks.streams import QUICK_LEAD_S
+from benchmarks.streams_trial import Trial, excerpt, judge, run_trial
 from config import Settings
+from events.kafka.admin import KafkaProbe
 from events.kafka.producer import DeliveryFailed
 from tests.conftest import wait_for
 from tests.support.toy_pipeline import local_ray
@@ -43,10 +44,10 @@ def test_a_trial_finds_every_incident_reports_every_stage_and_deletes_its_topics
     assert set(result["max_backlog"]) == set(result["seconds_behind"]) == set(result["input_per_stream_s"]) == stages
     assert stages | {"capture", "broker", "machine"} <= set(result["cpu_s"])
     assert result["passed"] == (result["capture_to_incident_p95_s"] < 1.0)
-    admin = AdminClient(settings.kafka_connection().client_config())
+    probe = KafkaProbe(settings.kafka_connection())
     # A deleted topic leaves the broker's metadata a moment after the deletion returned.
     wait_for(
-        lambda: not any(name.startswith("bench-acoustic-2-") for name in admin.list_topics(timeout=10).topics),
+        lambda: not any(name.startswith("bench-acoustic-2-") for name in probe.topics()),
         timeout_s=30,
         what="the trial's topics to be deleted",
     )

@@ -76,6 +76,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verify_digest(path: Path) -> None:
+    """Refuse a checkpoint that differs from its ``.sha256`` file, where it has one (a damaged or swapped file)."""
+    digest_file = path.with_name(path.name + ".sha256")
+    if digest_file.exists():
+        expected = digest_file.read_text().split()[0]
+        actual = sha256_of(path)
+        if actual != expected:
+            raise ClassifierError(f"{path} has sha256 {actual} but {digest_file.name} says {expected}")
+
+
 # ------------------------------------------------------------------------------------------------ network
 
 
@@ -236,12 +246,7 @@ class DistressClassifier:
         path = path or default_checkpoint_path()
         if not path.is_file():
             raise ClassifierError(f"no checkpoint at {path}; train one with `distress models train`")
-        digest_file = path.with_name(path.name + ".sha256")
-        if digest_file.exists():
-            expected = digest_file.read_text().split()[0]
-            actual = sha256_of(path)
-            if actual != expected:
-                raise ClassifierError(f"{path} has sha256 {actual} but {digest_file.name} says {expected}")
+        verify_digest(path)
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, ValueError) as error:

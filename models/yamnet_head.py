@@ -23,7 +23,7 @@ import numpy.typing as npt
 import scipy.special
 
 from domain.labels import SOUND_LABELS
-from models.classifier import ASSETS_DIR, Calibration, ClassifierError, ClassScores
+from models.classifier import ASSETS_DIR, Calibration, ClassifierError, ClassScores, sha256_of, verify_digest
 from models.yamnet import EMBEDDING_SIZE, N_CLASSES, SHA256, Yamnet
 
 MODEL_ID = "distress-yamnet"
@@ -115,9 +115,14 @@ class HeadCheckpoint:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
             np.savez(handle, header=np.array(json.dumps(header, sort_keys=True)), **asdict(self.weights))
+        path.with_name(path.name + ".sha256").write_text(f"{sha256_of(path)}  {path.name}\n")
 
     @classmethod
     def load(cls, path: Path) -> HeadCheckpoint:
+        """The head at ``path``, checked against its ``.sha256`` file where it has one."""
+        if not path.is_file():
+            raise ClassifierError(f"no head checkpoint at {path}; train one with `distress models train-head`")
+        verify_digest(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))

@@ -19,7 +19,14 @@ from models.training import synth
 from models.training.dataset import build_dataset, tiny_config
 from models.training.head import HeadConfig, train_head, zero_shot_scores
 from models.yamnet import Yamnet, patches
-from models.yamnet_head import FEATURE_SIZE, HeadCheckpoint, HeadWeights, YamnetDistressModel
+from models.yamnet_head import (
+    FEATURE_SIZE,
+    MODEL_VERSION,
+    HeadCheckpoint,
+    HeadWeights,
+    YamnetDistressModel,
+    default_head_path,
+)
 
 TINY = replace(
     tiny_config(seed=3),
@@ -86,6 +93,24 @@ def test_a_file_that_is_not_a_head_is_refused_with_its_name(tmp_path: Path) -> N
         HeadCheckpoint.load(other)
     with pytest.raises(ClassifierError, match=r"is not a distress-yamnet head"):
         load_acoustic_model(other)
+
+
+def test_a_head_that_differs_from_its_digest_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "head.npz"
+    random_checkpoint().save(path)
+    assert HeadCheckpoint.load(path).version == "0.0.1"  # save wrote the matching .sha256
+    random_checkpoint(seed=1).save(tmp_path / "other.npz")
+    path.write_bytes((tmp_path / "other.npz").read_bytes())
+    with pytest.raises(ClassifierError, match=r"head\.npz has sha256 .* but head\.npz\.sha256 says"):
+        HeadCheckpoint.load(path)
+    with pytest.raises(ClassifierError, match="no head checkpoint at"):
+        HeadCheckpoint.load(tmp_path / "missing.npz")
+
+
+def test_the_shipped_head_is_intact_and_knows_every_label() -> None:
+    checkpoint = HeadCheckpoint.load(default_head_path())
+    assert checkpoint.labels == SOUND_LABELS and checkpoint.version == MODEL_VERSION
+    assert checkpoint.metadata["dataset_config"]["balanced_by_source"] is True
 
 
 def test_the_checkpoint_kind_picks_the_front_end_the_features_stage_computes(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ _KNOWN: tuple[tuple[str, str, Kind, int], ...] = (
     ("projections.database", "DatabaseError", "database", 1),
     ("projections.replay", "ReplayError", "database", 1),
     ("events.kafka.admin", "MetricsError", "runtime", 1),
-    ("actors.runtime", "RuntimeStartError", "runtime", 1),
+    ("actors.runtime.driver", "RuntimeStartError", "runtime", 1),
     ("benchmarks.streams_trial", "BenchmarkError", "runtime", 1),
     ("benchmarks.features", "BenchmarkError", "runtime", 1),
     ("models.classifier", "ClassifierError", "model", 1),

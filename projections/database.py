@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from sqlalchemy import Connection, Dialect, Engine, Row, Table, create_engine, e
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from config.settings import Settings
 
@@ -41,7 +43,9 @@ class DatabaseError(Exception):
     """The projection database is unreachable, unsupported or not in the expected state."""
 
 
-def create_database_engine(url: str) -> Engine:
+def create_database_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
+    """An engine for the projection database; ``busy_timeout_s``: how long a SQLite writer waits for another
+    process's transaction before failing."""
     try:
         parsed = make_url(url)
     except ArgumentError as error:
@@ -52,7 +56,8 @@ def create_database_engine(url: str) -> Engine:
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": 60.0})
+    engine = create_engine(parsed, connect_args={"timeout": busy_timeout_s})
+    writers = _Writers()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -60,14 +65,68 @@ def create_database_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the projector
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes; WAL keeps it consistent
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout_s * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
+        writers.begin(connection)  # BEGIN IMMEDIATE: the write lock up front, so no upgrade deadlocks
+
+    # The lock is let go once the transaction has ended (SQLAlchemy has no event after a commit, so the
+    # dialect's own calls are wrapped), or when its connection is returned to the pool or lost.
+    commit, rollback = engine.dialect.do_commit, engine.dialect.do_rollback
+    engine.dialect.do_commit = lambda dbapi_connection: writers.after(dbapi_connection, commit)  # type: ignore[method-assign]
+    engine.dialect.do_rollback = lambda dbapi_connection: writers.after(dbapi_connection, rollback)  # type: ignore[method-assign]
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        writers.release(dbapi_connection)
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _error: Any) -> None:
+        writers.release(dbapi_connection)
 
     return engine
+
+
+class _Writers:
+    """SQLite: the threads of one engine take the write lock in turn, each the moment the previous one is done.
+
+    SQLite serialises writers itself, but a connection that finds the database locked sleeps in its busy handler
+    (1, 2, 5, ... then 100 ms a try) and does not notice the lock being freed; with several projections writing
+    at once (``distress replay``) those sleeps cost more than the writes. So threads queue here, on a lock taken
+    just before ``BEGIN IMMEDIATE`` and released just after ``COMMIT`` or ``ROLLBACK``; other processes still
+    meet SQLite's locking. A thread that holds it already (a second transaction inside its first) does not
+    queue, and meets SQLite's lock as it always did.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread holding it
+        self._holder: Any = None  # and its DBAPI (sqlite3) connection
+
+    def begin(self, connection: Connection) -> None:
+        if self._owner != threading.get_ident():
+            self._lock.acquire()
+            self._owner, self._holder = threading.get_ident(), connection.connection.driver_connection
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.release(connection.connection.driver_connection)
+            raise
+
+    def after(self, connection: PoolProxiedConnection, end: Callable[[PoolProxiedConnection], None]) -> None:
+        """``end`` the transaction (the dialect's commit or rollback), then let the next thread in."""
+        try:
+            end(connection)
+        finally:
+            self.release(connection.driver_connection)
+
+    def release(self, driver_connection: Any) -> None:
+        """Let the next thread in, if ``driver_connection`` holds the lock."""
+        if driver_connection is not None and driver_connection is self._holder:
+            self._owner = self._holder = None
+            self._lock.release()
 
 
 def open_database(settings: Settings) -> Engine:

@@ -148,7 +148,9 @@ class Detector:
     def analyse(self, path: Path) -> Analysis:
         """The recording at ``path`` through the chain, chunked (and padded when short) as live capture would."""
         stream_id = f"detect-{path.stem}"[:64] or "detect"
-        scorer = ScorerStage(self.scorer.catalogue, self.scorer.classifier, self.scorer.fusion_config)
+        scorer = ScorerStage(
+            self.scorer.catalogue, self.scorer.classifier, self.scorer.fusion_config, log_mel=self.scorer.log_mel
+        )
         asr = AsrStage(self.settings.topics(), self.recognizer) if self.recognizer else None
         pipeline = OfflinePipeline(self.settings, scorer, asr)
         capture = self.settings.capture

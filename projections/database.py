@@ -187,11 +187,17 @@ class _BulkInsert:
     staging: _Staging | None = None
 
     def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.execute(connection, self.convert(rows))
+
+    def convert(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """The rows as driver parameters, in ``columns`` order."""
         values = operator.itemgetter(*self.columns)
         columns = [list(column) for column in zip(*map(values, rows), strict=True)]
         for index, process in self.processors:
             columns[index] = list(map(process, columns[index]))
-        converted = list(zip(*columns, strict=True))
+        return list(zip(*columns, strict=True))
+
+    def execute(self, connection: Connection, converted: Sequence[tuple[Any, ...]]) -> None:
         if self.staging is None:
             connection.exec_driver_sql(self.sql, converted)
             return
@@ -208,8 +214,8 @@ class _BulkInsert:
 _BULK_INSERTS: dict[tuple[str, str, bool], _BulkInsert] = {}
 
 
-def _bulk_insert(connection: Connection, table: Table, overwrite: bool) -> _BulkInsert:
-    dialect = connection.dialect
+def _bulk_insert(connection: Connection | Dialect, table: Table, overwrite: bool) -> _BulkInsert:
+    dialect = connection if isinstance(connection, Dialect) else connection.dialect
     cached = _BULK_INSERTS.get((dialect.name, table.name, overwrite))
     if cached is None:
         build = _staged_insert if dialect.name == "postgresql" else _compiled_insert
@@ -277,10 +283,31 @@ def upsert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any
         _bulk_insert(connection, table, overwrite=True).run(connection, rows)
 
 
-def insert_missing(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def insert_missing(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]] | PreparedRows) -> None:
     """Insert rows whose primary key is not there yet; existing rows are left alone (idempotent appends)."""
-    if rows:
-        _bulk_insert(connection, table, overwrite=False).run(connection, rows)
+    bulk = _bulk_insert(connection, table, overwrite=False)
+    if isinstance(rows, PreparedRows):
+        if rows.columns != bulk.columns:
+            raise DatabaseError(f"rows prepared for columns {rows.columns} cannot go into {table.name}")
+        if rows.parameters:
+            bulk.execute(connection, rows.parameters)
+    elif rows:
+        bulk.run(connection, rows)
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """Rows already turned into driver parameters (``prepare_rows``), for ``insert_missing``."""
+
+    columns: tuple[str, ...]
+    parameters: list[tuple[Any, ...]]
+
+
+def prepare_rows(dialect: Dialect, table: Table, rows: Sequence[Mapping[str, Any]]) -> PreparedRows:
+    """Rows for ``insert_missing`` into ``table`` or a table with the same columns (its shadow), converted before
+    the transaction: while one projection holds SQLite's write lock, another gets its next batch ready."""
+    bulk = _bulk_insert(dialect, table, overwrite=False)
+    return PreparedRows(columns=bulk.columns, parameters=bulk.convert(rows) if rows else [])
 
 
 def select_by_key(connection: Connection, table: Table, key: str, values: Iterable[Any]) -> list[Row[Any]]:

@@ -1,6 +1,7 @@
 """Projectors: apply a projection's topics to its tables with exactly-once effect.
 
-Order of one batch (all in ONE database transaction):
+Order of one batch (all but step 0 in ONE database transaction):
+  0. prepare what follows from the events alone (``Projection.prepare``), before the transaction;
   1. take the projection's writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL advisory lock);
   2. read the stored checkpoint (next offset per topic partition); drop events below it (already applied); if the
      checkpoint is *behind* where the reader stands in any partition (the tables were reset or restored under a
@@ -129,6 +130,7 @@ class Projector:
         self.log.close()
 
     def _apply(self, batch: LogBatch) -> None:
+        prepared = self.projection.prepare(self.engine.dialect, batch.events)
         with self.engine.begin() as connection:
             lock(connection, self.checkpoint_name)
             stored = load_checkpoint(connection, self.checkpoint_name)
@@ -148,7 +150,9 @@ class Projector:
                 for consumed in batch.events
                 if consumed.offset >= stored.get((consumed.topic, consumed.partition), 0)
             ]
-            self.projection.apply(connection, self.tables, fresh)
+            if len(fresh) < len(batch.events):  # another projector applied some of them meanwhile
+                prepared = self.projection.prepare(connection.dialect, fresh)
+            self.projection.write(connection, self.tables, prepared)
             positions = self.log.positions
             save_checkpoint(
                 connection,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Dialect, Table
 
 from domain.incidents import IncidentRecord, fold_incident
 from events import Event
@@ -44,7 +44,7 @@ from events.catalogue import (
 )
 from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
-from projections.database import insert_missing, select_by_key, upsert
+from projections.database import PreparedRows, insert_missing, prepare_rows, select_by_key, upsert
 from projections.schema import AlertRow, Base, IncidentRow, IncidentTimelineRow, StreamRow, TranscriptRow
 
 TableMap = Mapping[str, Table]
@@ -53,7 +53,12 @@ State = TypeVar("State")
 
 
 class Projection(Protocol):
-    """A read model: its tables, the topics it is built from, and how a batch of their events changes it."""
+    """A read model: its tables, the topics it is built from, and how a batch of their events changes it.
+
+    ``apply`` is ``write`` of ``prepare``: the projector prepares a batch before its transaction begins (rows
+    that follow from the events alone, already converted for the driver), so that the transaction, which holds
+    SQLite's one write lock, only does what needs the database.
+    """
 
     name: str
     tables: tuple[Table, ...]
@@ -61,9 +66,30 @@ class Projection(Protocol):
 
     def topics(self, catalogue: TopicCatalogue) -> list[str]: ...
 
-    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
-        """Write the batch's effect through ``tables`` (live or shadow tables, keyed by live table name)."""
+    def prepare(self, dialect: Dialect, batch: Sequence[ConsumedEvent]) -> Any:
+        """What can be worked out from the batch without the database, for ``write``."""
         ...
+
+    def write(self, connection: Connection, tables: TableMap, prepared: Any) -> None:
+        """Write a prepared batch's effect through ``tables`` (live or shadow tables, keyed by live table name)."""
+        ...
+
+    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
+        """Write the batch's effect through ``tables``."""
+        ...
+
+
+class _Projection:
+    """``apply`` as ``write`` of ``prepare``; by default nothing is prepared but the batch itself."""
+
+    def prepare(self, dialect: Dialect, batch: Sequence[ConsumedEvent]) -> Any:
+        return batch
+
+    def write(self, connection: Connection, tables: TableMap, prepared: Any) -> None:
+        raise NotImplementedError
+
+    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
+        self.write(connection, tables, self.prepare(connection.dialect, batch))
 
 
 def _table(model: type[Base]) -> Table:
@@ -198,7 +224,7 @@ def _with_note(text: str, note: str) -> str:
     return f"{text} ({note})" if note else text
 
 
-class IncidentsProjection:
+class IncidentsProjection(_Projection):
     """``incidents`` (current state) and ``incident_timeline`` (every event) from the incidents topic."""
 
     name = "incidents"
@@ -208,7 +234,10 @@ class IncidentsProjection:
     def topics(self, catalogue: TopicCatalogue) -> list[str]:
         return [catalogue.incidents.name]
 
-    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
+    def prepare(
+        self, dialect: Dialect, batch: Sequence[ConsumedEvent]
+    ) -> tuple[PreparedRows, list[tuple[Any, ConsumedEvent]]]:
+        """The timeline's rows (one per event, whatever the database holds), and the events keyed by incident."""
         incident_events = [consumed for consumed in batch if isinstance(consumed.event, IncidentEvent)]
         timeline: list[Row] = []
         keyed: list[tuple[Any, ConsumedEvent]] = []
@@ -231,6 +260,12 @@ class IncidentsProjection:
                 }
             )
             keyed.append((event.incident_id, consumed))
+        return prepare_rows(dialect, _table(IncidentTimelineRow), timeline), keyed
+
+    def write(
+        self, connection: Connection, tables: TableMap, prepared: tuple[PreparedRows, list[tuple[Any, ConsumedEvent]]]
+    ) -> None:
+        timeline, keyed = prepared
         insert_missing(connection, tables["incident_timeline"], timeline)
         fold_rows(connection, tables["incidents"], "incident_id", keyed, _INCIDENT_ROWS)
 
@@ -255,7 +290,7 @@ _INCIDENT_ROWS: RowFolding[tuple[IncidentRecord, int]] = RowFolding(
 # --------------------------------------------------------------------------------------------- streams
 
 
-class StreamsProjection:
+class StreamsProjection(_Projection):
     """``streams``: lifecycle from the streams topic, level and labels from the latest score."""
 
     name = "streams"
@@ -265,10 +300,10 @@ class StreamsProjection:
     def topics(self, catalogue: TopicCatalogue) -> list[str]:
         return [catalogue.streams.name, catalogue.scores.name]
 
-    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
+    def write(self, connection: Connection, tables: TableMap, prepared: Sequence[ConsumedEvent]) -> None:
         keyed = [
             (consumed.event.stream_id, consumed)
-            for consumed in batch
+            for consumed in prepared
             if isinstance(consumed.event, StreamStarted | StreamEnded | StreamFailed | DistressScored)
         ]
         fold_rows(connection, tables["streams"], "stream_id", keyed, RowFolding(_same_row, self._fold, _same_row))
@@ -338,7 +373,7 @@ def _new_stream_row(stream_id: str) -> Row:
 # ---------------------------------------------------------------------------------------------- alerts
 
 
-class AlertsProjection:
+class AlertsProjection(_Projection):
     """``alerts``: delivery status per incident transition and channel."""
 
     name = "alerts"
@@ -348,8 +383,10 @@ class AlertsProjection:
     def topics(self, catalogue: TopicCatalogue) -> list[str]:
         return [catalogue.alerts.name]
 
-    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
-        keyed = [(consumed.event.alert_key, consumed) for consumed in batch if isinstance(consumed.event, AlertEvent)]
+    def write(self, connection: Connection, tables: TableMap, prepared: Sequence[ConsumedEvent]) -> None:
+        keyed = [
+            (consumed.event.alert_key, consumed) for consumed in prepared if isinstance(consumed.event, AlertEvent)
+        ]
         fold_rows(connection, tables["alerts"], "alert_key", keyed, RowFolding(_same_row, self._fold, _same_row))
 
     @staticmethod
@@ -403,7 +440,7 @@ class AlertsProjection:
 # ------------------------------------------------------------------------------------------ transcripts
 
 
-class TranscriptsProjection:
+class TranscriptsProjection(_Projection):
     """``transcripts``: recognised speech, one row per transcript event."""
 
     name = "transcripts"
@@ -413,7 +450,7 @@ class TranscriptsProjection:
     def topics(self, catalogue: TopicCatalogue) -> list[str]:
         return [catalogue.transcripts.name]
 
-    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
+    def prepare(self, dialect: Dialect, batch: Sequence[ConsumedEvent]) -> PreparedRows:
         rows = [
             {
                 "event_id": event.event_id,
@@ -433,7 +470,10 @@ class TranscriptsProjection:
             for event in (consumed.event for consumed in batch)
             if isinstance(event, TranscriptProduced)
         ]
-        insert_missing(connection, tables["transcripts"], rows)
+        return prepare_rows(dialect, _table(TranscriptRow), rows)
+
+    def write(self, connection: Connection, tables: TableMap, prepared: PreparedRows) -> None:
+        insert_missing(connection, tables["transcripts"], prepared)
 
 
 PROJECTIONS: dict[str, Projection] = {

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -29,7 +29,6 @@ from events.catalogue import (
     StreamEnded,
     TranscriptProduced,
 )
-from events.kafka.consumer import ConsumedEvent
 from events.kafka.log import TopicLog
 from projections.database import table_digest
 from projections.projector import CHECKPOINTS, Projector, load_checkpoint
@@ -171,6 +170,27 @@ class ProjectionSuite:
             assert again.catch_up().events == 0
             again.close()
         assert digests(engine) == before
+
+    def test_a_projector_behind_another_writes_only_what_the_other_has_not(
+        self, kafka_settings: Settings, databases: NewDatabase, engines: OpenEngine
+    ) -> None:
+        kafka_settings.ensure_topics()
+        publish(kafka_settings, small_history())
+        reference = engines(databases())
+        project_all(reference, kafka_settings)
+        engine = engines(databases())
+        bus = kafka_settings.bus()
+        for projection in PROJECTIONS.values():
+            behind = Projector(engine, bus, projection, batch_size=10_000)  # its batch: the whole topic
+            ahead = Projector(engine, bus, projection, batch_size=7)
+            ends = ahead.log.end_offsets()
+            ahead.catch_up({where: end // 2 for where, end in ends.items()})  # half of each partition
+            applied = ahead.stats.events
+            behind.catch_up(ends)  # prepared all of its batch before its transaction found half of it stored
+            assert applied > 0 and behind.stats.events < behind.stats.messages
+            ahead.close()
+            behind.close()
+        assert digests(engine) == digests(reference)
 
     def test_two_replays_give_identical_tables_equal_to_the_live_ones(
         self, kafka_settings: Settings, databases: NewDatabase, engines: OpenEngine
@@ -381,7 +401,7 @@ class _BrokenTranscripts(TranscriptsProjection):
 
     name = "broken"
 
-    def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
+    def write(self, connection: Connection, tables: TableMap, prepared: Any) -> None:
         raise RuntimeError("the database refused the batch")
 
 

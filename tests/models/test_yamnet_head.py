@@ -45,7 +45,9 @@ def yamnet() -> Yamnet:
 def trained(tmp_path_factory: pytest.TempPathFactory, yamnet: Yamnet) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("head")
     dataset = build_dataset(TINY, root / "data")
-    checkpoint = train_head(dataset, yamnet, HeadConfig(epochs=4, hidden=16))
+    checkpoint = train_head(
+        dataset, yamnet, HeadConfig(epochs=4, hidden=16, everyday_train_s=120.0, benign_validation_s=60.0)
+    )
     checkpoint.save(root / "head.npz")
     return root / "head.npz", root / "data"
 

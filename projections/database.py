@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from config.settings import Settings
+from projections.schema import UtcDateTime
 
 if TYPE_CHECKING:
     import psycopg
@@ -273,8 +274,26 @@ def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple
     return tuple(
         (index, processor)
         for index, name in enumerate(columns)
-        if (processor := table.c[name].type.bind_processor(dialect)) is not None
+        if (processor := _processor(dialect, table.c[name].type)) is not None
     )
+
+
+def _processor(dialect: Dialect, column_type: Any) -> Callable[[Any], Any] | None:
+    if dialect.name == "sqlite" and isinstance(column_type, UtcDateTime):
+        return _sqlite_datetime
+    processor: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
+    return processor
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """SQLite: ``UtcDateTime``'s conversion and then the sqlite3 module's adapting of the naive datetime it gives
+    (``isoformat(" ")``), in one call instead of three: a rebuild converts some 100,000 of them."""
+    moment = _UTC_DATETIME.process_bind_param(value, _SQLITE)
+    return None if moment is None else moment.isoformat(" ")
+
+
+_UTC_DATETIME = UtcDateTime()
+_SQLITE = sqlite.dialect()
 
 
 def upsert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

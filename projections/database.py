@@ -13,7 +13,7 @@ import operator
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -288,6 +288,8 @@ def _processor(dialect: Dialect, column_type: Any) -> Callable[[Any], Any] | Non
 def _sqlite_datetime(value: datetime | None) -> str | None:
     """SQLite: ``UtcDateTime``'s conversion and then the sqlite3 module's adapting of the naive datetime it gives
     (``isoformat(" ")``), in one call instead of three: a rebuild converts some 100,000 of them."""
+    if value is not None and value.tzinfo is UTC:  # as decoded events carry them: the text less its "+00:00"
+        return value.isoformat(" ")[:-6]
     moment = _UTC_DATETIME.process_bind_param(value, _SQLITE)
     return None if moment is None else moment.isoformat(" ")
 

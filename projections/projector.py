@@ -75,6 +75,7 @@ class Projector:
         tables: TableMap | None = None,
         checkpoint_name: str | None = None,
         batch_size: int = 2000,
+        durable: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -83,6 +84,10 @@ class Projector:
         self.tables: TableMap = tables or {table.name: table for table in projection.tables}
         self.checkpoint_name = checkpoint_name or projection.name
         self.batch_size = batch_size
+        # PostgreSQL: without ``durable`` a commit does not wait for its WAL to reach the disk. A crash may then lose
+        # the last batches, but rows and checkpoint together, so they are read and applied again: for a shadow
+        # rebuild, which a crash discards anyway (the swap itself is durable).
+        self.durable = durable
         self.stats = ProjectorStats()
         with engine.connect() as connection:
             start = load_checkpoint(connection, self.checkpoint_name)
@@ -133,6 +138,8 @@ class Projector:
         prepared = self.projection.prepare(self.engine.dialect, batch.events)
         with self.engine.begin() as connection:
             lock(connection, self.checkpoint_name)
+            if not self.durable and connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             stored = load_checkpoint(connection, self.checkpoint_name)
             reading_from = {**self.log.positions, **batch.first_offsets}
             expected = {where: max(stored.get(where, 0), self.log.low_watermark(where)) for where in reading_from}

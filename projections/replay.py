@@ -129,7 +129,13 @@ class ShadowRebuild:
                 table.create(connection)
             delete_checkpoint(connection, self.shadow_name)
         self.projector = Projector(
-            engine, bus, projection, tables=self.tables, checkpoint_name=self.shadow_name, batch_size=batch_size
+            engine,
+            bus,
+            projection,
+            tables=self.tables,
+            checkpoint_name=self.shadow_name,
+            batch_size=batch_size,
+            durable=False,
         )
 
     def live_checkpoint(self) -> dict[Partition, int]:

@@ -418,3 +418,32 @@ def test_a_failing_concurrent_rebuild_is_raised_and_leaves_no_shadow_behind(
         assert not [name for name in inspect(connection).get_table_names() if name.endswith("__shadow")]
         checkpoints = set(connection.execute(select(CHECKPOINTS.c.projection).distinct()).scalars())
         assert checkpoints == set(PROJECTIONS)
+
+
+class _RecordingTranscripts(TranscriptsProjection):
+    """The transcripts projection, noting whether each batch's commit waits for the disk (PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self.synchronous: list[str] = []
+
+    def write(self, connection: Connection, tables: TableMap, prepared: Any) -> None:
+        self.synchronous.append(str(connection.exec_driver_sql("SHOW synchronous_commit").scalar()))
+        super().write(connection, tables, prepared)
+
+
+def test_only_a_rebuild_commits_without_waiting_for_the_disk(
+    kafka_settings: Settings, postgres_databases: NewDatabase, engines: OpenEngine
+) -> None:
+    kafka_settings.ensure_topics()
+    publish(kafka_settings, small_history())
+    engine = engines(postgres_databases())
+    bus = kafka_settings.bus()
+    live, rebuilt = _RecordingTranscripts(), _RecordingTranscripts()
+    projector = Projector(engine, bus, live, batch_size=5)
+    projector.catch_up()
+    projector.close()
+    replay(engine, bus, rebuilt, batch_size=5)
+    assert set(live.synchronous) == {"on"} and set(rebuilt.synchronous) == {"off"}
+    assert len(rebuilt.synchronous) > 1
+    with engine.connect() as connection:  # a setting of the transaction alone
+        assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"

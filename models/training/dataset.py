@@ -113,16 +113,20 @@ class DatasetConfig:
         if self.labels[:2] != ("background", "speech"):
             raise DatasetError(f"labels must start with background and speech, got {self.labels}")
 
-    def digest(self) -> str:
+    def recorded(self) -> dict[str, Any]:
+        """The config as a manifest or a checkpoint records it: fields at the values they had before they existed
+        are left out, so datasets and checkpoints made before keep their names and bytes."""
         fields = asdict(self)
-        # Fields at their old values are left out, so datasets built before the fields existed keep their names.
         if not self.train_animal_share:
             del fields["train_animal_share"]
         if self.labels == LABELS:
             del fields["labels"]
         if not self.balanced_by_source:
             del fields["balanced_by_source"]
-        payload = json.dumps({"version": DATASET_VERSION, **fields}, sort_keys=True)
+        return fields
+
+    def digest(self) -> str:
+        payload = json.dumps({"version": DATASET_VERSION, **self.recorded()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     @classmethod
@@ -604,7 +608,7 @@ def build_dataset(
             origins=np.array(clips.origins),
         )
     manifest = {
-        "config": asdict(config),
+        "config": config.recorded(),
         "digest": config.digest(),
         "labels": list(config.labels),
         "sources": {source: assignment[source] for source in sorted(assignment)},

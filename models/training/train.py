@@ -118,7 +118,7 @@ class TrainConfig:
     def recorded(self) -> dict[str, Any]:
         """The config as a checkpoint records it: without Freq-MixStyle's fields while it is off, so the recipe of a
         checkpoint trained before they existed still writes the same bytes."""
-        fields: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        fields: dict[str, Any] = json.loads(json.dumps({**asdict(self), "dataset": self.dataset.recorded()}))
         if not self.band_mixstyle_probability:
             del fields["band_mixstyle_probability"], fields["band_mixstyle_alpha"]
         return fields

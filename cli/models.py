@@ -150,9 +150,10 @@ def train_command(
     typer.echo(json.dumps(summary, indent=2))
 
 
-def product_chain(checkpoint: Path) -> ProductChain:
+def product_chain(checkpoint: Path, operating_point: float | None = None) -> ProductChain:
     """The incidents the product would open on a recording with ``checkpoint``: the chain of `distress detect
-    --no-asr` (features, scorer with fusion and hysteresis, incident rules) at the configured settings."""
+    --no-asr` (features, scorer with fusion and hysteresis, incident rules) at the configured settings; with
+    ``operating_point``, the checkpoint's is replaced by it (for every label), as `replay --rescore` does."""
     from actors.offline import Detector
     from config import load_settings
     from domain.labels import DISTRESS_LABELS
@@ -162,6 +163,10 @@ def product_chain(checkpoint: Path) -> ProductChain:
     settings = load_settings()
     scorer = settings.scorer.model_copy(update={"model_path": checkpoint})
     detector = Detector(settings.model_copy(update={"scorer": scorer}), with_asr=False)
+    if operating_point is not None:
+        detector.scorer.fusion_config = replace(
+            detector.scorer.fusion_config, acoustic_operating_point=operating_point, label_operating_points={}
+        )
 
     def opened(event: IncidentOpened) -> OpenedIncident:
         distress = [item for item in event.labels if item.label in DISTRESS_LABELS]
@@ -249,12 +254,15 @@ def train_head_command(
     data_dir: DataDirOption = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Training seed of the head.")] = 7,
 ) -> None:
-    """Build dataset 4 (cached) and train the distress head on YAMNet; epoch, calibration and threshold are
-    chosen on validation."""
+    """Build dataset 4 (cached) and train the distress head on YAMNet; epoch, calibration and operating point are
+    chosen on validation (the point through the product's chain: the lowest that opens no incident in an hour of
+    everyday validation audio)."""
     _require_training()
+    from actors.offline import DetectionError
+    from config import SettingsError
     from models.training.dataset import DEFAULT_DATA_DIR, build_dataset, dataset_4
     from models.training.errors import DatasetError
-    from models.training.head import HeadConfig, train_head
+    from models.training.head import HeadConfig, choose_operating_point, train_head
     from models.yamnet import Yamnet, YamnetError
     from models.yamnet_head import default_head_path
 
@@ -265,8 +273,17 @@ def train_head_command(
             bars = _ProgressBars(progress)
             dataset = build_dataset(dataset_4(), data_dir or DEFAULT_DATA_DIR, bars)
             checkpoint = train_head(dataset, Yamnet.load(), HeadConfig(seed=seed), bars)
-    except (DatasetError, ClassifierError, YamnetError, ValueError) as error:
+            checkpoint.save(target)
+            point, opened = choose_operating_point(
+                lambda point: product_chain(target, point), dataset, data_dir or DEFAULT_DATA_DIR, progress=bars
+            )
+    except (DatasetError, ClassifierError, YamnetError, SettingsError, DetectionError, ValueError) as error:
         raise CliError(str(error), kind="model", exit_code=1) from error
+    checkpoint = replace(
+        checkpoint,
+        threshold=point,
+        metadata={**checkpoint.metadata, "window_point": checkpoint.threshold, "validation_incidents_by_point": opened},
+    )
     checkpoint.save(target)
     typer.echo(
         json.dumps(

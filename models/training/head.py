@@ -358,6 +358,34 @@ def format_rows(rows: Sequence[ScoreRow], split: str) -> str:
 
 # ------------------------------------------------------------------------------------------- product terms
 
+OPERATING_POINTS = (0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6)  # tried from the highest down
+VALIDATION_EVERYDAY_SEED = 200
+
+
+def choose_operating_point(
+    chain_at: Callable[[float], ProductChain],
+    dataset: Dataset,
+    data_dir: Path,
+    seconds: float = 3600.0,
+    progress: Progress | None = None,
+) -> tuple[float, dict[str, int]]:
+    """The lowest of ``OPERATING_POINTS`` at which the product's chain opens no incident in ``seconds`` of
+    everyday validation audio, trying them from the highest down and stopping at the first that opens one; with
+    the incidents each point tried opened. A window over the point is not yet an alarm: the incident rules'
+    debounce decides, so the point is chosen through them, not from the single highest window."""
+    audio = benign_stream(dataset.config, seconds, "validation", data_dir, seed=VALIDATION_EVERYDAY_SEED)
+    opened: dict[str, int] = {}
+    chosen = OPERATING_POINTS[0]
+    for done, point in enumerate(OPERATING_POINTS):
+        if progress:
+            progress("operating point", done, len(OPERATING_POINTS))
+        opened[str(point)] = len(chain_at(point)(audio))
+        if opened[str(point)]:
+            break
+        chosen = point
+    return chosen, opened
+
+
 SCREAM_LENGTHS_S = (0.1, 0.2, 0.3, 0.5, 1.0)
 BENIGN_SEED_BASE = 100  # benign hours use seeds 100, 101, ...: never event_context's seed
 

@@ -12,12 +12,19 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from cli.models import product_chain
 from domain.labels import SOUND_LABELS
 from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
 from models.training import synth
 from models.training.dataset import build_dataset, tiny_config
-from models.training.head import HeadConfig, train_head, zero_shot_scores
+from models.training.head import (
+    OPERATING_POINTS,
+    HeadConfig,
+    choose_operating_point,
+    train_head,
+    zero_shot_scores,
+)
 from models.yamnet import Yamnet, patches
 from models.yamnet_head import (
     FEATURE_SIZE,
@@ -130,6 +137,19 @@ def test_training_chooses_on_validation_and_records_its_dataset(trained: tuple[P
     assert tuple(checkpoint.metadata["dataset_config"]["labels"]) == SOUND_LABELS
     model = load_acoustic_model(path)
     assert model.model_id == "distress-yamnet" and model.threshold == checkpoint.threshold
+
+
+def test_the_operating_point_is_the_lowest_that_opens_nothing_in_everyday_validation_audio(
+    trained: tuple[Path, Path],
+) -> None:
+    path, data_dir = trained
+    dataset = build_dataset(TINY, data_dir)
+    point, opened = choose_operating_point(lambda at: product_chain(path, at), dataset, data_dir, seconds=60.0)
+    tried = [float(at) for at in opened]
+    assert tried == list(OPERATING_POINTS[: len(tried)])  # from the highest down
+    assert point == OPERATING_POINTS[0] or opened[str(point)] == 0
+    assert all(count == 0 for at, count in opened.items() if float(at) > point)
+    assert tried[-1] == OPERATING_POINTS[-1] or opened[str(tried[-1])] > 0  # stopped at the first that opened one
 
 
 def test_zero_shot_is_the_highest_distress_class_probability() -> None:

@@ -262,7 +262,8 @@ def train_head_command(
     from config import SettingsError
     from models.training.dataset import DEFAULT_DATA_DIR, build_dataset, dataset_4
     from models.training.errors import DatasetError
-    from models.training.head import HeadConfig, choose_operating_point, train_head
+    from models.training.head import HeadConfig, train_head
+    from models.training.product import choose_operating_point
     from models.yamnet import Yamnet, YamnetError
     from models.yamnet_head import default_head_path
 
@@ -324,7 +325,8 @@ def evaluate_head_command(
     from config import SettingsError
     from models.training.dataset import DEFAULT_DATA_DIR, DatasetConfig, build_dataset
     from models.training.errors import DatasetError
-    from models.training.head import evaluate_head, format_product, format_rows, product_evaluation
+    from models.training.head import evaluate_head, format_rows
+    from models.training.product import format_product, product_evaluation
     from models.yamnet import Yamnet, YamnetError
     from models.yamnet_head import HeadCheckpoint, YamnetDistressModel, default_head_path
 

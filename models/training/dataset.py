@@ -15,7 +15,7 @@ voices and recordings. Each labelled 1 s clip is a foreground placed over a back
 split*, with reverb, channel colouring, pitch/tempo change and gain. Nothing is downloaded or installed here:
 missing Debian packages raise :class:`~models.training.errors.MissingPackageError` naming them.
 
-One module of ~700 lines, as the split builder and the streams share the per-split material and its caches.
+One module of ~780 lines, as the split builder and the streams share the per-split material and its caches.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ false positives (read off the test ROC curve), recall and false-positive rate at
 was fixed on validation), the clips of each held-out source over the point of 5 % false positives (where that
 recall is lost), the false-alarm count on a benign generated stream, and what one patch costs on one CPU thread,
 the second stage included at the share of benign windows it runs on.
+
+About 500 lines, one job (distress-cnn's card); the events-in-context runs are shared with ``models.training.product``.
 """
 
 from __future__ import annotations

@@ -18,13 +18,8 @@ from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
 from models.training import synth
 from models.training.dataset import build_dataset, tiny_config
-from models.training.head import (
-    OPERATING_POINTS,
-    HeadConfig,
-    choose_operating_point,
-    train_head,
-    zero_shot_scores,
-)
+from models.training.head import HeadConfig, train_head, zero_shot_scores
+from models.training.product import OPERATING_POINTS, choose_operating_point
 from models.yamnet import Yamnet, patches
 from models.yamnet_head import (
     FEATURE_SIZE,

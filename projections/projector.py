@@ -115,10 +115,17 @@ class Projector:
     ) -> ProjectorStats:
         """Apply everything up to ``until`` (default: the ends of the topics now)."""
         target = dict(until) if until is not None else self.log.end_offsets()
-        for batch in self.log.read_until(target, max_messages=self.batch_size, latest_only=self.latest_only_topics):
-            self._apply(batch)
-            if progress is not None:
-                progress(batch.messages)
+        while (left := self.log.remaining(target)) > 0:
+            # One batch at a time, of no more messages than are left: a read waits for as many as it asks for, or
+            # for its whole timeout, which the last batch of every rebuild used to spend.
+            batches = self.log.read_until(
+                target, max_messages=min(self.batch_size, left), latest_only=self.latest_only_topics
+            )
+            for batch in batches:
+                self._apply(batch)
+                if progress is not None:
+                    progress(batch.messages)
+                break
         return self.stats
 
     def run(self, stop: threading.Event, poll_timeout_s: float = 0.5) -> None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -29,7 +29,8 @@ from events.catalogue import (
     StreamEnded,
     TranscriptProduced,
 )
-from events.kafka.log import TopicLog
+from events.kafka.connection import Partition
+from events.kafka.log import LogBatch, TopicLog
 from projections.database import table_digest
 from projections.projector import CHECKPOINTS, Projector, load_checkpoint
 from projections.queries import incident_detail, list_incidents, list_streams
@@ -447,3 +448,35 @@ def test_only_a_rebuild_commits_without_waiting_for_the_disk(
     assert len(rebuilt.synchronous) > 1
     with engine.connect() as connection:  # a setting of the transaction alone
         assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+class _Asking(TopicLog):
+    """A log that notes, at every read, how many messages it asks for and how many are left to read."""
+
+    asked: list[tuple[int, int]]
+
+    def read(
+        self,
+        max_messages: int = 2000,
+        timeout_s: float = 0.5,
+        until: Mapping[Partition, int] | None = None,
+        latest_only: frozenset[str] = frozenset(),
+    ) -> LogBatch:
+        self.asked = [*getattr(self, "asked", []), (max_messages, self.remaining(until or {}))]
+        return super().read(max_messages, timeout_s, until, latest_only)
+
+
+def test_catching_up_asks_for_no_more_messages_than_are_left(
+    kafka_settings: Settings, sqlite_databases: NewDatabase, engines: OpenEngine
+) -> None:
+    kafka_settings.ensure_topics()
+    publish(kafka_settings, small_history())
+    bus = kafka_settings.bus()
+    projection = PROJECTIONS["incidents"]
+    projector = Projector(engines(sqlite_databases()), bus, projection, batch_size=25)
+    projector.log.close()
+    projector.log = asking = _Asking(bus, projection.topics(bus.catalogue))
+    # a read asked for more would wait its whole timeout for messages that are not there
+    assert projector.catch_up().messages == sum(asking.end_offsets().values()) > 25
+    projector.close()
+    assert len(asking.asked) > 1 and all(asked <= left for asked, left in asking.asked)

@@ -33,9 +33,11 @@ from events.catalogue import (
     StreamFailed,
     StreamStarted,
 )
+from events.kafka.admin import MetricsError
 from events.kafka.bus import Bus
+from events.kafka.connection import BusError
 from events.kafka.consumer import ConsumedEvent
-from events.kafka.log import EventReader
+from events.kafka.log import TopicLog
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +194,9 @@ class PipelineObserver:
     """Follows every pipeline topic from a point in time and keeps what a run summary or a status view needs.
 
     ``stream_ids`` restricts the bookkeeping to some streams (one `--until-eof` run); ``on_latency`` receives each
-    latency sample as it is resolved (the Prometheus exporter).
+    latency sample as it is resolved (the Prometheus exporter). It reads outside any consumer group, so it never
+    disturbs the stages' groups; undecodable messages are skipped (the stages dead-letter them). Kafka failing to
+    answer is a ``MetricsError``.
     """
 
     def __init__(
@@ -205,7 +209,10 @@ class PipelineObserver:
     ) -> None:
         catalogue = bus.catalogue
         topics = [spec.name for spec in catalogue.all() if spec.name != catalogue.dead_letters.name]
-        self._reader = EventReader(bus, topics, since_ms=since_ms)
+        try:
+            self._log = TopicLog(bus, topics, since_ms=since_ms, purpose="observer")
+        except BusError as error:
+            raise MetricsError(str(error)) from error
         self._wanted = set(stream_ids) if stream_ids is not None else None
         self._on_latency = on_latency
         self._tracker = LatencyTracker()
@@ -217,18 +224,22 @@ class PipelineObserver:
         self.events = 0
 
     def poll(self, max_messages: int = 1000, timeout_s: float = 0.2) -> int:
-        batch = self._reader.poll(max_messages, timeout_s)
-        for consumed in batch:
+        events = self._log.read(max_messages, timeout_s).events
+        for consumed in events:
             self._observe(consumed)
-        return len(batch)
+        return len(events)
 
     def read_to_end(self, timeout_s: float = 60.0) -> None:
         """Consume until every partition is read up to the end offsets of the moment this was called."""
-        for consumed in self._reader.read_to_end(timeout_s):
-            self._observe(consumed)
+        try:
+            for batch in self._log.read_until(self._log.end_offsets(), within_s=timeout_s):
+                for consumed in batch.events:
+                    self._observe(consumed)
+        except BusError as error:
+            raise MetricsError(str(error)) from error
 
     def caught_up_with(self, ends: Mapping[tuple[str, int], int]) -> bool:
-        return self._reader.caught_up_with(ends)
+        return self._log.remaining(ends) == 0
 
     def _summary(self, opened: IncidentOpened) -> IncidentSummary:
         """Onset in seconds, from the stream's sample rate as known now (its StreamStarted may be read later)."""
@@ -268,7 +279,7 @@ class PipelineObserver:
         )
 
     def close(self) -> None:
-        self._reader.close()
+        self._log.close()
 
     def _observe(self, consumed: ConsumedEvent) -> None:
         event = consumed.event

@@ -16,7 +16,7 @@ from actors.runtime.driver import PipelineRuntime
 from config import Settings
 from events.catalogue import AlertDispatched, StreamStarted
 from events.kafka.admin import KafkaProbe, MetricsError
-from events.kafka.log import EventReader
+from events.kafka.log import read_all
 
 BACKLOG_POLL_S = 5.0  # each sample asks the broker for every group's offsets: keep it rare
 
@@ -118,13 +118,13 @@ def onset_to_alert(settings: Settings, since_ms: int, onset_s: float) -> list[fl
     catalogue = settings.topics()
     started: dict[str, datetime] = {}
     alerted: dict[str, datetime] = {}
-    with EventReader(settings.bus(), [catalogue.streams.name, catalogue.alerts.name], since_ms=since_ms) as reader:
-        for consumed in reader.read_to_end():
-            event = consumed.event
-            if isinstance(event, StreamStarted):
-                started.setdefault(event.stream_id, event.occurred_at)
-            elif isinstance(event, AlertDispatched):
-                alerted.setdefault(event.stream_id, event.occurred_at)
+    topics = [catalogue.streams.name, catalogue.alerts.name]
+    for consumed in read_all(settings.bus(), topics, since_ms=since_ms, within_s=60.0):
+        event = consumed.event
+        if isinstance(event, StreamStarted):
+            started.setdefault(event.stream_id, event.occurred_at)
+        elif isinstance(event, AlertDispatched):
+            alerted.setdefault(event.stream_id, event.occurred_at)
     onset = timedelta(seconds=onset_s)
     return [(alerted[stream] - (started[stream] + onset)).total_seconds() for stream in alerted if stream in started]
 

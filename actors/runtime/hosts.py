@@ -39,6 +39,7 @@ from config.logging import configure_logging
 from events.catalogue import StreamFailed
 from events.kafka.admin import KafkaProbe, MetricsError
 from events.kafka.bus import Bus
+from events.kafka.connection import BusError
 from events.kafka.consumer import DecodeFailure, ErrorAction, EventConsumer, dead_letter_everything
 from events.kafka.producer import EventProducer
 
@@ -309,7 +310,7 @@ class SourceHost:
         while not self._stop.is_set():
             try:
                 return locate_stream_run(bus, self._stream.id, since_ms=self._since_ms)
-            except MetricsError as error:
+            except (MetricsError, BusError) as error:
                 log.warning(
                     "cannot read how far the stream got; retrying",
                     extra={"stream_id": self._stream.id, "error": str(error)},

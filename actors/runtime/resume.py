@@ -24,12 +24,14 @@ from events import Event
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
 from events.kafka.admin import KafkaProbe, MetricsError
 from events.kafka.bus import Bus
+from events.kafka.connection import BusError
 from events.kafka.consumer import ConsumedEvent
-from events.kafka.log import EventReader
+from events.kafka.log import TopicLog, read_all
 
 log = logging.getLogger(__name__)
 
 RESTART_ALLOWANCE_S = 60.0  # how long rebuilding a restarted stage's memory may spend reading its input
+READ_WITHIN_S = 60.0  # how long reading a stream's run back may take before it is retried (BusError)
 
 
 def recent_input(
@@ -49,19 +51,19 @@ def recent_input(
         if not targets:
             return []
         deadline = time.monotonic() + RESTART_ALLOWANCE_S
-        last_ms = _last_finished_ms(bus, topics, targets, deadline)
+        last_ms = _last_finished_ms(bus, probe, topics, targets, deadline)
         finished: dict[tuple[str, int], deque[ConsumedEvent]] = {key: deque() for key in targets}
         since_ms = min(last_ms.values()) - int(window_s * 1000)
-        with EventReader(bus, topics, since_ms=since_ms) as reader:
-            while not reader.caught_up_with(targets) and time.monotonic() < deadline:
-                for consumed in reader.poll():
+        with TopicLog(bus, topics, since_ms=since_ms, purpose="recent-input") as topic_log:
+            while topic_log.remaining(targets) > 0 and time.monotonic() < deadline:
+                for consumed in topic_log.read(timeout_s=0.2).events:
                     key = (consumed.topic, consumed.partition)
                     if key in targets and consumed.offset < targets[key]:
                         window = finished[key]
                         window.append(consumed)
                         while window[0].timestamp_ms < consumed.timestamp_ms - window_s * 1000:
                             window.popleft()
-    except MetricsError as error:
+    except (MetricsError, BusError) as error:
         log.warning(
             "cannot read the input to rebuild a stage's memory", extra={"group_id": group_id, "error": str(error)}
         )
@@ -70,15 +72,16 @@ def recent_input(
 
 
 def _last_finished_ms(
-    bus: Bus, topics: Sequence[str], targets: Mapping[tuple[str, int], int], deadline: float
+    bus: Bus, probe: KafkaProbe, topics: Sequence[str], targets: Mapping[tuple[str, int], int], deadline: float
 ) -> dict[tuple[str, int], int]:
     """Kafka timestamps of the event before each committed offset; now for one that cannot be read by ``deadline``
     or cannot be decoded (the reader skips it, so waiting for it would only spend the deadline)."""
     last = {key: offset - 1 for key, offset in targets.items()}
     found: dict[tuple[str, int], int] = {}
-    with EventReader(bus, topics, offsets=last) as reader:
-        while not reader.caught_up_with(targets) and time.monotonic() < deadline:
-            for consumed in reader.poll():
+    start = {**probe.end_offsets(probe.partitions(topics)), **last}  # the other partitions: nothing to read
+    with TopicLog(bus, topics, start=start, purpose="recent-input") as topic_log:
+        while topic_log.remaining(targets) > 0 and time.monotonic() < deadline:
+            for consumed in topic_log.read(timeout_s=0.2).events:
                 key = (consumed.topic, consumed.partition)
                 if last.get(key) == consumed.offset:
                     found[key] = consumed.timestamp_ms
@@ -105,27 +108,29 @@ def locate_stream_run(bus: Bus, stream_id: str, *, since_ms: int, recent_s: floa
     """
     started: StreamStarted | None = None
     finished = False
-    with EventReader(bus, [bus.catalogue.streams.name], since_ms=since_ms, key=stream_id) as reader:
-        for consumed in reader.read_to_end():
-            event = consumed.event
-            if isinstance(event, StreamStarted):
-                started, finished = event, False
-            elif isinstance(event, StreamEnded | StreamFailed) and started is not None:
-                finished = finished or event.correlation_id == started.event_id
+    key = stream_id.encode()
+    for consumed in read_all(bus, [bus.catalogue.streams.name], since_ms=since_ms, key=key, within_s=READ_WITHIN_S):
+        event = consumed.event
+        if isinstance(event, StreamStarted):
+            started, finished = event, False
+        elif isinstance(event, StreamEnded | StreamFailed) and started is not None:
+            finished = finished or event.correlation_id == started.event_id
     if started is None or finished:
         return StreamRun(started=started, finished=finished, next_sequence=0, next_sample_offset=0, anchor=None)
     started_ms = int(started.occurred_at.timestamp() * 1000)
     latest: AudioChunkCaptured | None = None
     for window_start in (max(started_ms, int((time.time() - recent_s) * 1000)), started_ms):
-        with EventReader(bus, [bus.catalogue.audio_chunks.name], since_ms=window_start, key=stream_id) as reader:
-            for consumed in reader.read_to_end():
-                chunk = consumed.event
-                if (
-                    isinstance(chunk, AudioChunkCaptured)
-                    and chunk.correlation_id == started.event_id
-                    and (latest is None or chunk.sequence > latest.sequence)
-                ):
-                    latest = chunk
+        chunks = read_all(
+            bus, [bus.catalogue.audio_chunks.name], since_ms=window_start, key=key, within_s=READ_WITHIN_S
+        )
+        for consumed in chunks:
+            chunk = consumed.event
+            if (
+                isinstance(chunk, AudioChunkCaptured)
+                and chunk.correlation_id == started.event_id
+                and (latest is None or chunk.sequence > latest.sequence)
+            ):
+                latest = chunk
         if latest is not None:
             break
     if latest is None:

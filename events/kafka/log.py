@@ -2,15 +2,15 @@
 
 Projections keep their Kafka position in their own database (in the same transaction as their rows), and
 rebuilding state from history - the incident actor on start, operator commands, replays, the alert ledger, an
-incident's evidence - reads a topic from an offset or a time to its end. None of them may commit offsets to
-Kafka, so all assign partitions directly.
+incident's evidence - reads a topic from an offset or a time to its end, as do the observers (metrics, `distress
+status`) and a restarted actor reading back what it did. None of them may commit offsets to Kafka (or disturb the
+stages' groups), so all assign partitions directly.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from events.codec import CodecError
-from events.kafka.admin import KafkaProbe, MetricsError
 from events.kafka.bus import Bus
 from events.kafka.connection import BusError, Partition
 from events.kafka.consumer import ConsumedEvent, usable
@@ -185,10 +184,21 @@ class TopicLog:
         return batch
 
     def read_until(
-        self, until: Mapping[Partition, int], max_messages: int = 2000, latest_only: frozenset[str] = frozenset()
+        self,
+        until: Mapping[Partition, int],
+        max_messages: int = 2000,
+        latest_only: frozenset[str] = frozenset(),
+        within_s: float | None = None,
     ) -> Iterator[LogBatch]:
-        """Batches until every partition has reached ``until`` (typically the ends captured before reading)."""
+        """Batches until every partition has reached ``until`` (typically the ends captured before reading).
+
+        ``within_s``: a ``BusError`` once reading has taken that long, for a caller that must not wait forever on
+        a broker that went away (an observer, a restarted actor); without it, reading waits for the broker.
+        """
+        deadline = None if within_s is None else time.monotonic() + within_s
         while self.remaining(until) > 0:
+            if deadline is not None and time.monotonic() > deadline:
+                raise BusError(f"could not read the topics to their end within {within_s:.0f} s")
             batch = self.read(max_messages=max_messages, until=until, latest_only=latest_only)
             if batch.messages:
                 yield batch
@@ -311,103 +321,16 @@ def _superseded(messages: Sequence[Message], topics: frozenset[str]) -> set[int]
     return superseded
 
 
-def read_all(bus: Bus, topics: Sequence[str], *, key: bytes | None = None) -> Iterator[ConsumedEvent]:
-    """Every decodable event of the topics as they are now, partition by partition in offset order."""
-    with TopicLog(bus, topics, key=key) as topic_log:
-        for batch in topic_log.read_until(topic_log.end_offsets()):
+def read_all(
+    bus: Bus,
+    topics: Sequence[str],
+    *,
+    key: bytes | None = None,
+    since_ms: int | None = None,
+    within_s: float | None = None,
+) -> Iterator[ConsumedEvent]:
+    """Every decodable event of the topics as they are now (from ``since_ms`` when given), partition by partition
+    in offset order; ``key`` and ``within_s`` as for ``TopicLog`` and ``TopicLog.read_until``."""
+    with TopicLog(bus, topics, key=key, since_ms=since_ms) as topic_log:
+        for batch in topic_log.read_until(topic_log.end_offsets(), within_s=within_s):
             yield from batch.events
-
-
-class EventReader:
-    """Reads decoded events from topics starting at a wall-clock time (``since_ms``) or at given ``offsets`` (a
-    partition not named is not read), without joining a consumer group.
-
-    Used by observers (metrics, status, run summaries) that must not disturb the stages' groups and never commit.
-    Undecodable messages are skipped here; the stages already dead-letter them.
-    """
-
-    def __init__(
-        self,
-        bus: Bus,
-        topics: Sequence[str],
-        *,
-        since_ms: int | None = None,
-        offsets: Mapping[Partition, int] | None = None,
-        key: str | None = None,
-    ) -> None:
-        if (since_ms is None) == (offsets is None):
-            raise ValueError("EventReader starts at since_ms or at offsets: give exactly one")
-        self._bus = bus
-        self._key = key.encode() if key is not None else None  # only this stream's events (others not decoded)
-        self._probe = KafkaProbe(bus.connection)
-        partitions = self._probe.partitions(topics)
-        if since_ms is not None:
-            start = self._probe.offsets_at(partitions, since_ms)
-        else:
-            assert offsets is not None
-            start = {where: offsets.get(where, -1) for where in partitions}
-        self._next: dict[Partition, int] = dict(start)
-        self.undecodable = 0
-        self._consumer = Consumer(
-            bus.connection.client_config(
-                **{
-                    "group.id": f"distress.reader.{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "queued.max.messages.kbytes": 16384,
-                }
-            )
-        )
-        self._consumer.assign(
-            [
-                TopicPartition(topic, partition, offset if offset >= 0 else OFFSET_END)
-                for (topic, partition), offset in start.items()
-            ]
-        )
-
-    def poll(self, max_messages: int = 1000, timeout_s: float = 0.2) -> list[ConsumedEvent]:
-        consumed = []
-        for message in self._consumer.consume(num_messages=max_messages, timeout=timeout_s):
-            if message.error() is not None:
-                continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if topic is None or partition is None or offset is None:
-                continue
-            self._next[(topic, partition)] = offset + 1
-            if self._key is not None and message.key() != self._key:
-                continue
-            try:
-                event = self._bus.codec.decode(message.value())
-            except CodecError:
-                self.undecodable += 1
-                continue
-            consumed.append(
-                ConsumedEvent(
-                    event=event, topic=topic, partition=partition, offset=offset, timestamp_ms=message.timestamp()[1]
-                )
-            )
-        return consumed
-
-    def caught_up_with(self, ends: Mapping[Partition, int]) -> bool:
-        return all(self._next.get(key, 0) >= end for key, end in ends.items())
-
-    def read_to_end(self, timeout_s: float = 60.0) -> Iterator[ConsumedEvent]:
-        """Every event up to the end offsets of the moment this was called."""
-        ends = self.end_offsets()
-        deadline = time.monotonic() + timeout_s
-        while not self.caught_up_with(ends):
-            if time.monotonic() > deadline:
-                raise MetricsError(f"could not read the topics to their end within {timeout_s:.0f} s")
-            yield from self.poll()
-
-    def end_offsets(self) -> dict[Partition, int]:
-        return self._probe.end_offsets(list(self._next))
-
-    def close(self) -> None:
-        self._consumer.close()
-
-    def __enter__(self) -> EventReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import urllib.request
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -24,8 +23,7 @@ from events.catalogue import (
     StreamEnded,
     StreamStarted,
 )
-from events.kafka.admin import KafkaProbe
-from events.kafka.log import EventReader
+from events.kafka.admin import KafkaProbe, MetricsError
 from tests.conftest import free_port
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -250,7 +248,7 @@ def test_prometheus_endpoint_serves_latency_lag_and_streams() -> None:
     assert 'distress_consumer_lag_messages{group="distress.features"} 7.0' in text
 
 
-@pytest.mark.parametrize("start", [{}, {"since_ms": 0, "offsets": {("t", 0): 0}}])
-def test_an_event_reader_starts_at_a_time_or_at_offsets_not_both(start: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="exactly one"):
-        EventReader(Settings().bus(), ["t"], **start)
+def test_an_observer_of_topics_that_do_not_exist_says_so_as_a_metrics_error(kafka_settings: Settings) -> None:
+    """The metrics actor retries on a MetricsError (Kafka not ready yet), and `distress status` reports it."""
+    with pytest.raises(MetricsError, match="does not exist"):
+        PipelineObserver(kafka_settings.bus(), since_ms=0)  # this test's topics were never created

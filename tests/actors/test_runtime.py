@@ -32,7 +32,7 @@ from events.catalogue import AudioChunkCaptured, DistressScored, StreamEnded, St
 from events.kafka.admin import KafkaProbe, commit_offsets
 from events.kafka.broker import LocalBroker
 from events.kafka.bus import Bus
-from events.kafka.log import EventReader
+from events.kafka.log import read_all
 from tests.conftest import broker_settings
 from tests.support.toy_pipeline import ToySource, build_scorer, build_toy_source, local_ray, toy_source, toy_stages
 
@@ -145,12 +145,8 @@ def test_a_killed_capture_actor_continues_its_stream_without_repeating_a_chunk(s
     assert incident_onsets(summary) == {("cam", 2.0), ("cam", 9.0)}
     (restarted,) = started.host_statuses()["capture"]
     assert restarted.pid != capture.pid and restarted.restarts == 1
-    with EventReader(
-        started.settings.bus(),
-        [started.settings.topics().streams.name, started.settings.topics().audio_chunks.name],
-        since_ms=0,
-    ) as reader:
-        events = [consumed.event for consumed in reader.read_to_end()]
+    topics = [started.settings.topics().streams.name, started.settings.topics().audio_chunks.name]
+    events = [consumed.event for consumed in read_all(started.settings.bus(), topics, since_ms=0)]
     (stream_started,) = [event for event in events if isinstance(event, StreamStarted)]
     chunks = [event for event in events if isinstance(event, AudioChunkCaptured)]
     assert sorted(chunk.sequence for chunk in chunks) == list(range(12))  # none lost, none published twice
@@ -191,10 +187,8 @@ def test_a_restarted_capture_continues_the_run_it_finds_on_the_topics(
         ToySource(stream, settings, False).run(
             threading.Event(), ResumingPublisher(producer, run, live=live, paced=False, stop=threading.Event())
         )
-    with EventReader(
-        bus, [settings.topics().streams.name, settings.topics().audio_chunks.name], since_ms=since_ms
-    ) as reader:
-        events = [consumed.event for consumed in reader.read_to_end()]
+    topics = [settings.topics().streams.name, settings.topics().audio_chunks.name]
+    events = [consumed.event for consumed in read_all(bus, topics, since_ms=since_ms)]
     chunks = [event for event in events if isinstance(event, AudioChunkCaptured)]
     assert [(chunk.sequence, chunk.sample_offset) for chunk in chunks] == [(n, n * 16_000) for n in sequences]
     assert {chunk.correlation_id for chunk in chunks} == {run.started.event_id}
@@ -280,17 +274,11 @@ def test_an_undecodable_last_finished_message_does_not_hold_up_the_replay(
 
 def scored_sequences(settings: Settings) -> list[tuple[str, int]]:
     """Every (stream, sequence) on the scores topic, repeats included."""
-    reader = EventReader(settings.bus(), [settings.topics().scores.name], since_ms=0)
-    try:
-        ends = reader.end_offsets()
-        scored: list[tuple[str, int]] = []
-        while not reader.caught_up_with(ends):
-            scored += [
-                (c.event.stream_id, c.event.sequence) for c in reader.poll() if isinstance(c.event, DistressScored)
-            ]
-        return scored
-    finally:
-        reader.close()
+    return [
+        (c.event.stream_id, c.event.sequence)
+        for c in read_all(settings.bus(), [settings.topics().scores.name])
+        if isinstance(c.event, DistressScored)
+    ]
 
 
 def test_graceful_stop_commits_so_a_restart_neither_repeats_nor_loses_work(

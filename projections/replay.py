@@ -143,8 +143,9 @@ class ShadowRebuild:
             return load_checkpoint(connection, self.projection.name)
 
     def target(self) -> dict[Partition, int]:
-        """The ends of the topics now, or the live checkpoint where that is further (it cannot be, normally)."""
-        ends = self.projector.log.end_offsets()
+        """The ends of the topics when the rebuild began, or the live checkpoint where that is further (it cannot
+        be, normally). What comes later is for the live projector, or for the swap's catching up to it."""
+        ends = self.projector.log.ends_when_opened
         live = self.live_checkpoint()
         return {where: max(end, live.get(where, 0)) for where, end in ends.items()}
 

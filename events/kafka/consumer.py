@@ -29,6 +29,16 @@ class ConsumedEvent:
     offset: int
     timestamp_ms: int
 
+    @classmethod
+    def of(cls, event: Event, topic: str, partition: int, offset: int, timestamp_ms: int) -> ConsumedEvent:
+        """The same as the constructor, without the frozen dataclass's ``__init__`` (an ``object.__setattr__``
+        per field): readers make one per message, and that cost more than reading the message."""
+        consumed = object.__new__(cls)
+        fields = consumed.__dict__
+        fields["event"], fields["topic"], fields["partition"] = event, topic, partition
+        fields["offset"], fields["timestamp_ms"] = offset, timestamp_ms
+        return consumed
+
 
 @dataclass(frozen=True, kw_only=True)
 class DecodeFailure:

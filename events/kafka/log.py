@@ -84,6 +84,7 @@ class TopicLog:
                 start = self._offsets_at(partitions, since_ms)
             lows = self._watermarks(partitions, OFFSET_BEGINNING)
             highs = self._watermarks(partitions, OFFSET_END)
+            self._ends_when_opened = highs
             for topic, partition in partitions:
                 low, high = lows[(topic, partition)], highs[(topic, partition)]
                 self._lows[(topic, partition)] = low
@@ -112,6 +113,13 @@ class TopicLog:
     def end_offsets(self) -> dict[Partition, int]:
         """The current end (high watermark) of every partition."""
         return self._watermarks(list(self._positions), OFFSET_END)
+
+    @property
+    def ends_when_opened(self) -> dict[Partition, int]:
+        """The end of every partition when this log was opened, as ``end_offsets()`` said then: for a reader that
+        reads up to where the topics ended when it began, without asking again once fetching, when the answer
+        waits behind the fetches."""
+        return dict(self._ends_when_opened)
 
     def remaining(self, until: Mapping[Partition, int]) -> int:
         return sum(max(0, until.get(partition, 0) - offset) for partition, offset in self._positions.items())
@@ -173,11 +181,7 @@ class TopicLog:
                     extra={"topic": topic, "partition": partition, "offset": offset, "error": str(codec_error)},
                 )
                 continue
-            batch.events.append(
-                ConsumedEvent(
-                    event=event, topic=topic, partition=partition, offset=offset, timestamp_ms=message.timestamp()[1]
-                )
-            )
+            batch.events.append(ConsumedEvent.of(event, topic, partition, offset, message.timestamp()[1]))
         self._positions.update(batch.next_offsets)
         if overshoot:
             self._assign()  # the consumer fetched past ``until``: put it back where the caller stands

@@ -13,6 +13,7 @@ from config import Settings
 from events.catalogue import IncidentNoteAdded
 from events.kafka.bus import Bus
 from events.kafka.connection import Partition
+from events.kafka.consumer import ConsumedEvent
 from events.kafka.log import LogPositionError, TopicLog
 
 
@@ -49,6 +50,7 @@ def test_every_partition_is_read_from_its_start_to_its_end(kafka_settings: Setti
         later = log.end_offsets()
         assert sum(later.values()) == 45
         assert all(later[where] >= end for where, end in ends.items())
+        assert log.ends_when_opened == ends  # what it was, not asked again
     with pytest.raises(LogPositionError, match="beyond its end"):
         TopicLog(bus, [topic], start={where: end + 1 for where, end in later.items()})
 
@@ -72,3 +74,13 @@ def test_reading_starts_at_the_first_record_still_kept(kafka_settings: Settings)
         log.seek({where: 0})
         assert log.positions[where] == end - 2
         assert log.end_offsets() == ends
+
+
+def test_a_consumed_event_made_the_quick_way_is_the_same_as_one_constructed() -> None:
+    note = IncidentNoteAdded(stream_id="ward-1", incident_id="inc-1", actor="ana", note="checked")
+    quick = ConsumedEvent.of(note, "incidents", 3, 17, 1_700_000_000_000)
+    constructed = ConsumedEvent(event=note, topic="incidents", partition=3, offset=17, timestamp_ms=1_700_000_000_000)
+    assert quick == constructed and hash(quick) == hash(constructed) and repr(quick) == repr(constructed)
+    assert list(vars(quick)) == list(vars(constructed))
+    with pytest.raises(AttributeError):
+        quick.offset = 18  # type: ignore[misc]

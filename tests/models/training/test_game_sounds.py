@@ -4,6 +4,7 @@ of the first eight), the Doom WAD lump reader and the WavPack decoder on the ins
 from __future__ import annotations
 
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,35 @@ def test_wavpack_files_are_decoded_by_ffmpeg() -> None:
     assert abs(len(audio) - 64916 * 16000 / 44100) < 16 and 0.05 < np.abs(audio).max() <= 1.0
     recording = next(r for r in find_recordings(("teeworlds-data",)) if r.member == "wp_shotty_fire-01.wv")
     assert recording.label == "gunshot" and read_recording(recording).size > 0.3 * 16000
+
+
+def test_a_wavpack_file_made_here_decodes_to_16_khz_mono(tmp_path: Path) -> None:
+    """The decoder on a file ffmpeg encodes here (stereo, 44.1 kHz, 0.5 s of 440 Hz): CI runs it without the
+    training packages."""
+    source = tmp_path / "tone.wv"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100:duration=0.5",
+            "-ac",
+            "2",
+            "-c:a",
+            "wavpack",
+            str(source),
+        ],
+        check=True,
+    )
+    audio = decode_with_ffmpeg(source)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - 8000) < 16
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * 16000 / len(audio) - 440) < 5
 
 
 def test_an_undecodable_file_names_itself(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,14 +80,14 @@ class Projection(Protocol):
         ...
 
 
-class _Projection:
+class _Projection(ABC):
     """``apply`` as ``write`` of ``prepare``; by default nothing is prepared but the batch itself."""
 
     def prepare(self, dialect: Dialect, batch: Sequence[ConsumedEvent]) -> Any:
         return batch
 
-    def write(self, connection: Connection, tables: TableMap, prepared: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, connection: Connection, tables: TableMap, prepared: Any) -> None: ...
 
     def apply(self, connection: Connection, tables: TableMap, batch: Sequence[ConsumedEvent]) -> None:
         self.write(connection, tables, self.prepare(connection.dialect, batch))

@@ -11,21 +11,11 @@ import numpy as np
 import pytest
 
 from domain.labels import SOUND_LABELS
+from models.training.dataset import MORE_SOUND_PACKAGES
 from models.training.errors import DatasetError
 from models.training.game_formats import decode_doom_sound, decode_with_ffmpeg, is_doom_sound, wad_lumps
 from models.training.game_sounds import PACKAGE_LOCATIONS, RULES, classify, find_recordings, installed, read_recording
 
-NEW_PACKAGES = (
-    "teeworlds-data",
-    "freedoom",
-    "widelands-data",
-    "flare-game",
-    "supertux-data",
-    "tuxpaint-data",
-    "frozen-bubble-data",
-    "pingus-data",
-    "lincity-ng-data",
-)
 FREEDOOM1, FREEDOOM2 = PACKAGE_LOCATIONS["freedoom"]
 TEEWORLDS = Path(PACKAGE_LOCATIONS["teeworlds-data"][0])
 
@@ -220,7 +210,7 @@ def test_an_undecodable_file_names_itself(tmp_path: Path) -> None:
         decode_with_ffmpeg(broken)
 
 
-@pytest.mark.parametrize("package", NEW_PACKAGES)
+@pytest.mark.parametrize("package", MORE_SOUND_PACKAGES)
 def test_every_new_package_yields_recordings(package: str) -> None:
     if not installed(package):
         pytest.skip(f"{package} is not installed (apt-get install -y {package})")

@@ -112,17 +112,28 @@ class HealthMonitor:
             database_error = _error_text(error)
         broker_error = self._broker_error()
         stages: list[StageHealthOut] = []
-        pipeline_error: str | None = None
+        unknown: dict[str, str] = {}  # stage → why it could not be measured
         if broker_error is None:
-            try:
-                stages = [stage_health(spec, self._settings, self._kafka) for spec in self._stages]
-            except MetricsError as error:  # the broker may have gone away meanwhile: then say that
-                broker_error = self._broker_error()
-                pipeline_error = None if broker_error else redact_text(str(error))
+            # Stage by stage: one whose measure needs something else that is down (the projections keep their
+            # position in the database) must not hide the lag of all the others.
+            for spec in self._stages:
+                try:
+                    stages.append(stage_health(spec, self._settings, self._kafka))
+                except MetricsError as error:
+                    broker_error = self._broker_error()
+                    if broker_error is not None:  # the broker went away meanwhile: say that, and stop asking it
+                        stages, unknown = [], {}
+                        break
+                    unknown[spec.name] = redact_text(str(error))
+        pipeline_error = "; ".join(f"stage {name}: {error}" for name, error in unknown.items()) or None
         reasons = [
             *(["event log (Kafka) unreachable"] if broker_error else []),
             *(["database unavailable"] if database_error else []),
-            *(["pipeline state unknown"] if pipeline_error else []),
+            *(
+                ["pipeline state unknown"]
+                if unknown and not stages
+                else (f"stage {name} state unknown" for name in unknown)
+            ),
             *(
                 f"stage {stage.stage} not running, {stage.lag} events waiting"
                 for stage in stages

@@ -1,12 +1,14 @@
-"""Outages are visible, not silent: with the event log (Kafka) down, ``/api/health`` says so within seconds, the
-pages' live indicator turns red and says why in words, and an operator's action fails within seconds with a
-message while the note stays in the form.
+"""Outages are visible, not silent: with the event log (Kafka) or the database down, ``/api/health`` says so within
+seconds, the pages' live indicator turns red and says why in words, and an operator's action fails within seconds
+with a message while the note stays in the form.
 
-Each test stops a private broker (the session's broker stays up for everyone else) and starts it again next time.
+Each test stops a private broker or PostgreSQL cluster (the session's broker stays up for everyone else) and starts
+it again next time.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,13 +19,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from selenium.webdriver.common.by import By
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from actors.pipeline import default_stages
 from config import Settings
 from events.kafka.broker import LocalBroker
 from frontend.app import create_app
 from frontend.health import BEHIND_AFTER_EVENTS
 from frontend.server import DashboardServer, build_authenticator
 from tests.conftest import broker_settings, wait_for
+from tests.faults.test_database_down import PrivateCluster
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config
 from tests.support.browser import click, full_page_screenshot, headless_chromium, wait_until
 from tests.support.world import PublishedIncident, World
@@ -153,3 +159,103 @@ def test_the_live_indicator_turns_red_with_the_reason_and_an_action_fails_fast_k
         assert driver.find_element(By.ID, "note").get_property("value") == note
         assert driver.find_element(By.CSS_SELECTOR, 'button[data-command="acknowledge"]').is_enabled()  # retry
         full_page_screenshot(driver, "outage-action.png")
+
+
+# ------------------------------------------------------------------------------------------- database down
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of this module's own, so stopping it takes no one else's database down."""
+    cluster = PrivateCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.data, ignore_errors=True)
+
+
+@pytest.fixture
+def database_outage_settings(private_postgres: PrivateCluster, kafka_settings: Settings, tmp_path: Path) -> Settings:
+    """A dashboard on the session broker and a fresh database in the private cluster (started here: an earlier
+    test may have stopped it)."""
+    private_postgres.start()
+    database = f"health_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(private_postgres.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{database}"'))
+    finally:
+        admin.dispose()
+    return kafka_settings.model_copy(
+        update={
+            "data_dir": tmp_path / "state",
+            "database_url": make_url(private_postgres.url).set(database=database).render_as_string(False),
+            "dashboard": dashboard_config(),
+        }
+    )
+
+
+def test_with_the_database_stopped_health_answers_503_naming_the_database(
+    database_outage_settings: Settings, private_postgres: PrivateCluster
+) -> None:
+    published_incident(database_outage_settings)
+    auth, _ = build_authenticator(database_outage_settings)
+    app = create_app(database_outage_settings, auth)
+    with TestClient(app, headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as client:
+        wait_for(lambda: client.get("/api/health").status_code == 200, timeout_s=30, what="health to be ok")
+        assert client.get("/api/health").json()["database"] is True
+        private_postgres.stop()
+        stopped = time.monotonic()
+        answers: list[tuple[float, int, Any]] = []
+
+        def degraded() -> bool:
+            asked = time.monotonic()
+            response = client.get("/api/health")
+            answers.append((time.monotonic() - asked, response.status_code, response.json()))
+            return response.status_code == 503
+
+        wait_for(degraded, timeout_s=60, what="health to report the database")
+        assert time.monotonic() - stopped < NOTICED_WITHIN_S
+        assert max(seconds for seconds, _, _ in answers) < FAST_S  # health never waits on the dead database
+        health = answers[-1][2]
+        assert health["status"] == "degraded" and health["database"] is False
+        assert (
+            "Connection refused" in health["database_error"] and str(private_postgres.port) in health["database_error"]
+        )
+        # Only the stage that keeps its position in the database cannot be measured; the event log answers, so
+        # every other stage's lag is still reported.
+        assert health["reasons"] == ["database unavailable", "stage projections state unknown"]
+        assert health["broker"]["reachable"] is True
+        assert "projection checkpoints" in health["pipeline_error"]
+        measured = {stage["stage"] for stage in health["pipeline"]}
+        assert measured == {spec.name for spec in default_stages(database_outage_settings)} - {"projections"}
+
+
+def test_the_live_indicator_turns_red_naming_the_database(
+    database_outage_settings: Settings, private_postgres: PrivateCluster, tmp_path: Path
+) -> None:
+    incident = published_incident(database_outage_settings)
+    with (
+        DashboardServer(database_outage_settings, host="127.0.0.1", port=0) as server,
+        headless_chromium(tmp_path / "chromium") as driver,
+    ):
+        driver.get(f"{server.url}login#token={ALICE_TOKEN}")
+        wait_until(driver, lambda d: d.find_element(By.ID, "incident-list"), "the dashboard after signing in")
+        driver.get(f"{server.url}incidents/{incident.incident_id}")
+        indicator = (By.ID, "live-state")
+        wait_until(
+            driver,
+            lambda d: d.find_element(*indicator).get_attribute("data-state") == "live",
+            "the incident page to be live",
+        )
+        private_postgres.stop()
+        wait_until(
+            driver,
+            lambda d: d.find_element(*indicator).text.startswith("degraded: database unavailable"),
+            "the live indicator to name the database",
+            timeout_s=NOTICED_WITHIN_S,
+        )
+        shown = driver.find_element(*indicator)
+        assert shown.get_attribute("data-state") == "degraded"
+        assert "database unavailable" in (shown.get_attribute("title") or "")

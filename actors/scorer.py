@@ -348,6 +348,7 @@ def scorer_from_settings(settings: Settings, *, batch_patches: bool = False) -> 
         hysteresis=settings.scorer.hysteresis,
         acoustic_operating_point=classifier.threshold,
         label_operating_points=classifier.label_thresholds,
+        accumulation=classifier.accumulation,
     )
     return ScorerStage(
         settings.topics(),

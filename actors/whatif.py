@@ -22,14 +22,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from actors.incidents.engine import IncidentEngine
 from actors.offline import OfflinePipeline
 from actors.scorer import build_scorer
-from config.settings import Settings
+from config.settings import IncidentConfig, Settings
 from domain.incidents import IncidentRecord, fold_incidents
 from events import Event
-from events.catalogue import AudioChunkCaptured, DistressScored, TranscriptProduced
+from events.catalogue import AudioChunkCaptured, DistressScored, IncidentOpened, TranscriptProduced
 from events.kafka.bus import Bus
 from events.kafka.log import read_all
+from models.fusion import FusionConfig, StreamFusion
 
 _T = TypeVar("_T", bound="_OfStream")
 
@@ -141,6 +143,29 @@ def rescore(
     )
     report.changes = compare(report.recorded, report.rescored, tolerance_s=settings.incidents.merge_gap_s)
     return report
+
+
+def refuse(windows: Iterable[DistressScored], fusion: FusionConfig, incidents: IncidentConfig) -> list[IncidentOpened]:
+    """The incidents opened when one stream's scored windows are fused again under ``fusion`` and run through the
+    incident rules: another decision rule tried without running the model again (the windows keep the model's
+    probability, labels, loudness and pitch)."""
+    stream = StreamFusion(fusion)
+    engine = IncidentEngine(incidents, clip_store=None, stores_audio=lambda _: False, clock=lambda: 0.0)
+    opened: list[IncidentOpened] = []
+    for window in windows:
+        fused = stream.fuse(
+            now=window.occurred_at,
+            acoustic_probability=window.acoustic_probability,
+            labels=window.labels,
+            phrases=window.phrases,
+            rms_dbfs=window.rms_dbfs,
+            pitch_hz=window.pitch_hz,
+        )
+        again = dataclasses.replace(
+            window, score=fused.score, threshold=fused.threshold, is_distress=fused.is_distress, reason=fused.reason
+        )
+        opened += [event for event in engine.on_score(again) if isinstance(event, IncidentOpened)]
+    return opened
 
 
 def compare(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import tempfile
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,7 +27,13 @@ from models.classifier import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from actors.offline import Detector
+    from events.catalogue import DistressScored
+    from models.fusion import Accumulation
     from models.training.dataset import Dataset, Split
+    from models.training.decision import Record, Refuse
     from models.training.evaluate import ProductChain
     from models.training.synth import Audio
 
@@ -154,15 +162,11 @@ def product_chain(checkpoint: Path, operating_point: float | None = None) -> Pro
     """The incidents the product would open on a recording with ``checkpoint``: the chain of `distress detect
     --no-asr` (features, scorer with fusion and hysteresis, incident rules) at the configured settings; with
     ``operating_point``, the checkpoint's is replaced by it (for every label), as `replay --rescore` does."""
-    from actors.offline import Detector
-    from config import load_settings
     from domain.labels import DISTRESS_LABELS
     from events.catalogue import IncidentOpened
     from models.training.evaluate import OpenedIncident
 
-    settings = load_settings()
-    scorer = settings.scorer.model_copy(update={"model_path": checkpoint})
-    detector = Detector(settings.model_copy(update={"scorer": scorer}), with_asr=False)
+    detector = _detector(checkpoint)
     if operating_point is not None:
         detector.scorer.fusion_config = replace(
             detector.scorer.fusion_config, acoustic_operating_point=operating_point, label_operating_points={}
@@ -180,6 +184,45 @@ def product_chain(checkpoint: Path, operating_point: float | None = None) -> Pro
             return [opened(event) for event in detector.events(recording) if isinstance(event, IncidentOpened)]
 
     return chain
+
+
+def _detector(checkpoint: Path) -> Detector:
+    from actors.offline import Detector
+    from config import load_settings
+
+    settings = load_settings()
+    scorer = settings.scorer.model_copy(update={"model_path": checkpoint})
+    return Detector(settings.model_copy(update={"scorer": scorer}), with_asr=False)
+
+
+def scored_windows(checkpoint: Path) -> Record:
+    """The scored windows of a recording through the same chain as :func:`product_chain`."""
+    from events.catalogue import DistressScored
+
+    detector = _detector(checkpoint)
+
+    def record(audio: Audio) -> list[DistressScored]:
+        with tempfile.TemporaryDirectory(prefix="distress-decide-") as work:
+            recording = Path(work) / "recording.wav"
+            soundfile.write(recording, audio, SAMPLE_RATE, subtype="FLOAT")
+            return [event for event in detector.events(recording) if isinstance(event, DistressScored)]
+
+    return record
+
+
+def refuser(checkpoint: Path) -> Refuse:
+    """Incident onsets (s) under another operating point and accumulation, on windows :func:`scored_windows`
+    recorded: the scorer's fusion and the incident rules at the configured settings."""
+    from actors.whatif import refuse
+
+    detector = _detector(checkpoint)
+    fusion, incidents = detector.scorer.fusion_config, detector.settings.incidents
+
+    def onsets(windows: Sequence[DistressScored], point: float, accumulation: Accumulation) -> list[float]:
+        trial = replace(fusion, acoustic_operating_point=point, label_operating_points={}, accumulation=accumulation)
+        return [event.onset_sample / SAMPLE_RATE for event in refuse(windows, trial, incidents)]
+
+    return onsets
 
 
 @app.command("evaluate")
@@ -254,50 +297,121 @@ def train_head_command(
     data_dir: DataDirOption = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Training seed of the head.")] = 7,
 ) -> None:
-    """Build dataset 4 (cached) and train the distress head on YAMNet; epoch, calibration and operating point are
-    chosen on validation (the point through the product's chain: the lowest that opens no incident in an hour of
-    everyday validation audio)."""
+    """Build dataset 4 (cached) and train the distress head on YAMNet; epoch and calibration are chosen on
+    validation, then the decision rule as `choose-rule` does."""
     _require_training()
-    from actors.offline import DetectionError
-    from config import SettingsError
     from models.training.dataset import DEFAULT_DATA_DIR, build_dataset, dataset_4
-    from models.training.errors import DatasetError
     from models.training.head import HeadConfig, train_head
-    from models.training.product import choose_operating_point
-    from models.yamnet import Yamnet, YamnetError
+    from models.yamnet import Yamnet
     from models.yamnet_head import default_head_path
 
-    console = Console(stderr=True)
     target = output or default_head_path()
+    with _model_errors(), _progress(Console(stderr=True)) as progress:
+        bars = _ProgressBars(progress)
+        dataset = build_dataset(dataset_4(), data_dir or DEFAULT_DATA_DIR, bars)
+        train_head(dataset, Yamnet.load(), HeadConfig(seed=seed), bars).save(target)
+        _choose_rule(target, dataset, data_dir or DEFAULT_DATA_DIR, bars)
+    _print_head(target, dataset)
+
+
+@app.command("choose-rule")
+def choose_rule_command(
+    checkpoint: HeadOption = None,
+    data_dir: DataDirOption = None,
+    everyday_s: Annotated[
+        float,
+        typer.Option("--everyday-seconds", min=1.0, help="Length of each of the three everyday validation pieces."),
+    ] = 3600.0,
+    events_per_label: Annotated[
+        int | None,
+        typer.Option(
+            "--events-per-label", min=1, help="Validation distress events of each label (default: as train-head)."
+        ),
+    ] = None,
+) -> None:
+    """Choose how a trained head's windows add up to an incident (operating point, memory and evidence needed,
+    loudness-jump weight) on validation only: the rule that catches the most validation distress events in
+    everyday audio while opening no incident in three everyday validation hours; written into the checkpoint."""
+    _require_training()
+    from models.training.dataset import DEFAULT_DATA_DIR, DatasetConfig, build_dataset
+    from models.yamnet_head import HeadCheckpoint, default_head_path
+
+    target = checkpoint or default_head_path()
+    with _model_errors(), _progress(Console(stderr=True)) as progress:
+        bars = _ProgressBars(progress)
+        recorded = HeadCheckpoint.load(target).metadata.get("dataset_config")
+        if recorded is None:
+            raise ValueError("the head checkpoint records no dataset_config: it was not made by train-head")
+        dataset = build_dataset(DatasetConfig.from_dict(recorded), data_dir or DEFAULT_DATA_DIR, bars)
+        _choose_rule(target, dataset, data_dir or DEFAULT_DATA_DIR, bars, everyday_s, events_per_label)
+    _print_head(target, dataset)
+
+
+def _choose_rule(
+    target: Path,
+    dataset: Dataset,
+    data_dir: Path,
+    progress: _ProgressBars,
+    everyday_s: float = 3600.0,
+    events_per_label: int | None = None,
+) -> None:
+    from models.training.decision import VALIDATION_EVENTS_PER_LABEL, choose_decision, record_validation
+    from models.yamnet_head import HeadCheckpoint
+
+    windows = record_validation(
+        scored_windows(target),
+        dataset,
+        data_dir,
+        everyday_s=everyday_s,
+        events_per_label=events_per_label or VALIDATION_EVENTS_PER_LABEL,
+        progress=progress,
+    )
+    trials = choose_decision(windows, refuser(target), progress)
+    chosen = trials[0]
+    head = HeadCheckpoint.load(target)
+    metadata = {
+        **head.metadata,
+        "window_point": head.metadata.get("window_point", head.threshold),
+        "decision_rules_tried": [
+            {
+                "point": trial.point,
+                **asdict(trial.accumulation),
+                "validation_events_caught": trial.caught,
+                "validation_events": trial.events,
+            }
+            for trial in trials[:10]
+        ],
+    }
+    replace(head, threshold=chosen.point, accumulation=chosen.accumulation, metadata=metadata).save(target)
+
+
+def _print_head(target: Path, dataset: Dataset) -> None:
+    from models.yamnet_head import HeadCheckpoint
+
+    head = HeadCheckpoint.load(target)
+    summary = {
+        "checkpoint": str(target),
+        "sha256": sha256_of(target),
+        "threshold": head.threshold,
+        "accumulation": asdict(head.accumulation) if head.accumulation else None,
+        "dataset": str(dataset.directory),
+        **head.metadata,
+    }
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@contextmanager
+def _model_errors() -> Iterator[None]:
+    """The expected failures of training and evaluation as one error line (cli.errors)."""
+    from actors.offline import DetectionError
+    from config import SettingsError
+    from models.training.errors import DatasetError
+    from models.yamnet import YamnetError
+
     try:
-        with _progress(console) as progress:
-            bars = _ProgressBars(progress)
-            dataset = build_dataset(dataset_4(), data_dir or DEFAULT_DATA_DIR, bars)
-            checkpoint = train_head(dataset, Yamnet.load(), HeadConfig(seed=seed), bars)
-            checkpoint.save(target)
-            point, opened = choose_operating_point(
-                lambda point: product_chain(target, point), dataset, data_dir or DEFAULT_DATA_DIR, progress=bars
-            )
+        yield
     except (DatasetError, ClassifierError, YamnetError, SettingsError, DetectionError, ValueError) as error:
         raise CliError(str(error), kind="model", exit_code=1) from error
-    checkpoint = replace(
-        checkpoint,
-        threshold=point,
-        metadata={**checkpoint.metadata, "window_point": checkpoint.threshold, "validation_incidents_by_point": opened},
-    )
-    checkpoint.save(target)
-    typer.echo(
-        json.dumps(
-            {
-                "checkpoint": str(target),
-                "sha256": sha256_of(target),
-                "threshold": checkpoint.threshold,
-                "dataset": str(dataset.directory),
-                **checkpoint.metadata,
-            },
-            indent=2,
-        )
-    )
 
 
 @app.command("evaluate-head")
@@ -319,32 +433,25 @@ def evaluate_head_command(
     """YAMNet zero-shot beside the trained head on the held-out split of the dataset the head was trained on:
     clip ROC-AUC and recall at 5 % false positives, overall, with each source counting once, and by label."""
     _require_training()
-    from dataclasses import asdict
-
-    from actors.offline import DetectionError
-    from config import SettingsError
     from models.training.dataset import DEFAULT_DATA_DIR, DatasetConfig, build_dataset
-    from models.training.errors import DatasetError
     from models.training.head import evaluate_head, format_rows
     from models.training.product import format_product, product_evaluation
-    from models.yamnet import Yamnet, YamnetError
+    from models.yamnet import Yamnet
     from models.yamnet_head import HeadCheckpoint, YamnetDistressModel, default_head_path
 
     if split not in HELD_OUT_SPLITS:
         raise CliError(f"--split must be one of {sorted(HELD_OUT_SPLITS)}, got {split!r}")
-    console = Console(stderr=True)
     path = checkpoint or default_head_path()
     data_dir = data_dir or DEFAULT_DATA_DIR
     product = None
-    try:
+    with _model_errors():
         model = YamnetDistressModel(Yamnet.load(), HeadCheckpoint.load(path))
-        with _progress(console) as progress:
+        with _progress(Console(stderr=True)) as progress:
             bars = _ProgressBars(progress)
             recorded = model.checkpoint.metadata.get("dataset_config")
             if recorded is None:
                 raise ValueError("the head checkpoint records no dataset_config: it was not made by train-head")
-            config = DatasetConfig.from_dict(recorded)
-            dataset = build_dataset(config, data_dir, bars)
+            dataset = build_dataset(DatasetConfig.from_dict(recorded), data_dir, bars)
             rows = evaluate_head(model, dataset, HELD_OUT_SPLITS[split], bars)
             if benign_hours or events_per_label:
                 product = product_evaluation(
@@ -356,8 +463,6 @@ def evaluate_head_command(
                     events_per_label=events_per_label,
                     progress=bars,
                 )
-    except (DatasetError, ClassifierError, YamnetError, SettingsError, DetectionError, ValueError) as error:
-        raise CliError(str(error), kind="model", exit_code=1) from error
     if json_output:
         result: dict[str, object] = {
             "split": split,

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from models.classifier import ClassifierError, ClassScores, DistressClassifier, default_checkpoint_path
 from models.features import FeatureConfig
+from models.fusion import Accumulation
 from models.yamnet import FRONT_END as YAMNET_FEATURES
 
 
@@ -49,6 +50,9 @@ class AcousticModel(Protocol):
 
     @property
     def label_thresholds(self) -> Mapping[str, float]: ...
+
+    @property
+    def accumulation(self) -> Accumulation | None: ...
 
     def predict(self, log_mel_patch: npt.NDArray[np.floating]) -> ClassScores: ...
 

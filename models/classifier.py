@@ -38,6 +38,7 @@ from domain.labels import DISTRESS_LABELS as ALL_DISTRESS_LABELS
 from domain.labels import SOUND_LABELS
 from models.asr import ModelNotAvailable, resolve_model
 from models.encoder_stage import EncoderStage, WhisperEncoder
+from models.fusion import Accumulation
 
 # The labels of distress-cnn 1.x checkpoints: the first seven (gunshot and alarm came with the YAMNet head).
 LABELS: tuple[str, ...] = SOUND_LABELS[:7]
@@ -201,6 +202,8 @@ class ClassScores:
 
 class DistressClassifier:
     """A loaded, calibrated checkpoint ready for CPU inference (eval mode, no gradients)."""
+
+    accumulation: Accumulation | None = None  # validated window by window: each window is judged on its own
 
     def __init__(
         self,

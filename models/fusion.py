@@ -7,6 +7,11 @@ The rule is deliberately simple so an operator can follow it from the reason str
   * it is then damped for very quiet audio (a faint sound far away should not page anyone
     on its own) and nudged up for high-pitched voiced screams/cries;
   * spotted distress phrases are independent evidence, combined with the acoustic probability by noisy-OR;
+  * with an ``Accumulation`` (a model that was validated with one), evidence adds up over consecutive windows
+    instead: each window adds its log-odds above the operating point (capped), plus a bonus for being louder
+    than the stream's own recent background, the sum leaks a share each window, and the acoustic score reaches
+    the threshold once the sum holds ``needed``. Three windows at 0.9 then say what one at 0.999 says, and a
+    lone window that is only fairly sure is not dropped for good, nor enough on its own;
   * the decision uses a per-stream threshold with hysteresis (no flapping around the threshold), shifted by the
     stream's sensitivity and by operators' false-alarm feedback (bounded, decaying, rebuilt from events).
 """
@@ -14,6 +19,8 @@ The rule is deliberately simple so an operator can follow it from the reason str
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +29,26 @@ from domain.labels import DISTRESS_LABELS
 from events.catalogue import LabelScore, PhraseHit
 
 VOICED_DISTRESS_LABELS = frozenset({"scream", "crying"})
+
+
+BACKGROUND_WINDOWS = 30  # a stream's background loudness: the median of its last this many windows
+
+
+@dataclass(frozen=True, kw_only=True)
+class Accumulation:
+    """Evidence over consecutive windows (a leaky sum of log-odds, as in a CUSUM test), chosen on validation."""
+
+    memory: float  # the share of the sum a window carries over to the next
+    needed: float  # log-odds above the operating point the sum must hold to reach the threshold
+    cap: float = 4.0  # the most one window adds or takes away: no single window decides alone
+    jump_weight: float = 0.0  # added by a window above the point that is jump_full_db over the background
+    jump_full_db: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.memory < 1.0:
+            raise ValueError(f"accumulation memory must be in [0, 1), got {self.memory}")
+        if self.needed < 0.0 or self.cap <= 0.0 or self.jump_weight < 0.0 or self.jump_full_db <= 0.0:
+            raise ValueError(f"accumulation needs needed, jump_weight >= 0 and cap, jump_full_db > 0: {self}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +69,7 @@ class FusionConfig:
     false_alarm_memory: timedelta = timedelta(days=7)
     min_threshold: float = 0.2
     max_threshold: float = 0.95
+    accumulation: Accumulation | None = None  # None: each window is judged on its own
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -74,6 +102,9 @@ class StreamFusion:
     sensitivity: float = 1.0
     false_alarms: list[datetime] = field(default_factory=list)
     active: bool = False
+    evidence: float = 0.0  # the accumulated log-odds (with an Accumulation)
+    evidence_windows: int = 0  # consecutive windows the evidence has been building over
+    loudness: deque[float] = field(default_factory=lambda: deque(maxlen=BACKGROUND_WINDOWS))
 
     def record_false_alarm(self, when: datetime) -> None:
         self.false_alarms.append(when)
@@ -106,7 +137,12 @@ class StreamFusion:
         top_distress = max(
             (label for label in labels if label.label in DISTRESS_LABELS), key=lambda label: label.score, default=None
         )
-        acoustic = on_fusion_scale(acoustic_probability, self.config, top_distress.label if top_distress else None)
+        label = top_distress.label if top_distress else None
+        if self.config.accumulation is None:
+            acoustic = on_fusion_scale(acoustic_probability, self.config, label)
+        else:
+            acoustic = self._accumulate(self.config.accumulation, acoustic_probability, label, rms_dbfs)
+        self.loudness.append(rms_dbfs)
         acoustic *= loudness_weight(rms_dbfs, self.config)
         if top is not None and top.label in VOICED_DISTRESS_LABELS and pitch_hz >= self.config.high_pitch_hz:
             acoustic = min(1.0, acoustic * self.config.high_pitch_boost)
@@ -115,13 +151,29 @@ class StreamFusion:
         threshold = self.threshold(now)
         release = threshold - self.config.hysteresis
         self.active = score >= (release if self.active else threshold)
+        reason = explain(labels, phrases, rms_dbfs)
+        if self.evidence_windows > 1:
+            reason += f", over {self.evidence_windows} windows"
         return FusedScore(
             score=score,
             acoustic_probability=acoustic_probability,
             threshold=threshold,
             is_distress=self.active,
-            reason=explain(labels, phrases, rms_dbfs),
+            reason=reason,
         )
+
+    def _accumulate(self, rule: Accumulation, probability: float, label: str | None, rms_dbfs: float) -> float:
+        """Add this window's evidence to the stream's sum; the acoustic score on the fusion scale."""
+        point = self.config.label_operating_points.get(label or "", self.config.acoustic_operating_point)
+        above = _logit(_clip(probability)) - _logit(point if point is not None else self.config.threshold)
+        added = min(rule.cap, max(-rule.cap, above))
+        if added > 0.0 and self.loudness:
+            jump_db = rms_dbfs - statistics.median(self.loudness)
+            added += rule.jump_weight * min(1.0, max(0.0, jump_db / rule.jump_full_db))
+        total = rule.memory * self.evidence + added
+        self.evidence_windows = self.evidence_windows + 1 if total > 0.0 else 0
+        self.evidence = max(0.0, total)
+        return 1.0 / (1.0 + math.exp(-(_logit(self.config.threshold) + total - rule.needed)))
 
 
 def on_fusion_scale(probability: float, config: FusionConfig, label: str | None = None) -> float:
@@ -130,9 +182,12 @@ def on_fusion_scale(probability: float, config: FusionConfig, label: str | None 
     point = config.label_operating_points.get(label or "", config.acoustic_operating_point)
     if point is None:
         return probability
-    clipped = min(1.0 - 1e-9, max(1e-9, probability))
-    shifted = _logit(clipped) - _logit(point) + _logit(config.threshold)
+    shifted = _logit(_clip(probability)) - _logit(point) + _logit(config.threshold)
     return 1.0 / (1.0 + math.exp(-shifted))
+
+
+def _clip(probability: float) -> float:
+    return min(1.0 - 1e-9, max(1e-9, probability))
 
 
 def _logit(probability: float) -> float:

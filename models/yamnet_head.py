@@ -24,10 +24,11 @@ import scipy.special
 
 from domain.labels import SOUND_LABELS
 from models.classifier import ASSETS_DIR, Calibration, ClassifierError, ClassScores, sha256_of, verify_digest
+from models.fusion import Accumulation
 from models.yamnet import EMBEDDING_SIZE, N_CLASSES, SHA256, Yamnet
 
 MODEL_ID = "distress-yamnet"
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"
 HEAD_FORMAT = 1
 Float32Array = npt.NDArray[np.float32]
 FEATURE_SIZE = EMBEDDING_SIZE + N_CLASSES
@@ -92,6 +93,7 @@ class HeadCheckpoint:
     threshold: float
     version: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    accumulation: Accumulation | None = None  # how its windows add up, chosen on validation with the threshold
 
     def __post_init__(self) -> None:
         if unknown := [label for label in self.labels if label not in SOUND_LABELS]:
@@ -109,6 +111,7 @@ class HeadCheckpoint:
             "labels": list(self.labels),
             "calibration": asdict(self.calibration),
             "threshold": self.threshold,
+            "accumulation": asdict(self.accumulation) if self.accumulation else None,
             "yamnet_sha256": SHA256,
             "metadata": dict(self.metadata),
         }
@@ -142,6 +145,7 @@ class HeadCheckpoint:
             float(header["threshold"]),
             str(header["version"]),
             header["metadata"],
+            Accumulation(**header["accumulation"]) if header.get("accumulation") else None,
         )
 
 
@@ -156,6 +160,7 @@ class YamnetDistressModel:
         self.model_version = checkpoint.version
         self.threshold = checkpoint.threshold
         self.label_thresholds: Mapping[str, float] = {}  # one operating point for every label
+        self.accumulation = checkpoint.accumulation
 
     def scores_of(
         self, scores: npt.NDArray[np.floating], embeddings: npt.NDArray[np.floating]

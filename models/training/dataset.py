@@ -100,6 +100,10 @@ class DatasetConfig:
     # Every source of a label as likely as any other, whichever kind it is (recorded, TTS, synthetic), so
     # that no single voice dominates a label; dataset 3 weighted the kinds instead.
     balanced_by_source: bool = False
+    # Everyday audio only (it changes no clip, so the cache directory's name leaves it out): a recorded sound
+    # shorter than its scene (a footstep, a door) recurs after natural pauses instead of being looped back to
+    # back, which turned a footstep into a rapid train that YAMNet and the head hear as gunfire (docs/yamnet.md).
+    spaced_one_shots: bool = False
 
     def __post_init__(self) -> None:
         if set(self.clips_per_label) != set(SPLITS) or min(self.clips_per_label.values()) < 1:
@@ -123,10 +127,13 @@ class DatasetConfig:
             del fields["labels"]
         if not self.balanced_by_source:
             del fields["balanced_by_source"]
+        if not self.spaced_one_shots:
+            del fields["spaced_one_shots"]
         return fields
 
     def digest(self) -> str:
-        payload = json.dumps({"version": DATASET_VERSION, **self.recorded()}, sort_keys=True)
+        clips = {name: value for name, value in self.recorded().items() if name != "spaced_one_shots"}
+        payload = json.dumps({"version": DATASET_VERSION, **clips}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     @classmethod
@@ -157,6 +164,7 @@ def dataset_4(seed: int = 20261206) -> DatasetConfig:
         sound_packages=ALL_SOUND_PACKAGES + MORE_SOUND_PACKAGES,
         labels=SOUND_LABELS,
         balanced_by_source=True,
+        spaced_one_shots=True,
     )
 
 
@@ -594,8 +602,8 @@ def build_dataset(
     ``progress(stage, done, total)`` is called as clips are made, for a progress bar.
     """
     directory = data_dir / f"clips-{config.digest()}"
-    if (directory / "manifest.json").exists():
-        return load_dataset(directory)
+    if (directory / "manifest.json").exists():  # the same clips; the config may differ in what the digest leaves out
+        return replace(load_dataset(directory), config=config)
     materials, assignment = _all_split_material(config, data_dir, progress)
     sets = {split: _make_split(config, materials[split], progress) for split in SPLITS}
     directory.mkdir(parents=True, exist_ok=True)
@@ -629,7 +637,8 @@ def benign_stream(
 
     Conversation (TTS speech with pauses), babble, music, recorded ambience and animals, room tone and small
     knocks follow each other in 2-20 s scenes at -50 to -15 dBFS, over a quiet room-tone floor. It measures
-    how often the detector would raise a false alarm in an ordinary hour.
+    how often the detector would raise a false alarm in an ordinary hour. With ``config.spaced_one_shots`` a
+    recording shorter than its scene recurs after pauses, and the scene's level is that of the recording.
     """
     if seconds <= 0:
         raise DatasetError(f"benign stream length must be positive, got {seconds}")
@@ -643,6 +652,7 @@ def benign_stream(
     while position < total:
         length = min(total - position, int(rng.uniform(2, 20) * SAMPLE_RATE))
         scene = rng.random()
+        reference: Audio | None = None  # what the scene's level is measured on: the scene, or its one sound
         if scene < 0.35 and speech is not None:  # one or two people talking, with pauses
             segment = np.zeros(length, dtype=np.float32)
             cursor = int(rng.uniform(0, 0.5) * SAMPLE_RATE)
@@ -656,20 +666,35 @@ def benign_stream(
             segment = synth.music_like(rng, length)
         elif scene < 0.85 and background is not None:
             recording = background(rng)[0]
-            segment = np.resize(recording, length) if len(recording) else np.zeros(length, np.float32)
+            if config.spaced_one_shots and 0 < len(recording) < length:
+                segment, reference = _recurring(recording, length, rng), recording
+            else:
+                segment = np.resize(recording, length) if len(recording) else np.zeros(length, np.float32)
         else:
             segment = synth.room_tone(rng, length)
             for _ in range(int(rng.integers(0, 4))):
                 knock = synth.small_impact(rng)[:length]
                 start = int(rng.integers(0, length - len(knock) + 1))
                 segment[start : start + len(knock)] += knock
-        segment = segment * (10 ** (rng.uniform(-50, -15) / 20) / max(1e-9, synth.rms(segment)))
+        level = synth.rms(segment if reference is None else reference)
+        segment = segment * (10 ** (rng.uniform(-50, -15) / 20) / max(1e-9, level))
         if rng.random() < 0.4:
             segment = synth.reverberate(segment, synth.synthetic_rir(rng, float(rng.uniform(0.2, 0.8))))
         out[position : position + length] = segment
         position += length
     floor = synth.room_tone(rng, total)
     return np.clip(out + floor * (10 ** (-60 / 20) / max(1e-9, synth.rms(floor))), -1.0, 1.0).astype(np.float32)
+
+
+def _recurring(recording: Audio, length: int, rng: Rng) -> Audio:
+    """``length`` samples in which ``recording`` recurs after pauses of 0.3-3 s, as steps or doors do."""
+    segment = np.zeros(length, dtype=np.float32)
+    cursor = int(rng.uniform(0, 1) * SAMPLE_RATE)
+    while cursor < length:
+        part = recording[: length - cursor]
+        segment[cursor : cursor + len(part)] += part
+        cursor += len(recording) + int(rng.uniform(0.3, 3.0) * SAMPLE_RATE)
+    return segment
 
 
 def join_event(clips: ClipSet, first: int, count: int, rng: Rng) -> Audio:

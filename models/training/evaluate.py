@@ -12,7 +12,7 @@ About 500 lines, one job (distress-cnn's card); the events-in-context runs are s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,54 @@ def benign_run(classifier: DistressClassifier, audio: Audio, chain: ProductChain
     return BenignRun(len(audio) / SAMPLE_RATE, len(distress), over, decisions, float(distress.max()), incidents, share)
 
 
+@dataclass(frozen=True)
+class DistressEvent:
+    """A distress event placed in everyday context, in a recording of its own: its label, where it lies (s)."""
+
+    label: str
+    start_s: float
+    end_s: float
+    audio: Audio
+
+    def caught_by(self, onsets_s: Iterable[float]) -> bool:
+        """Whether an incident opened between 1.5 s before the event and 0.5 s after its end (an incident's onset
+        is the start of its first positive window, which may begin before the sound does)."""
+        return any(self.start_s - 1.5 <= onset <= self.end_s + 0.5 for onset in onsets_s)
+
+
+def distress_events(
+    clips: ClipSet,
+    context: Audio,
+    events_per_label: int,
+    clips_per_event: int = 3,
+    seed: int = 0,
+    labels: Sequence[str] = LABELS,
+) -> Iterator[DistressEvent]:
+    """Distress events of every distress label, each in its own recording.
+
+    An event joins ``clips_per_event`` clips of one label and one source (seconds of screaming, not one), starts
+    at a random sub-second offset after ``EVENT_LEAD_S`` of a slice of ``context`` (so it is not aligned with the
+    capture chunks).
+    """
+    if len(context) < (EVENT_LEAD_S + 1 + EVENT_TAIL_S) * SAMPLE_RATE + clips_per_event * clips.audio.shape[1]:
+        raise ValueError(f"the context ({len(context) / SAMPLE_RATE:.0f} s) is too short for one event")
+    rng = np.random.default_rng(seed)
+    for index, label in enumerate(labels):
+        members = np.flatnonzero(clips.labels == index)
+        if label not in DISTRESS_LABELS or not len(members):
+            continue
+        for first in rng.choice(members, min(events_per_label, len(members)), replace=False):
+            event = join_event(clips, int(first), clips_per_event, rng)
+            start_s = EVENT_LEAD_S + float(rng.uniform(0, 1))
+            length = int((start_s + EVENT_TAIL_S) * SAMPLE_RATE) + len(event)
+            offset = int(rng.integers(0, len(context) - length + 1))
+            audio = context[offset : offset + length].copy()
+            start = int(start_s * SAMPLE_RATE)
+            audio[start : start + len(event)] += event
+            end_s = (start + len(event)) / SAMPLE_RATE
+            yield DistressEvent(label, start_s, end_s, np.clip(audio, -1.0, 1.0))
+
+
 def event_recall(
     clips: ClipSet,
     context: Audio,
@@ -253,36 +301,13 @@ def event_recall(
     seed: int = 0,
     labels: Sequence[str] = LABELS,
 ) -> EventRecall:
-    """Run distress events of every distress label through the product's chain, each in its own recording.
-
-    An event joins ``clips_per_event`` clips of one label and one source (seconds of screaming, not one), starts
-    at a random sub-second offset after ``EVENT_LEAD_S`` of a slice of ``context`` (so it is not aligned with the
-    capture chunks), and is caught when an incident opens between 1.5 s before it starts and 0.5 s after it ends
-    (an incident's onset is the start of its first positive window, which may begin before the sound does).
-    """
-    if len(context) < (EVENT_LEAD_S + 1 + EVENT_TAIL_S) * SAMPLE_RATE + clips_per_event * clips.audio.shape[1]:
-        raise ValueError(f"the context ({len(context) / SAMPLE_RATE:.0f} s) is too short for one event")
-    rng = np.random.default_rng(seed)
+    """Run :func:`distress_events` through the product's chain: how many of each label open an incident."""
     events: dict[str, int] = {}
     caught: dict[str, int] = {}
-    for index, label in enumerate(labels):
-        members = np.flatnonzero(clips.labels == index)
-        if label not in DISTRESS_LABELS or not len(members):
-            continue
-        chosen = rng.choice(members, min(events_per_label, len(members)), replace=False)
-        caught[label] = 0
-        for first in chosen:
-            event = join_event(clips, int(first), clips_per_event, rng)
-            start_s = EVENT_LEAD_S + float(rng.uniform(0, 1))
-            length = int((start_s + EVENT_TAIL_S) * SAMPLE_RATE) + len(event)
-            offset = int(rng.integers(0, len(context) - length + 1))
-            audio = context[offset : offset + length].copy()
-            start = int(start_s * SAMPLE_RATE)
-            audio[start : start + len(event)] += event
-            end_s = (start + len(event)) / SAMPLE_RATE
-            opened = chain(np.clip(audio, -1.0, 1.0))
-            caught[label] += any(start_s - 1.5 <= incident.onset_s <= end_s + 0.5 for incident in opened)
-        events[label] = len(chosen)
+    for event in distress_events(clips, context, events_per_label, clips_per_event, seed, labels):
+        events[event.label] = events.get(event.label, 0) + 1
+        opened = chain(event.audio)
+        caught[event.label] = caught.get(event.label, 0) + event.caught_by(incident.onset_s for incident in opened)
     return EventRecall(clips_per_event * clips.audio.shape[1] / SAMPLE_RATE, events, caught)
 
 

@@ -86,7 +86,8 @@ def everyday_outputs(
 ) -> tuple[Float32Array, Float32Array]:
     """YAMNet's (class probabilities, embeddings) of every patch of ``seconds`` of ``split``'s everyday audio
     (``benign_stream``, seed 0), a patch every 0.48 s; cached beside the dataset."""
-    cache = dataset.directory / f"yamnet-everyday-{split}-{seconds:g}s.npz"
+    spacing = "-spaced" if dataset.config.spaced_one_shots else ""  # the directory's name leaves the field out
+    cache = dataset.directory / f"yamnet-everyday-{split}-{seconds:g}s{spacing}.npz"
     if cache.exists():
         with np.load(cache) as data:
             return data["scores"], data["embeddings"]

@@ -1,13 +1,13 @@
 """The head in the product's terms, through the chain of `distress detect --no-asr` (given as a callable: the
-chain lives in ``actors``, above the models): its operating point chosen on validation, then on the test split
-3 s distress events of every label in everyday audio, screams cut short, and false incidents over hours of
-everyday audio.
+chain lives in ``actors``, above the models): 3 s distress events of every label in everyday audio, screams cut
+short, and false incidents over hours of everyday audio. Its decision rule is chosen on validation apart
+(``models.training.decision``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,34 +25,6 @@ from models.training.evaluate import (
 )
 from models.training.head import Progress
 from models.training.synth import Audio
-
-OPERATING_POINTS = (0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6)  # tried from the highest down
-VALIDATION_EVERYDAY_SEED = 200
-
-
-def choose_operating_point(
-    chain_at: Callable[[float], ProductChain],
-    dataset: Dataset,
-    data_dir: Path,
-    seconds: float = 3600.0,
-    progress: Progress | None = None,
-) -> tuple[float, dict[str, int]]:
-    """The lowest of ``OPERATING_POINTS`` at which the product's chain opens no incident in ``seconds`` of
-    everyday validation audio, trying them from the highest down and stopping at the first that opens one; with
-    the incidents each point tried opened. A window over the point is not yet an alarm: the incident rules'
-    debounce decides, so the point is chosen through them, not from the single highest window."""
-    audio = benign_stream(dataset.config, seconds, "validation", data_dir, seed=VALIDATION_EVERYDAY_SEED)
-    opened: dict[str, int] = {}
-    chosen = OPERATING_POINTS[0]
-    for done, point in enumerate(OPERATING_POINTS):
-        if progress:
-            progress("operating point", done, len(OPERATING_POINTS))
-        opened[str(point)] = len(chain_at(point)(audio))
-        if opened[str(point)]:
-            break
-        chosen = point
-    return chosen, opened
-
 
 SCREAM_LENGTHS_S = (0.1, 0.2, 0.3, 0.5, 1.0)
 BENIGN_SEED_BASE = 100  # benign hours use seeds 100, 101, ...: never event_context's seed

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from events.catalogue import LabelScore, PhraseHit
-from models.fusion import FusedScore, FusionConfig, StreamFusion, explain, loudness_weight, on_fusion_scale
+from models.fusion import (
+    Accumulation,
+    FusedScore,
+    FusionConfig,
+    StreamFusion,
+    explain,
+    loudness_weight,
+    on_fusion_scale,
+)
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 SCREAM = (LabelScore(label="scream", score=0.93), LabelScore(label="speech", score=0.2))
@@ -102,3 +111,54 @@ def test_a_label_with_its_own_operating_point_is_judged_at_it() -> None:
     assert not fuse(StreamFusion(config), 0.95).is_distress  # scream: the checkpoint's 0.99
     with pytest.raises(ValueError, match="speech"):
         FusionConfig(label_operating_points={"speech": 0.5})
+
+
+ADDING_UP = FusionConfig(acoustic_operating_point=0.99, accumulation=Accumulation(memory=0.7, needed=5.0))
+
+
+def test_evidence_adds_up_over_consecutive_windows_so_one_sure_window_is_not_enough() -> None:
+    assert fuse(StreamFusion(FusionConfig(acoustic_operating_point=0.99)), 0.9999).is_distress  # judged alone
+    adding = StreamFusion(replace(ADDING_UP, accumulation=Accumulation(memory=0.7, needed=7.5)))
+    decisions = [fuse(adding, 0.9999) for _ in range(3)]  # 4.6 log-odds above the point, capped at 4, each
+    assert [decision.is_distress for decision in decisions] == [False, False, True]
+    assert decisions[-1].reason.endswith("(-20 dBFS), over 3 windows")
+    assert adding.evidence == pytest.approx(4.0 * (1 + 0.7 + 0.49))
+
+
+def test_accumulated_evidence_leaks_and_windows_below_the_point_take_it_away() -> None:
+    fusion = StreamFusion(ADDING_UP)
+    for _ in range(2):
+        fuse(fusion, 0.9999)
+    held = fusion.evidence
+    fuse(fusion, 0.99)  # exactly at the point: adds nothing, the sum leaks
+    assert fusion.evidence == pytest.approx(0.7 * held)
+    fuse(fusion, 0.01)  # far below: takes away at most the cap
+    assert fusion.evidence == 0.0 and fusion.evidence_windows == 0
+
+
+def test_one_window_adds_at_most_the_cap() -> None:
+    fusion = StreamFusion(FusionConfig(acoustic_operating_point=0.5, accumulation=Accumulation(memory=0.0, needed=4.5)))
+    assert not fuse(fusion, 1.0 - 1e-9).is_distress  # log-odds 20.7 above the point, capped at 4
+    assert fusion.evidence == pytest.approx(4.0)
+
+
+def test_a_loudness_jump_over_the_stream_background_adds_evidence() -> None:
+    rule = Accumulation(memory=0.0, needed=3.5, jump_weight=1.0, jump_full_db=10.0)
+    steady, jumping = (StreamFusion(FusionConfig(acoustic_operating_point=0.5, accumulation=rule)) for _ in range(2))
+    for fusion in (steady, jumping):
+        for _ in range(5):
+            fuse(fusion, 0.1, dbfs=-30.0)  # the stream's background
+    point_five_log_odds = math.log(0.97 / 0.03)  # 3.48: just short of 3.5 alone
+    assert not fuse(steady, 0.97, dbfs=-30.0).is_distress
+    assert fuse(jumping, 0.97, dbfs=-25.0).is_distress  # 5 dB over the background: half the weight
+    assert jumping.evidence == pytest.approx(point_five_log_odds + 0.5)
+
+
+def test_an_accumulation_out_of_range_is_refused() -> None:
+    for bad in (
+        {"memory": 1.0, "needed": 1.0},
+        {"memory": 0.5, "needed": -1.0},
+        {"memory": 0.5, "needed": 1.0, "cap": 0},
+    ):
+        with pytest.raises(ValueError, match="accumulation"):
+            Accumulation(**bad)

@@ -4,6 +4,7 @@ and evaluation on a tiny dataset, and `distress models evaluate-head`."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,14 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.models import product_chain
+from cli.models import product_chain, refuser, scored_windows
 from domain.labels import SOUND_LABELS
 from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
+from models.fusion import Accumulation
 from models.training import synth
 from models.training.dataset import build_dataset, tiny_config
+from models.training.decision import NEEDED, record_validation
 from models.training.head import HeadConfig, train_head, zero_shot_scores
-from models.training.product import OPERATING_POINTS, choose_operating_point
 from models.yamnet import Yamnet, patches
 from models.yamnet_head import (
     FEATURE_SIZE,
@@ -134,17 +136,57 @@ def test_training_chooses_on_validation_and_records_its_dataset(trained: tuple[P
     assert model.model_id == "distress-yamnet" and model.threshold == checkpoint.threshold
 
 
-def test_the_operating_point_is_the_lowest_that_opens_nothing_in_everyday_validation_audio(
-    trained: tuple[Path, Path],
+def test_the_decision_rule_is_chosen_on_validation_windows_opening_nothing_in_everyday_audio(
+    trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    path, data_dir = trained
+    source, data_dir = trained
+    path = tmp_path / "head.npz"
+    shutil.copy(source, path)
+    shutil.copy(source.with_name(source.name + ".sha256"), path.with_name(path.name + ".sha256"))
+    arguments = [
+        "--checkpoint",
+        str(path),
+        "--data-dir",
+        str(data_dir),
+        "--everyday-seconds",
+        "60",
+        "--events-per-label",
+        "2",
+    ]
+    result = CliRunner().invoke(app, ["models", "choose-rule", *arguments])
+    assert result.exit_code == 0, result.output
+    head = HeadCheckpoint.load(path)
+    assert head.accumulation is not None and json.loads(result.stdout)["threshold"] == head.threshold
+    tried = head.metadata["decision_rules_tried"]
+    assert (tried[0]["point"], tried[0]["memory"], tried[0]["needed"]) == (
+        head.threshold,
+        head.accumulation.memory,
+        head.accumulation.needed,
+    )
+    # On the same validation windows, the rule written into the checkpoint opens nothing in the everyday hours
+    # and catches the events it was chosen for; a rule needing less evidence at its point and memory opened some.
     dataset = build_dataset(TINY, data_dir)
-    point, opened = choose_operating_point(lambda at: product_chain(path, at), dataset, data_dir, seconds=60.0)
-    tried = [float(at) for at in opened]
-    assert tried == list(OPERATING_POINTS[: len(tried)])  # from the highest down
-    assert point == OPERATING_POINTS[0] or opened[str(point)] == 0
-    assert all(count == 0 for at, count in opened.items() if float(at) > point)
-    assert tried[-1] == OPERATING_POINTS[-1] or opened[str(tried[-1])] > 0  # stopped at the first that opened one
+    windows = record_validation(scored_windows(path), dataset, data_dir, everyday_s=60.0, events_per_label=2)
+    refuse = refuser(path)
+    assert not any(refuse(hour, head.threshold, head.accumulation) for hour in windows.everyday)
+    caught = sum(event.caught_by(refuse(event.windows, head.threshold, head.accumulation)) for event in windows.events)
+    assert caught == sum(tried[0]["validation_events_caught"].values())
+    if head.accumulation.needed > NEEDED[0]:
+        less = replace(head.accumulation, needed=NEEDED[NEEDED.index(head.accumulation.needed) - 1])
+        assert any(refuse(hour, head.threshold, less) for hour in windows.everyday)
+
+
+def test_refusing_recorded_windows_under_the_model_s_own_rule_opens_what_the_chain_opened(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    scream = synth.scream(rng, synth.random_voice(rng, "adult_female"))
+    audio = (rng.standard_normal(16_000 * 12) * 0.003).astype(np.float32)
+    audio[5 * 16_000 : 5 * 16_000 + scream.size] += scream
+    checkpoint = default_checkpoint_path()  # the CNN: windows judged alone
+    opened = product_chain(checkpoint)(audio)
+    assert opened, "the shipped model should open an incident on this scream"
+    scorer = load_acoustic_model(checkpoint)
+    onsets = refuser(checkpoint)(scored_windows(checkpoint)(audio), scorer.threshold, Accumulation(memory=0, needed=0))
+    assert onsets == [incident.onset_s for incident in opened]
 
 
 def test_zero_shot_is_the_highest_distress_class_probability() -> None:

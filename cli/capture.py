@@ -1,8 +1,10 @@
 """`distress capture SOURCE...`: publish audio sources onto Kafka, one capture actor (thread) per stream.
 
-Exit codes: 0 when every stream ended, 2 for bad arguments or when any stream failed (the others still run to
-their end), 1 when Kafka is unreachable or a capture broke for a reason other than its source (cli/errors.py
-reports those in one line).
+Exit codes: 0 when every stream ended with all of its input read, 2 for bad arguments or when any stream failed
+(the others still run to their end), otherwise 3 (``EXIT_PARTLY_READ``) when a stream's input was only partly read
+(a recording cut off or undecodable part-way: a ``warning:`` line and its report's ``warnings`` say what was never
+heard, ``heard_seconds`` how much was), 1 when Kafka is unreachable or a capture broke for a reason other than its
+source (cli/errors.py reports those in one line).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from actors.capture.blocks import AudioSource
 from actors.capture.microphone import MICROPHONE
 from actors.capture.sources import STDIN
 from cli.broker import reachable_bus
-from cli.errors import CliError
+from cli.errors import EXIT_PARTLY_READ, CliError
 from config import load_settings
 from config.redaction import redact_url
 
@@ -121,9 +123,14 @@ def _report_dict(report: CaptureReport) -> dict[str, Any]:
     return {
         **asdict(report),
         "audio_seconds": round(report.audio_seconds, 3),
+        "heard_seconds": round(report.heard_seconds, 3),
         "chunks_per_second": round(report.chunks_per_second, 2),
         "wall_seconds": round(report.wall_seconds, 3),
     }
+
+
+def _partly_read(report: CaptureReport) -> bool:
+    return not report.failed and bool(report.warnings)
 
 
 def _print_reports(reports: Sequence[CaptureReport], json_output: bool) -> None:
@@ -133,6 +140,7 @@ def _print_reports(reports: Sequence[CaptureReport], json_output: bool) -> None:
         "streams": len(reports),
         "ended": sum(not report.failed for report in reports),
         "failed": sum(report.failed for report in reports),
+        "partly_read": sum(_partly_read(report) for report in reports),
         "chunks": chunks,
         "audio_seconds": round(sum(report.audio_seconds for report in reports), 3),
         "wall_seconds": round(wall, 3),
@@ -149,12 +157,16 @@ def _print_reports(reports: Sequence[CaptureReport], json_output: bool) -> None:
                 + (f", {report.reconnects} reconnect(s)" if report.reconnects else "")
             )
         typer.echo(
-            f"{summary['streams']} stream(s): {summary['ended']} ended, {summary['failed']} failed; "
+            f"{summary['streams']} stream(s): {summary['ended']} ended"
+            + (f" ({summary['partly_read']} only partly read)" if summary["partly_read"] else "")
+            + f", {summary['failed']} failed; "
             f"{chunks} chunks in {wall:.2f} s ({summary['chunks_per_second']} chunks/s)"
         )
     for report in reports:
         if report.failed:
             typer.echo(f"error: stream {report.stream_id}: {report.reason}", err=True)
+        for warning in report.warnings if _partly_read(report) else ():
+            typer.echo(f"warning: stream {report.stream_id}: {warning}", err=True)
 
 
 def capture_command(
@@ -222,3 +234,5 @@ def capture_command(
     _print_reports(reports, json_output)
     if any(report.failed for report in reports):
         raise typer.Exit(2)
+    if any(_partly_read(report) for report in reports):
+        raise typer.Exit(EXIT_PARTLY_READ)

@@ -4,7 +4,9 @@ The file is decoded, mixed to mono and resampled to 16 kHz as capture does it (`
 then fed to ``StreamingFeatureExtractor`` one second at a time, exactly as the feature actor sees a live stream.
 Each line summarises the frames completed during that second. Exit code 2 when the file cannot be read, with
 the reason in our words (cli/errors.py: one line, a JSON error object under ``--json``); 3, as for
-`distress detect`, when it was only partly read (a cut-off or damaged file: stderr says what was never heard).
+`distress detect`, when it was only partly read (a cut-off or damaged file: ``warning:`` lines on stderr say what
+was never heard, and under ``--json`` the last line is ``{"warnings": [...], "heard_s": ..., "declared_s": ...}``
+after the lines of the seconds that were heard).
 """
 
 from __future__ import annotations
@@ -59,11 +61,14 @@ def mono_chunks(source: FileSource, sample_rate: int, chunk_samples: int) -> Ite
         yield pending
 
 
-def per_second_summaries(source: FileSource, config: FeatureConfig = DEFAULT_CONFIG) -> Iterator[FeatureSummary]:
-    """One summary per second of the audio of ``source``: the frames that second completes."""
+def per_second_summaries(
+    source: FileSource, config: FeatureConfig = DEFAULT_CONFIG
+) -> Iterator[tuple[FeatureSummary, float]]:
+    """One summary per second of the audio of ``source`` (the frames that second completes), with the seconds of
+    audio it covers: 1.0, but less for the last one."""
     extractor = StreamingFeatureExtractor(config)
     for chunk in mono_chunks(source, config.sample_rate, config.sample_rate):
-        yield summarize(extractor.push(chunk), config)
+        yield summarize(extractor.push(chunk), config), chunk.size / config.sample_rate
 
 
 def features_command(
@@ -75,16 +80,21 @@ def features_command(
     """Print per-second summaries of the acoustic features of FILE (what the model hears)."""
     source = FileSource(path)
     try:
-        summaries = list(per_second_summaries(source))
+        heard = list(per_second_summaries(source))
     except SourceError as error:
         kind = REASON_KINDS.get(error.reason, "input")
         raise CliError(f"cannot read {path}: {error.reason}", kind=kind) from error
+    summaries = [summary for summary, _ in heard]
     for warning in source.warnings:
         typer.echo(f"warning: {path}: {warning}", err=True)
     if json_output:
         for second, summary in enumerate(summaries):
             typer.echo(json.dumps({"second": second, **asdict(summary)}))
-        if source.warnings:
+        if source.warnings:  # what was not heard, as a last line, as a failure's error object would be
+            heard_s = round(sum(seconds for _, seconds in heard), 3)
+            typer.echo(
+                json.dumps({"warnings": source.warnings, "heard_s": heard_s, "declared_s": source.declared_seconds})
+            )
             raise typer.Exit(EXIT_PARTLY_READ)
         return
     table = Table(title=f"{path.name}: features per second (dBFS mean and peak, Hz, flux in log-mel units)")

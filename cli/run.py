@@ -4,15 +4,21 @@
 stdout carries nothing but the summary).
 
 Exit codes: 0 on success; 2 for bad arguments or configuration, or when a recording given to ``--until-eof``
-failed (the others still run to their end); 1 when Kafka or Ray is unreachable or the pipeline or the dashboard
-could not start.
+failed (the others still run to their end); otherwise 3 (``EXIT_PARTLY_READ``) when a stream's input was only
+partly read (a recording cut off or undecodable part-way: its ``warnings`` say what was never heard); 1 when Kafka
+or Ray is unreachable or the pipeline or the dashboard could not start.
+
+Each stream of the summary carries its ``warnings`` (empty when all of its input was heard) and ``audio_seconds``,
+the audio it published (a recording shorter than one scoring window is padded to it).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Annotated, Any
 
@@ -21,22 +27,32 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from actors.capture import TARGET_SAMPLE_RATE
 from actors.capture.sources import STDIN
 from actors.demo import DemoRecordingError, ensure_demo_recording, local_alert_sink, with_sink_route
-from actors.metrics import ObserverSnapshot
+from actors.metrics import ObserverSnapshot, StreamSummary
 from actors.pipeline import StageSpec, capture_source, default_stages
 from actors.runtime.driver import PipelineRuntime, RunSummary, connect_ray, stop_on_signals
 from actors.runtime.hosts import SourceFactory
 from cli.broker import reachable_bus
 from cli.capture import CaptureUsageError, stream_ids_for
-from cli.errors import CliError
+from cli.errors import EXIT_PARTLY_READ, CliError
 from cli.status import print_latency
 from config import Settings, StreamConfig, load_settings
 from config.logging import configure_logging
 from config.redaction import redact_url
+from events.catalogue import StreamEnded, StreamFailed
 from events.kafka.broker import LocalBroker
+from events.kafka.connection import BusError
+from events.kafka.log import TopicLog
 from frontend.auth import AuthError
 from frontend.server import DashboardServer
+
+log = logging.getLogger(__name__)
+
+# How the capture actor's StreamEnded reason carries its source's warnings (actors/capture/actor.py, ``_finish``).
+PARTLY_READ = "; input only partly read: "
+EXIT_FAILED = 2
 
 
 class RunUsageError(CliError):
@@ -115,26 +131,69 @@ def run_pipeline(
 # ------------------------------------------------------------------------------------------------ output
 
 
-def _print_summary(summary: RunSummary, json_output: bool, given: Sequence[StreamConfig]) -> None:
+def stream_warnings(stream: StreamSummary) -> list[str]:
+    """What of a stream's input was never heard (a cut-off or damaged recording); empty when all of it was."""
+    _, found, warnings = stream.reason.partition(PARTLY_READ)
+    return warnings.split("; ") if found and stream.state == "ended" else []
+
+
+def exit_code(summary: RunSummary) -> int:
+    """2 when a stream failed, else 3 when one was only partly read, else 0."""
+    streams = summary.snapshot.streams
+    if any(stream.state == "failed" for stream in streams):
+        return EXIT_FAILED
+    return EXIT_PARTLY_READ if any(stream_warnings(stream) for stream in streams) else 0
+
+
+def audio_seconds(settings: Settings, since_ms: int, stream_ids: Sequence[str]) -> dict[str, float]:
+    """The seconds of audio each stream published, from its last StreamEnded or StreamFailed since ``since_ms``
+    (the run summary counts chunks, not samples); none for a stream whose end cannot be read back."""
+    bus = settings.bus()
+    wanted, samples = set(stream_ids), {}
+    try:
+        with TopicLog(
+            bus, [bus.catalogue.streams.name], since_ms=since_ms, purpose="run-summary", timeout_s=5.0
+        ) as topic_log:
+            for batch in topic_log.read_until(topic_log.end_offsets(), within_s=10.0):
+                for consumed in batch.events:
+                    event = consumed.event
+                    if isinstance(event, StreamEnded | StreamFailed) and event.stream_id in wanted:
+                        samples[event.stream_id] = event.samples
+    except BusError as error:
+        log.warning("cannot read the streams' ends back for the summary", extra={"error": str(error)})
+    return {stream_id: round(count / TARGET_SAMPLE_RATE, 3) for stream_id, count in samples.items()}
+
+
+def _print_summary(
+    summary: RunSummary, json_output: bool, given: Sequence[StreamConfig], seconds: Mapping[str, float]
+) -> None:
+    snapshot = summary.snapshot
+    for stream in snapshot.streams:
+        for warning in stream_warnings(stream):
+            typer.echo(f"warning: stream {stream.id}: {warning}", err=True)
     if json_output:
         report = summary.as_json()
         # A stream that failed before it started (a missing file) has no StreamStarted to take its source from.
         sources = {stream.id: redact_url(stream.source) for stream in given}
-        for stream in report["streams"]:
+        for stream, observed in zip(report["streams"], snapshot.streams, strict=True):
             stream["source"] = stream["source"] or sources.get(stream["id"], "")
+            stream["warnings"] = stream_warnings(observed)
+            stream["audio_seconds"] = seconds.get(stream["id"])
         typer.echo(json.dumps(report, indent=2))
         return
     console = Console()
-    snapshot = summary.snapshot
     console.print(
         f"{len(snapshot.streams)} stream(s), {snapshot.chunks} chunks, {len(snapshot.incidents)} "
         f"incident(s), {snapshot.alerts_sent} alert(s) sent in {summary.elapsed_s:.1f} s"
     )
     streams = Table(title="streams")
-    for column in ("stream", "state", "chunks", "reason"):
+    for column in ("stream", "state", "chunks", "audio s", "reason"):
         streams.add_column(column)
     for stream in snapshot.streams:
-        streams.add_row(stream.id, stream.state, str(stream.chunks), stream.reason)
+        heard = "" if stream.id not in seconds else f"{seconds[stream.id]:.1f}"
+        if stream_warnings(stream):
+            heard = f"[yellow]{heard} (partly read)[/yellow]"
+        streams.add_row(stream.id, stream.state, str(stream.chunks), heard, stream.reason)
     console.print(streams)
     _print_incidents(console, snapshot)
     print_latency(console, snapshot)
@@ -230,6 +289,7 @@ def run_command(
             "started the local Kafka broker; it keeps running after this run (`distress broker down` stops it)",
             err=True,
         )
+    since_ms = int(time.time() * 1000) - 1000  # as the runtime's observer reads: a little before it starts
     with ExitStack() as serving:
         if dashboard:
             server = serving.enter_context(pipeline_dashboard(settings, Console(stderr=True)))
@@ -244,9 +304,11 @@ def run_command(
             address=address,
             timeout_s=timeout,
         )
-    _print_summary(summary, json_output, streams)
-    if any(stream.state == "failed" for stream in summary.snapshot.streams):
-        raise typer.Exit(2)
+    seen = [stream.id for stream in summary.snapshot.streams]
+    _print_summary(summary, json_output, streams, audio_seconds(settings, since_ms, seen))
+    code = exit_code(summary)
+    if code:
+        raise typer.Exit(code)
 
 
 # -------------------------------------------------------------------------------------------------- demo
@@ -283,8 +345,10 @@ def demo_command(
         console.print(f"[bold yellow]ALERT[/] {alert.get('title', '')}\n{alert.get('message', '')}")
 
     streams = [StreamConfig(id="demo", source=str(recording))]
+    since_ms = int(time.time() * 1000) - 1000
     console.print(f"playing {recording} through the pipeline{'' if fast else ' in real time'}; Ctrl-C stops")
     started: LocalBroker[Settings] | None = None
+    seconds: dict[str, float] = {}
     try:
         started = ensure_broker(settings)
         with local_alert_sink(show_alert) as sink_url, pipeline_dashboard(settings, console) as server:
@@ -299,9 +363,10 @@ def demo_command(
                 timeout_s=None,
                 on_progress=show_new_incidents,
             )
+        seconds = audio_seconds(settings, since_ms, ["demo"])  # while the broker is still up
     finally:
         if started is not None:  # a demo leaves nothing running behind it
             started.down()
             console.print("stopped the local Kafka broker the demo started")
     show_new_incidents(summary.snapshot)
-    _print_summary(summary, json_output, streams)
+    _print_summary(summary, json_output, streams, seconds)

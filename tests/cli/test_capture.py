@@ -16,10 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.capture import CaptureUsageError, default_stream_id, stream_ids_for
+from cli.errors import EXIT_PARTLY_READ
 from cli.main import app
 from config import Settings
 from config.redaction import redact_url
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
+from tests.cli.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
 from tests.conftest import REPO_ROOT, free_port
 from tests.support.audio import (
     ServedAudio,
@@ -110,6 +112,30 @@ def test_good_streams_finish_while_bad_sources_fail_with_exit_code_2(kafka_setti
     assert ended["hall"].samples == 24000
     assert all(reason in failed[stream_id].reason for stream_id, (_, reason) in bad.items())
     assert failed["gone"].source == redact_url(unreachable) and "hunter2" not in failed["gone"].reason
+
+
+def test_a_cut_off_recording_is_captured_for_what_was_heard_with_exit_code_3(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    kafka_settings.ensure_topics()
+    cut, whole = cut_off_wav(tmp_path / "cut.wav"), whole_wav(tmp_path / "whole.wav", 2.0)
+    env = capture_env(kafka_settings, tmp_path)
+    result = distress(env, "capture", str(cut), str(whole), "--json")
+
+    assert result.returncode == EXIT_PARTLY_READ, result.stderr.decode()
+    output = json.loads(result.stdout)
+    reports = {report["stream_id"]: report for report in output["streams"]}
+    assert reports["cut"]["outcome"] == "ended" and reports["cut"]["heard_seconds"] == PRESENT_S
+    assert reports["cut"]["declared_seconds"] == DECLARED_S
+    (warning,) = reports["cut"]["warnings"]
+    assert f"{DECLARED_S - PRESENT_S:.1f} s never heard" in warning
+    assert (reports["whole"]["warnings"], reports["whole"]["heard_seconds"]) == ([], 2.0)
+    assert output["summary"]["partly_read"] == 1 and output["summary"]["failed"] == 0
+    assert f"warning: stream cut: {warning}" in result.stderr.decode().splitlines()
+
+    whole_only = distress(env, "capture", str(whole), "--stream-id", "again", "--json")
+    assert whole_only.returncode == 0, whole_only.stderr.decode()
+    assert json.loads(whole_only.stdout)["summary"]["partly_read"] == 0
 
 
 def test_raw_pcm_on_stdin_is_captured(kafka_settings: Settings, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,17 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
+from actors.metrics import EMPTY_SNAPSHOT, StreamSummary
 from actors.pipeline import default_stages
+from actors.runtime.driver import RunSummary
+from cli.errors import EXIT_PARTLY_READ
 from cli.main import app
-from cli.run import linked_to_dashboard
+from cli.run import exit_code, linked_to_dashboard, stream_warnings
 from config import Settings, load_settings
 from config.alerting import AlertingConfig
 from events.kafka.broker import LocalBroker
 from frontend.server import DashboardServer
+from tests.cli.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
 from tests.conftest import REPO_ROOT
 from tests.support.toy_pipeline import local_ray
 
@@ -85,6 +90,9 @@ def test_until_eof_processes_recordings_through_every_stage_and_reports(env: dic
     streams = {stream["id"]: stream for stream in summary["streams"]}
     assert (streams["lobby"]["state"], streams["lobby"]["chunks"]) == ("ended", 3)
     assert (streams["yard"]["state"], streams["yard"]["chunks"]) == ("ended", 2)
+    assert (streams["lobby"]["warnings"], streams["lobby"]["audio_seconds"]) == ([], 3.0)  # all of it was heard
+    assert (streams["yard"]["warnings"], streams["yard"]["audio_seconds"]) == ([], 1.5)
+    assert (streams["corrupt"]["warnings"], streams["corrupt"]["audio_seconds"]) == ([], 0.0)
     assert streams["corrupt"]["state"] == "failed" and "corrupt.wav" in streams["corrupt"]["reason"]
     assert streams["corrupt"]["source"] == str(corrupt)  # it failed before it started: the source it was given
     assert summary["chunks"] == 5
@@ -102,6 +110,43 @@ def test_until_eof_processes_recordings_through_every_stage_and_reports(env: dic
     assert stages["features"]["group_id"] == f"{env['DISTRESS_TOPIC_PREFIX']}distress.features"
     assert report["latency"]["features"]["count"] == 5
     assert {stream["id"] for stream in report["streams"]} == {"lobby", "yard", "corrupt"}
+
+
+def test_a_cut_off_recording_is_reported_as_partly_read_with_exit_code_3(env: dict[str, str], tmp_path: Path) -> None:
+    local_ray()
+    cut, whole = cut_off_wav(tmp_path / "cut.wav"), whole_wav(tmp_path / "whole.wav", 2.0)
+    result = CliRunner().invoke(
+        app, ["run", "--source", str(cut), "--source", str(whole), "--until-eof", "--json", "--no-dashboard"]
+    )
+    assert result.exit_code == EXIT_PARTLY_READ, result.output  # answered, but not for all of the recording
+    streams = {stream["id"]: stream for stream in json.loads(result.stdout)["streams"]}
+    assert (streams["cut"]["state"], streams["cut"]["audio_seconds"]) == ("ended", PRESENT_S)
+    (warning,) = streams["cut"]["warnings"]
+    assert f"{DECLARED_S - PRESENT_S:.1f} s never heard" in warning
+    assert (streams["whole"]["warnings"], streams["whole"]["audio_seconds"]) == ([], 2.0)
+    assert f"warning: stream cut: {warning}" in result.stderr.splitlines()
+
+
+def summary_of(*streams: tuple[str, str]) -> RunSummary:
+    """A run summary with streams of these (state, reason)."""
+    snapshot = replace(
+        EMPTY_SNAPSHOT,
+        streams=tuple(
+            StreamSummary(id=f"s{index}", source="a.wav", state=state, reason=reason, chunks=1)
+            for index, (state, reason) in enumerate(streams)
+        ),
+    )
+    return RunSummary(snapshot=snapshot, elapsed_s=1.0, stages={})
+
+
+def test_the_exit_code_says_whether_every_recording_was_read_whole() -> None:
+    partly = ("ended", "eof; input only partly read: only 31.0 s of the 120.0 s the file declares could be decoded")
+    assert exit_code(summary_of(("ended", "eof"), ("ended", "stopped"))) == 0
+    assert exit_code(summary_of(("ended", "eof"), partly)) == EXIT_PARTLY_READ
+    assert exit_code(summary_of(partly, ("failed", "a.wav: no such file"))) == 2  # a failure outranks it
+    assert stream_warnings(summary_of(partly).snapshot.streams[0]) == [
+        "only 31.0 s of the 120.0 s the file declares could be decoded"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from models.training.dataset import (
     SPLITS,
     Dataset,
     DatasetConfig,
+    _recurring,
     assign_splits,
     benign_stream,
     build_dataset,
@@ -180,6 +181,25 @@ def test_benign_stream_is_continuous_audio_from_held_out_sources(tiny: Dataset, 
     assert np.all(np.sqrt(np.mean(seconds**2, axis=1)) > 0)  # never digital silence
     with pytest.raises(DatasetError, match="positive"):
         benign_stream(tiny.config, 0.0, "test", data_dir)
+
+
+def test_spaced_one_shots_change_the_everyday_audio_but_not_the_clips(tiny: Dataset, data_dir: Path) -> None:
+    spaced = replace(tiny.config, spaced_one_shots=True)
+    assert spaced.digest() == tiny.config.digest() and "spaced_one_shots" not in tiny.config.recorded()
+    assert DatasetConfig.from_dict(spaced.recorded()) == spaced
+    assert build_dataset(spaced, data_dir).config == spaced  # the cached clips, with the config asked for
+    looped = benign_stream(tiny.config, 300.0, "test", data_dir)
+    assert np.array_equal(looped, benign_stream(replace(spaced, spaced_one_shots=False), 300.0, "test", data_dir))
+    assert not np.array_equal(looped, benign_stream(spaced, 300.0, "test", data_dir))
+
+
+def test_a_one_shot_recurs_after_pauses_instead_of_back_to_back() -> None:
+    step = np.hanning(1600).astype(np.float32)  # a 0.1 s footstep
+    segment = _recurring(step, 10 * 16000, np.random.default_rng(0))
+    onsets = np.flatnonzero((segment[1:] > 0) & (segment[:-1] == 0)) + 1
+    assert len(onsets) >= 3
+    assert np.all(np.diff(onsets) >= 1600 + int(0.3 * 16000))  # the sound, then at least 0.3 s of pause
+    assert np.all(np.diff(onsets) <= 1600 + 3 * 16000)
 
 
 def test_event_stream_places_whole_distress_events_apart_in_the_split_context(tiny: Dataset, data_dir: Path) -> None:

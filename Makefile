@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 KAFKA_HOME := .local/kafka
 VENV_STAMP := $(VENV)/.installed
 KAFKA_STAMP := $(KAFKA_HOME)/.verified
+# uv: the python3.11's own when it has one, else a private copy in its own venv (a Debian system Python refuses
+# `pip install` outside a venv: externally-managed-environment).
+UV_HOME := .local/uv
+UV = $(if $(shell python3.11 -m uv --version 2>/dev/null),python3.11 -m uv,$(UV_HOME)/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: setup run test lint system-deps training-deps broker-up broker-down clean
@@ -13,9 +17,10 @@ setup: system-deps $(VENV_STAMP) $(KAFKA_STAMP) ## Debian packages, .venv with t
 
 $(VENV_STAMP): pyproject.toml | system-deps
 	@command -v python3.11 >/dev/null || { echo "error: Python 3.11 is required (python3.11 not found on PATH)" >&2; exit 1; }
-	@python3.11 -m uv --version >/dev/null 2>&1 || python3.11 -m pip install -q --disable-pip-version-check uv
-	python3.11 -m uv venv --allow-existing --python python3.11 $(VENV)
-	python3.11 -m uv pip install --python $(PY) -e '.[dev]'
+	@python3.11 -m uv --version >/dev/null 2>&1 || $(UV_HOME)/bin/uv --version >/dev/null 2>&1 || \
+	  { python3.11 -m venv --clear $(UV_HOME) && $(UV_HOME)/bin/pip install -q --disable-pip-version-check uv; }
+	$(UV) venv --allow-existing --python python3.11 $(VENV)
+	$(UV) pip install --python $(PY) -e '.[dev]'
 	@touch $@
 
 $(KAFKA_STAMP): tools/kafka/pom.xml tools/kafka/SHA256SUMS tools/kafka/install.sh | system-deps

@@ -3,9 +3,12 @@ itself, or stops first with one line naming the exact command when it may not.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -60,3 +63,31 @@ def test_make_setup_installs_the_system_packages_before_anything_else() -> None:
         ["make", "--no-print-directory", "-n", "setup"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert planned.stdout.splitlines()[0] == "bash tools/system-deps.sh tools/debian-packages.txt"
+
+
+def test_without_uv_setup_installs_it_into_a_private_venv(tmp_path: Path) -> None:
+    """A Debian system python3.11 refuses `pip install uv` (externally-managed-environment): setup gives uv a venv
+    of its own under .local/ and runs it from there."""
+    system_python = Path("/usr/bin/python3.11")
+    if (
+        not system_python.exists()
+        or subprocess.run([system_python, "-m", "uv", "--version"], capture_output=True).returncode == 0
+    ):
+        pytest.skip("needs a python3.11 without uv, as Debian installs it")
+    (tmp_path / "python3.11").symlink_to(system_python)
+    planned = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-W", "pyproject.toml", ".venv/.installed"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line.strip() for line in planned.stdout.splitlines()]
+    assert (
+        "{ python3.11 -m venv --clear .local/uv && .local/uv/bin/pip install -q --disable-pip-version-check uv; }"
+        in lines
+    )
+    assert ".local/uv/bin/uv venv --allow-existing --python python3.11 .venv" in lines
+    assert ".local/uv/bin/uv pip install --python .venv/bin/python -e '.[dev]'" in lines
+    assert not any("python3.11 -m pip" in line for line in lines)

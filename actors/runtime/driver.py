@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,8 @@ from events.kafka.admin import KafkaProbe, MetricsError
 log = logging.getLogger(__name__)
 
 RAY_NAMESPACE = "distress"
+# How long `connect_ray` waits for a cluster's port to accept a connection: Ray itself retries for minutes.
+RAY_PROBE_TIMEOUT_S = 5.0
 
 
 class RuntimeStartError(Exception):
@@ -65,12 +68,15 @@ class RunSummary:
 def connect_ray(config: RuntimeConfig, address: str | None) -> bool:
     """Join an existing cluster (``address``, RAY_ADDRESS or the setting) or start a local one; True if started.
 
-    A cluster we join must run this project's environment (see ray_cluster.yaml); actors import our packages.
+    A cluster we join must run this project's environment (see ray_cluster.yaml); actors import our packages. A
+    ``host:port`` (or ``ray://host:port``) address is probed first: a ``RuntimeStartError`` within seconds when
+    nothing answers there or the address cannot be parsed, where Ray itself would retry for minutes.
     """
     if ray.is_initialized():
         return False
     target = address or os.environ.get("RAY_ADDRESS") or config.ray_address
     if target:
+        probe_ray_address(target)
         ray.init(address=target, namespace=RAY_NAMESPACE, log_to_driver=True)
         return False
     for attempt in (1, 2):
@@ -89,6 +95,35 @@ def connect_ray(config: RuntimeConfig, address: str | None) -> bool:
             log.warning("the local Ray node was slow to start; trying once more")
             ray.shutdown()
     return True
+
+
+def probe_ray_address(target: str, timeout_s: float = RAY_PROBE_TIMEOUT_S) -> None:
+    """Raise ``RuntimeStartError`` unless ``target`` is ``auto``/``local`` or its host:port accepts a connection."""
+    if target in ("auto", "local"):  # Ray finds (or starts) the cluster itself
+        return
+    host, port = _host_and_port(target)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else error.strerror or str(error) or "unreachable"
+        reason = reason[:1].lower() + reason[1:]
+        raise RuntimeStartError(
+            f"cannot reach the Ray cluster at {target} ({reason}); start it (`ray start --head`, `ray up`) or "
+            "check --address, RAY_ADDRESS and runtime.ray_address"
+        ) from error
+
+
+def _host_and_port(target: str) -> tuple[str, int]:
+    """``host:port`` of a Ray address (``host:port``, ``[ipv6]:port`` or ``ray://host:port``)."""
+    rest = target.removeprefix("ray://").rstrip("/")
+    host, colon, port_text = rest.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if colon and host and port_text.isdigit() and 0 < int(port_text) < 65536 and "/" not in host:
+        return host, int(port_text)
+    raise RuntimeStartError(
+        f"cannot use the Ray cluster address {target!r}: expected host:port, ray://host:port or 'auto'"
+    )
 
 
 class PipelineRuntime:

@@ -1,7 +1,8 @@
 """`distress detect PATH...`: the full offline chain on recordings, for triage and evaluation (no Kafka needed).
 
 Exit codes: 0 when every recording was read whole and answered; 2 when any could not be analysed (missing,
-unreadable, empty or shorter than 0.1 s: an error line names why); otherwise 3 when any was only partly read (cut
+unreadable, empty or shorter than 0.1 s: an ``error:`` line on stderr names the file and why, and its row or JSON
+line says so too, while the other files are still analysed); otherwise 3 when any was only partly read (cut
 off or undecodable part-way): its verdict covers only the ``heard_s`` seconds, and ``warnings`` say what is missing.
 """
 
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actors.offline import Detection, DetectionError, Detector
-from cli.errors import EXIT_PARTLY_READ
+from cli.errors import EXIT_PARTLY_READ, one_line
 from config import load_settings
 
 EXIT_FAILED: Final = 2
@@ -39,6 +40,7 @@ def detect_command(
             detection = detector.detect(path)
         except DetectionError as error:
             failed = True
+            typer.echo(f"error: {_naming(path, str(error))}", err=True)
             if json_output:
                 typer.echo(json.dumps({"path": str(path), "error": str(error)}))
             else:
@@ -64,6 +66,12 @@ def detect_command(
         raise typer.Exit(EXIT_FAILED)
     if partly_read:
         raise typer.Exit(EXIT_PARTLY_READ)
+
+
+def _naming(path: Path, reason: str) -> str:
+    """``reason`` on one line, led by the file it concerns unless it names it already."""
+    message = one_line(reason)
+    return message if str(path) in message else f"{path}: {message}"
 
 
 def _heard(detection: Detection) -> str:

@@ -6,6 +6,7 @@ Exit codes: 0 on a clean stop; 2 for bad arguments or configuration; 1 when the 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, NoReturn
 
 import typer
@@ -69,14 +70,27 @@ def _checked_name(name: str) -> str:
     return name
 
 
+def _password() -> str:
+    """The password typed twice, hidden, on a terminal; otherwise the first line of stdin, without a prompt."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        _fail("no password: type it at a terminal, or give it as the first line of stdin")
+    return password
+
+
 @app.command("hash-password")
 def hash_password_command(
     name: Annotated[str, typer.Option("--name", help="The operator's name, recorded on every command they give.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the entry as JSON.")] = False,
 ) -> None:
-    """Ask for a password and print a dashboard.users entry holding only its salted scrypt hash."""
+    """Ask for a password and print a dashboard.users entry holding only its salted scrypt hash.
+
+    Without a terminal (a pipe, a script) the password is the first line read from stdin, asked for only once.
+    """
     _checked_name(name)
-    password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    password = _password()
     try:
         user = DashboardUser(name=name, password_hash=hash_password(password))
     except AuthError as error:

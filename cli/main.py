@@ -6,16 +6,21 @@ dashboard FastAPI, and a script calling `distress incidents list --json` every f
 Every command loaded here runs through ``cli.errors.guarded``: an expected failure (bad configuration, a missing
 file, Kafka or the database unreachable, a busy port, permission denied, a full disk) ends it with one ``error:``
 line on stderr, a non-zero exit code and, under ``--json``, a JSON error object on stdout - never a traceback
-(``DISTRESS_DEBUG=1`` shows one).
+(``DISTRESS_DEBUG=1`` shows one). A reader that closes stdout early (`distress ... --json | head -1`) is no failure:
+the command stops quietly with exit code 141, as a program killed by SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import os
+import select
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import typer
 from typer._click import Command, Context  # typer vendors click: its groups take these types
@@ -25,6 +30,8 @@ from typer.core import TyperGroup
 from cli.errors import guarded
 from config import load_settings
 from config.logging import configure_logging
+
+EXIT_BROKEN_PIPE: Final = 128 + signal.SIGPIPE
 
 
 @dataclass(frozen=True)
@@ -58,16 +65,43 @@ def _guard(command: Command) -> None:
 
 def _configured(callback: Callable[..., Any]) -> Callable[..., Any]:
     """Logging set up from the settings before the command runs; a group on its way to a subcommand leaves it to
-    that one, whose ``--json`` decides how invalid settings are reported."""
+    that one, whose ``--json`` decides how invalid settings are reported. Stdout closed by its reader ends the
+    command quietly (``EXIT_BROKEN_PIPE``)."""
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
-        if get_current_context().invoked_subcommand is None:
-            settings = load_settings()
-            configure_logging(settings.log_level, json_lines=settings.log_json)
-        return callback(*args, **kwargs)
+        try:
+            if get_current_context().invoked_subcommand is None:
+                settings = load_settings()
+                configure_logging(settings.log_level, json_lines=settings.log_json)
+            return callback(*args, **kwargs)
+        except BrokenPipeError:
+            if not _stdout_closed():  # a socket or a child's pipe: a failure like any other
+                raise
+            _discard_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
     return run
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reading end is gone (poll reports an error on it)."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a buffer (tests) or closed
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered there cannot fail again when Python exits."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, sys.stdout.fileno())
+    finally:
+        os.close(null)
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {

@@ -145,7 +145,9 @@ def rescore(
     return report
 
 
-def refuse(windows: Iterable[DistressScored], fusion: FusionConfig, incidents: IncidentConfig) -> list[IncidentOpened]:
+def fuse_again(
+    windows: Iterable[DistressScored], fusion: FusionConfig, incidents: IncidentConfig
+) -> list[IncidentOpened]:
     """The incidents opened when one stream's scored windows are fused again under ``fusion`` and run through the
     incident rules: another decision rule tried without running the model again (the windows keep the model's
     probability, labels, loudness and pitch)."""

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from events.catalogue import DistressScored
     from models.fusion import Accumulation
     from models.training.dataset import Dataset, Split
-    from models.training.decision import Record, Refuse
+    from models.training.decision import Record, Replay
     from models.training.evaluate import ProductChain
     from models.training.synth import Audio
 
@@ -210,17 +210,17 @@ def scored_windows(checkpoint: Path) -> Record:
     return record
 
 
-def refuser(checkpoint: Path) -> Refuse:
+def replayer(checkpoint: Path) -> Replay:
     """Incident onsets (s) under another operating point and accumulation, on windows :func:`scored_windows`
     recorded: the scorer's fusion and the incident rules at the configured settings."""
-    from actors.whatif import refuse
+    from actors.whatif import fuse_again
 
     detector = _detector(checkpoint)
     fusion, incidents = detector.scorer.fusion_config, detector.settings.incidents
 
     def onsets(windows: Sequence[DistressScored], point: float, accumulation: Accumulation) -> list[float]:
         trial = replace(fusion, acoustic_operating_point=point, label_operating_points={}, accumulation=accumulation)
-        return [event.onset_sample / SAMPLE_RATE for event in refuse(windows, trial, incidents)]
+        return [event.onset_sample / SAMPLE_RATE for event in fuse_again(windows, trial, incidents)]
 
     return onsets
 
@@ -366,7 +366,7 @@ def _choose_rule(
         events_per_label=events_per_label or VALIDATION_EVENTS_PER_LABEL,
         progress=progress,
     )
-    trials = choose_decision(windows, refuser(target), progress)
+    trials = choose_decision(windows, replayer(target), progress)
     chosen = trials[0]
     head = HeadCheckpoint.load(target)
     metadata = {

@@ -3,7 +3,8 @@
 The head is run once, through the product's chain, over hours of everyday validation audio and over validation
 distress events placed in everyday audio; its scored windows are kept. Every candidate rule (operating point,
 memory of the leaky evidence sum, evidence needed, weight of a loudness jump) is then tried on those windows by
-the product's own fusion and incident rules (``Refuse``, from ``actors.whatif``), without running the model again.
+the product's own fusion and incident rules (a ``Replay``, built on ``actors.whatif.fuse_again``), without running
+the model again.
 The rule kept catches the most validation events while opening no incident in the everyday hours; a tie goes to
 the rule that needs more evidence, then to the higher point.
 """
@@ -25,7 +26,7 @@ from models.training.synth import Audio
 # The scored windows of a recording through the product's chain (it lives in ``actors``, above the models).
 Record = Callable[[Audio], list[DistressScored]]
 # The onsets (s) of the incidents a rule opens on one stream's scored windows.
-Refuse = Callable[[Sequence[DistressScored], float, Accumulation], list[float]]
+Replay = Callable[[Sequence[DistressScored], float, Accumulation], list[float]]
 
 VALIDATION_EVERYDAY_SEEDS = (200, 201, 202)  # an hour each; the test split's benign hours use seeds 100, 101, ...
 VALIDATION_EVENTS_PER_LABEL = 40
@@ -90,22 +91,22 @@ def record_validation(
     return ValidationWindows(everyday, events)
 
 
-def trial(windows: ValidationWindows, refuse: Refuse, point: float, accumulation: Accumulation) -> Trial:
+def trial(windows: ValidationWindows, replay: Replay, point: float, accumulation: Accumulation) -> Trial:
     """One rule on the recorded windows; stops counting the everyday hours at their first incident."""
     incidents = 0
     for hour in windows.everyday:
-        incidents += len(refuse(hour, point, accumulation))
+        incidents += len(replay(hour, point, accumulation))
         if incidents:
             break
     events: dict[str, int] = {}
     caught: dict[str, int] = {}
     for event in windows.events if not incidents else ():  # a rule that fails the hours is not kept
         events[event.label] = events.get(event.label, 0) + 1
-        caught[event.label] = caught.get(event.label, 0) + event.caught_by(refuse(event.windows, point, accumulation))
+        caught[event.label] = caught.get(event.label, 0) + event.caught_by(replay(event.windows, point, accumulation))
     return Trial(point, accumulation, incidents, caught, events)
 
 
-def choose_decision(windows: ValidationWindows, refuse: Refuse, progress: Progress | None = None) -> list[Trial]:
+def choose_decision(windows: ValidationWindows, replay: Replay, progress: Progress | None = None) -> list[Trial]:
     """For every point, memory and jump weight, the least evidence that opens no incident in the everyday hours
     (each is tried from the least up); the chosen rule first, then the others, best first."""
     kept: list[Trial] = []
@@ -115,7 +116,7 @@ def choose_decision(windows: ValidationWindows, refuse: Refuse, progress: Progre
             progress("decision rules", done, len(grid))
         for needed in NEEDED:
             rule = Accumulation(memory=memory, needed=needed, jump_weight=jump_weight)
-            if not (tried := trial(windows, refuse, point, rule)).everyday_incidents:
+            if not (tried := trial(windows, replay, point, rule)).everyday_incidents:
                 kept.append(tried)
                 break
     if not kept:

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.models import product_chain, refuser, scored_windows
+from cli.models import product_chain, replayer, scored_windows
 from domain.labels import SOUND_LABELS
 from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
@@ -167,16 +167,16 @@ def test_the_decision_rule_is_chosen_on_validation_windows_opening_nothing_in_ev
     # and catches the events it was chosen for; a rule needing less evidence at its point and memory opened some.
     dataset = build_dataset(TINY, data_dir)
     windows = record_validation(scored_windows(path), dataset, data_dir, everyday_s=60.0, events_per_label=2)
-    refuse = refuser(path)
-    assert not any(refuse(hour, head.threshold, head.accumulation) for hour in windows.everyday)
-    caught = sum(event.caught_by(refuse(event.windows, head.threshold, head.accumulation)) for event in windows.events)
+    replay = replayer(path)
+    assert not any(replay(hour, head.threshold, head.accumulation) for hour in windows.everyday)
+    caught = sum(event.caught_by(replay(event.windows, head.threshold, head.accumulation)) for event in windows.events)
     assert caught == sum(tried[0]["validation_events_caught"].values())
     if head.accumulation.needed > NEEDED[0]:
         less = replace(head.accumulation, needed=NEEDED[NEEDED.index(head.accumulation.needed) - 1])
-        assert any(refuse(hour, head.threshold, less) for hour in windows.everyday)
+        assert any(replay(hour, head.threshold, less) for hour in windows.everyday)
 
 
-def test_refusing_recorded_windows_under_the_model_s_own_rule_opens_what_the_chain_opened(tmp_path: Path) -> None:
+def test_replaying_recorded_windows_under_the_model_s_own_rule_opens_what_the_chain_opened(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     scream = synth.scream(rng, synth.random_voice(rng, "adult_female"))
     audio = (rng.standard_normal(16_000 * 12) * 0.003).astype(np.float32)
@@ -185,7 +185,7 @@ def test_refusing_recorded_windows_under_the_model_s_own_rule_opens_what_the_cha
     opened = product_chain(checkpoint)(audio)
     assert opened, "the shipped model should open an incident on this scream"
     scorer = load_acoustic_model(checkpoint)
-    onsets = refuser(checkpoint)(scored_windows(checkpoint)(audio), scorer.threshold, Accumulation(memory=0, needed=0))
+    onsets = replayer(checkpoint)(scored_windows(checkpoint)(audio), scorer.threshold, Accumulation(memory=0, needed=0))
     assert onsets == [incident.onset_s for incident in opened]
 
 

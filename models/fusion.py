@@ -10,8 +10,8 @@ The rule is deliberately simple so an operator can follow it from the reason str
   * with an ``Accumulation`` (a model that was validated with one), evidence adds up over consecutive windows
     instead: each window adds its log-odds above the operating point (capped), plus a bonus for being louder
     than the stream's own recent background, the sum leaks a share each window, and the acoustic score reaches
-    the threshold once the sum holds ``needed``. Three windows at 0.9 then say what one at 0.999 says, and a
-    lone window that is only fairly sure is not dropped for good, nor enough on its own;
+    the threshold once the sum holds ``needed``. Several fairly sure windows in a row can then say what one
+    near-certain window says, and a loud onset over a quiet room counts for more than the same score in a din;
   * the decision uses a per-stream threshold with hysteresis (no flapping around the threshold), shifted by the
     stream's sensitivity and by operators' false-alarm feedback (bounded, decaying, rebuilt from events).
 """

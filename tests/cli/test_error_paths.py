@@ -1,7 +1,7 @@
 """More of `distress`'s expected failures, as real processes: the error paths tests/cli/test_errors.py walks only
 through an invalid configuration. Each one ends with a non-zero exit code, exactly one ``error:`` line on stderr
 naming what was wrong, no traceback and, under ``--json``, a JSON error object as the last line of stdout (the
-checks, helpers and private world of test_errors.py, reused).
+checks, helpers and private world of tests/support/cli_errors.py, reused).
 
 Also: `distress run` joining a Ray cluster that is not there fails within seconds (Ray itself retried for minutes,
 printing its C++ log lines); `distress run` that started its own broker says that it keeps running and how to stop
@@ -24,13 +24,11 @@ import pytest
 from cli.main import EXIT_BROKEN_PIPE
 from events.kafka.broker import LocalBroker
 from frontend.auth import verify_password
-from tests.cli import test_errors as errors
-from tests.cli.test_errors import Case, Outcome, World, base_environment, problems_with
 from tests.conftest import broker_settings, free_port
+from tests.support import cli_errors as errors
+from tests.support.cli_errors import Case, Outcome, World, base_environment, full_disk, problems_with, world
 
-# The module-scoped fixtures of test_errors.py, instantiated for this module: its private files, ports and services.
-world = errors.world
-full_disk = errors.full_disk
+__all__ = ["full_disk", "world"]  # module-scoped fixtures of tests.support.cli_errors: this module's own world
 
 INCIDENT = "lobby:000000000001"
 KEEPS_RUNNING = "started the local Kafka broker; it keeps running after this run (`distress broker down` stops it)"
@@ -160,7 +158,7 @@ CASES: dict[str, Callable[[World, OwnBroker], Case]] = {
 
 
 def run_case(case: Case, world: World) -> Outcome:
-    """test_errors.run_case, with a command that hangs reported as such rather than failing every other case."""
+    """cli_errors.run_case, with a command that hangs reported as such rather than failing every other case."""
     try:
         return errors.run_case(case, world)
     except subprocess.TimeoutExpired as expired:

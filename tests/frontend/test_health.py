@@ -29,9 +29,9 @@ from frontend.app import create_app
 from frontend.health import BEHIND_AFTER_EVENTS
 from frontend.server import DashboardServer, build_authenticator
 from tests.conftest import broker_settings, wait_for
-from tests.faults.test_database_down import PrivateCluster
 from tests.frontend.conftest import ALICE_TOKEN, dashboard_config
 from tests.support.browser import click, full_page_screenshot, headless_chromium, wait_until
+from tests.support.postgres import PrivateCluster
 from tests.support.world import PublishedIncident, World
 
 FAST_S = 5.0  # "fails fast" is 3 s in the product; the margin is for this machine, not a performance claim

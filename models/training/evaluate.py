@@ -281,15 +281,19 @@ def distress_events(
         if label not in DISTRESS_LABELS or not len(members):
             continue
         for first in rng.choice(members, min(events_per_label, len(members)), replace=False):
-            event = join_event(clips, int(first), clips_per_event, rng)
-            start_s = EVENT_LEAD_S + float(rng.uniform(0, 1))
-            length = int((start_s + EVENT_TAIL_S) * SAMPLE_RATE) + len(event)
-            offset = int(rng.integers(0, len(context) - length + 1))
-            audio = context[offset : offset + length].copy()
-            start = int(start_s * SAMPLE_RATE)
-            audio[start : start + len(event)] += event
-            end_s = (start + len(event)) / SAMPLE_RATE
-            yield DistressEvent(label, start_s, end_s, np.clip(audio, -1.0, 1.0))
+            yield place_event(label, join_event(clips, int(first), clips_per_event, rng), context, rng)
+
+
+def place_event(label: str, sound: Audio, context: Audio, rng: np.random.Generator) -> DistressEvent:
+    """``sound`` in a recording of its own: a random slice of ``context``, the sound starting at a random
+    sub-second offset after ``EVENT_LEAD_S`` and followed by ``EVENT_TAIL_S``."""
+    start_s = EVENT_LEAD_S + float(rng.uniform(0, 1))
+    length = int((start_s + EVENT_TAIL_S) * SAMPLE_RATE) + len(sound)
+    offset = int(rng.integers(0, len(context) - length + 1))
+    audio = context[offset : offset + length].copy()
+    start = int(start_s * SAMPLE_RATE)
+    audio[start : start + len(sound)] += sound
+    return DistressEvent(label, start_s, (start + len(sound)) / SAMPLE_RATE, np.clip(audio, -1.0, 1.0))
 
 
 def event_recall(

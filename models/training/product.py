@@ -16,12 +16,11 @@ import numpy as np
 from domain.audio import SAMPLE_RATE
 from models.training.dataset import ClipSet, Dataset, Split, benign_stream
 from models.training.evaluate import (
-    EVENT_LEAD_S,
-    EVENT_TAIL_S,
     EventRecall,
     ProductChain,
     event_context,
     event_recall,
+    place_event,
 )
 from models.training.head import Progress
 from models.training.synth import Audio
@@ -71,16 +70,8 @@ def scream_lengths(
     for seconds in SCREAM_LENGTHS_S:
         caught = 0
         for index in chosen:
-            scream = _loudest(clips.waveform(int(index)), seconds)
-            start_s = EVENT_LEAD_S + float(rng.uniform(0, 1))
-            length = int((start_s + EVENT_TAIL_S) * SAMPLE_RATE) + len(scream)
-            offset = int(rng.integers(0, len(context) - length + 1))
-            audio = context[offset : offset + length].copy()
-            start = int(start_s * SAMPLE_RATE)
-            audio[start : start + len(scream)] += scream
-            end_s = (start + len(scream)) / SAMPLE_RATE
-            opened = chain(np.clip(audio, -1.0, 1.0))
-            caught += any(start_s - 1.5 <= incident.onset_s <= end_s + 0.5 for incident in opened)
+            event = place_event("scream", _loudest(clips.waveform(int(index)), seconds), context, rng)
+            caught += event.caught_by(incident.onset_s for incident in chain(event.audio))
         shares[seconds] = caught / max(1, len(chosen))
     return shares
 

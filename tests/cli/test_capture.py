@@ -21,7 +21,6 @@ from cli.main import app
 from config import Settings
 from config.redaction import redact_url
 from events.catalogue import AudioChunkCaptured, StreamEnded, StreamFailed, StreamStarted
-from tests.cli.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
 from tests.conftest import REPO_ROOT, free_port
 from tests.support.audio import (
     ServedAudio,
@@ -32,6 +31,7 @@ from tests.support.audio import (
     unknown_codec_wav,
     write_audio,
 )
+from tests.support.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
 
 FAST_RETRY = json.dumps(
     {

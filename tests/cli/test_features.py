@@ -4,23 +4,11 @@ its ``warnings`` and the seconds heard, and exit code 3; a whole recording gives
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
-from typer.testing import CliRunner, Result
-
 from cli.errors import EXIT_PARTLY_READ
-from cli.main import app
-from tests.cli.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
-
-
-def features(*args: str) -> Result:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        return CliRunner().invoke(app, ["features", *args])
-    finally:  # the command configures logging for its own run
-        root.handlers[:], root.level = handlers, level
+from tests.support.cli import features
+from tests.support.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
 
 
 def test_a_cut_off_recording_says_in_its_json_what_was_heard_and_exits_3(tmp_path: Path) -> None:

@@ -31,8 +31,8 @@ from config import Settings, load_settings
 from config.alerting import AlertingConfig
 from events.kafka.broker import LocalBroker
 from frontend.server import DashboardServer
-from tests.cli.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
 from tests.conftest import REPO_ROOT
+from tests.support.cut_off import DECLARED_S, PRESENT_S, cut_off_wav, whole_wav
 from tests.support.toy_pipeline import local_ray
 
 

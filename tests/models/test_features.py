@@ -11,7 +11,6 @@ function drops a tail-energy term and reads up to 2.7 % sharp on 25 ms frames, w
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from pathlib import Path
 
@@ -20,10 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import soundfile
-from typer.testing import CliRunner, Result
 
 from benchmarks.features import speech_signal
-from cli.main import app
 from models.features import (
     FeatureConfig,
     FrameFeatures,
@@ -32,6 +29,7 @@ from models.features import (
     log_mel,
     summarize,
 )
+from tests.support.cli import features
 
 CONFIG = FeatureConfig()
 RATE = CONFIG.sample_rate
@@ -347,16 +345,6 @@ def test_impossible_configs_are_rejected(overrides: dict[str, float], message: s
 
 
 # ------------------------------------------------------------------------ the `distress features` command
-
-
-def features(*args: str) -> Result:
-    """`distress features ARGS` in-process, through the entry point that reports failures."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        return CliRunner().invoke(app, ["features", *args])
-    finally:  # the command configures logging for its own run
-        root.handlers[:], root.level = handlers, level
 
 
 def test_features_command_prints_one_json_line_per_second(tmp_path: Path) -> None:

@@ -39,3 +39,13 @@ class Distress:
 
     def json(self, *args: str, code: int = 0) -> Any:
         return json.loads(self(*args, "--json", code=code).stdout)
+
+
+def features(*args: str) -> Result:
+    """`distress features ARGS` in-process, through the entry point that reports failures."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return CliRunner().invoke(app, ["features", *args])
+    finally:  # the command configures logging for its own run
+        root.handlers[:], root.level = handlers, level

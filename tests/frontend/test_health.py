@@ -12,6 +12,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -110,23 +112,32 @@ def test_with_the_broker_stopped_health_answers_503_with_the_reason_and_commands
         assert refused.status_code == 503 and refused.json()["detail"].startswith("the event log is unavailable")
 
 
-def test_the_live_indicator_turns_red_with_the_reason_and_an_action_fails_fast_keeping_the_note(
-    outage_settings: Settings, private_broker: LocalBroker[Settings], tmp_path: Path
-) -> None:
-    incident = published_incident(outage_settings)
+LIVE_STATE = (By.ID, "live-state")
+
+
+@contextmanager
+def live_incident_page(settings: Settings, tmp_path: Path) -> Iterator[tuple[WebDriver, PublishedIncident]]:
+    """Chromium signed in to a dashboard, on a published incident's page once its live indicator says live."""
+    incident = published_incident(settings)
     with (
-        DashboardServer(outage_settings, host="127.0.0.1", port=0) as server,
+        DashboardServer(settings, host="127.0.0.1", port=0) as server,
         headless_chromium(tmp_path / "chromium") as driver,
     ):
         driver.get(f"{server.url}login#token={ALICE_TOKEN}")
         wait_until(driver, lambda d: d.find_element(By.ID, "incident-list"), "the dashboard after signing in")
         driver.get(f"{server.url}incidents/{incident.incident_id}")
-        indicator = (By.ID, "live-state")
         wait_until(
             driver,
-            lambda d: d.find_element(*indicator).get_attribute("data-state") == "live",
+            lambda d: d.find_element(*LIVE_STATE).get_attribute("data-state") == "live",
             "the incident page to be live",
         )
+        yield driver, incident
+
+
+def test_the_live_indicator_turns_red_with_the_reason_and_an_action_fails_fast_keeping_the_note(
+    outage_settings: Settings, private_broker: LocalBroker[Settings], tmp_path: Path
+) -> None:
+    with live_incident_page(outage_settings, tmp_path) as (driver, incident):
         # Times say their zone, as alert messages do, and the browser does not turn them into a bare local time.
         onset = driver.find_element(By.CSS_SELECTOR, "#incident-header time").text
         assert onset == f"{incident.opened.onset_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
@@ -134,11 +145,11 @@ def test_the_live_indicator_turns_red_with_the_reason_and_an_action_fails_fast_k
         private_broker.down()
         wait_until(
             driver,
-            lambda d: d.find_element(*indicator).text.startswith("degraded: event log (Kafka) unreachable"),
+            lambda d: d.find_element(*LIVE_STATE).text.startswith("degraded: event log (Kafka) unreachable"),
             "the live indicator to say why",
             timeout_s=NOTICED_WITHIN_S,
         )
-        shown = driver.find_element(*indicator)
+        shown = driver.find_element(*LIVE_STATE)
         assert shown.get_attribute("data-state") == "degraded"
         assert shown.value_of_css_property("color") == "rgba(255, 133, 135, 1)"
         full_page_screenshot(driver, "outage.png")
@@ -235,27 +246,14 @@ def test_with_the_database_stopped_health_answers_503_naming_the_database(
 def test_the_live_indicator_turns_red_naming_the_database(
     database_outage_settings: Settings, private_postgres: PrivateCluster, tmp_path: Path
 ) -> None:
-    incident = published_incident(database_outage_settings)
-    with (
-        DashboardServer(database_outage_settings, host="127.0.0.1", port=0) as server,
-        headless_chromium(tmp_path / "chromium") as driver,
-    ):
-        driver.get(f"{server.url}login#token={ALICE_TOKEN}")
-        wait_until(driver, lambda d: d.find_element(By.ID, "incident-list"), "the dashboard after signing in")
-        driver.get(f"{server.url}incidents/{incident.incident_id}")
-        indicator = (By.ID, "live-state")
-        wait_until(
-            driver,
-            lambda d: d.find_element(*indicator).get_attribute("data-state") == "live",
-            "the incident page to be live",
-        )
+    with live_incident_page(database_outage_settings, tmp_path) as (driver, _):
         private_postgres.stop()
         wait_until(
             driver,
-            lambda d: d.find_element(*indicator).text.startswith("degraded: database unavailable"),
+            lambda d: d.find_element(*LIVE_STATE).text.startswith("degraded: database unavailable"),
             "the live indicator to name the database",
             timeout_s=NOTICED_WITHIN_S,
         )
-        shown = driver.find_element(*indicator)
+        shown = driver.find_element(*LIVE_STATE)
         assert shown.get_attribute("data-state") == "degraded"
         assert "database unavailable" in (shown.get_attribute("title") or "")

@@ -60,3 +60,19 @@ def streams_command(
 
     result = run(max_streams=max_streams, quick=quick)  # its failures are reported by cli.errors (exit code 1)
     typer.echo(json.dumps(result, indent=2) if json_output else render(result))
+
+
+@app.command("whisper-tags")
+def whisper_tags_command(
+    split: str = typer.Option("validation", "--split", help="validation (to decide) or test (to report)."),
+    clips_per_label: int = typer.Option(40, "--clips-per-label", min=2, help="Clips of each label (seed 0)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+) -> None:
+    """Whisper's non-speech tags ("(screaming)") as a zero-shot distress signal beside the distress-yamnet head,
+    on dataset 4's clips: does "head or tag" beat the head alone at as many benign clips flagged?"""
+    from benchmarks.whisper_tags import render, run
+
+    if split not in ("validation", "test"):
+        raise typer.BadParameter(f"must be validation or test, got {split!r}", param_hint="--split")
+    result = run("validation" if split == "validation" else "test", clips_per_label)
+    typer.echo(json.dumps(result, indent=2) if json_output else render(result))

@@ -320,7 +320,7 @@ def choose_rule_command(
     data_dir: DataDirOption = None,
     everyday_s: Annotated[
         float,
-        typer.Option("--everyday-seconds", min=1.0, help="Length of each of the three everyday validation pieces."),
+        typer.Option("--everyday-seconds", min=1.0, help="Length of each of the six everyday validation pieces."),
     ] = 3600.0,
     events_per_label: Annotated[
         int | None,
@@ -331,7 +331,7 @@ def choose_rule_command(
 ) -> None:
     """Choose how a trained head's windows add up to an incident (operating point, memory and evidence needed,
     loudness-jump weight) on validation only: the rule that catches the most validation distress events in
-    everyday audio while opening no incident in three everyday validation hours; written into the checkpoint."""
+    everyday audio while opening no incident in six everyday validation hours; written into the checkpoint."""
     _require_training()
     from models.training.dataset import DEFAULT_DATA_DIR, DatasetConfig, build_dataset
     from models.yamnet_head import HeadCheckpoint, default_head_path
@@ -428,6 +428,14 @@ def evaluate_head_command(
         ),
     ] = 15.0,
     events_per_label: EventsPerLabelOption = 20,
+    beside: Annotated[
+        Path | None,
+        typer.Option(
+            "--beside",
+            help="Another checkpoint (a head, or distress-cnn) run through the same product evaluation, as a "
+            "second product table: which model should a site run?",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the rows as JSON, not the table.")] = False,
 ) -> None:
     """YAMNet zero-shot beside the trained head on the held-out split of the dataset the head was trained on:
@@ -443,7 +451,6 @@ def evaluate_head_command(
         raise CliError(f"--split must be one of {sorted(HELD_OUT_SPLITS)}, got {split!r}")
     path = checkpoint or default_head_path()
     data_dir = data_dir or DEFAULT_DATA_DIR
-    product = None
     with _model_errors():
         model = YamnetDistressModel(Yamnet.load(), HeadCheckpoint.load(path))
         with _progress(Console(stderr=True)) as progress:
@@ -453,9 +460,9 @@ def evaluate_head_command(
                 raise ValueError("the head checkpoint records no dataset_config: it was not made by train-head")
             dataset = build_dataset(DatasetConfig.from_dict(recorded), data_dir, bars)
             rows = evaluate_head(model, dataset, HELD_OUT_SPLITS[split], bars)
-            if benign_hours or events_per_label:
-                product = product_evaluation(
-                    product_chain(path),
+            products = {
+                checkpoint_path: product_evaluation(
+                    product_chain(checkpoint_path),
                     dataset,
                     HELD_OUT_SPLITS[split],
                     data_dir,
@@ -463,14 +470,18 @@ def evaluate_head_command(
                     events_per_label=events_per_label,
                     progress=bars,
                 )
+                for checkpoint_path in ([path] if beside is None else [path, beside])
+                if benign_hours or events_per_label
+            }
     if json_output:
         result: dict[str, object] = {
             "split": split,
             "dataset": str(dataset.directory),
             "rows": [asdict(row) for row in rows],
         }
-        if product is not None:
-            result["product"] = {
+        for key, (checkpoint_path, product) in zip(("product", "beside"), products.items(), strict=False):
+            result[key] = {
+                "checkpoint": str(checkpoint_path),
                 **asdict(product),
                 "false_incidents_per_hour": product.false_incidents_per_hour,
                 "shortest_scream_s": product.shortest_scream_s,
@@ -478,8 +489,8 @@ def evaluate_head_command(
         typer.echo(json.dumps(result))
     else:
         typer.echo(format_rows(rows, split))
-        if product is not None:
-            typer.echo(f"\n{format_product(product, split)}")
+        for checkpoint_path, product in products.items():
+            typer.echo(f"\n{checkpoint_path.name}\n{format_product(product, split)}")
 
 
 @app.command("compare")

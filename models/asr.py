@@ -169,6 +169,8 @@ class AsrOptions:
     """A decoding whose text gzip-compresses better than this is repetitive and is decoded again."""
     alignment_model_dir: Path | None = None
     """A local wav2vec2 (Hugging Face format) directory: word times then come from forced alignment."""
+    non_speech_tags: bool = False
+    """Let Whisper write the sounds it hears ("(screaming)", "(laughs)"): faster-whisper's ``suppress_tokens=[]``."""
 
     def __post_init__(self) -> None:
         if self.cpu_threads < 1 or self.beam_size < 1:
@@ -319,7 +321,7 @@ class Transcriber:
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            suppress_tokens=get_suppressed_tokens(tokenizer, [] if self.options.non_speech_tags else [-1]),
             max_initial_timestamp_index=round(_MAX_INITIAL_TIMESTAMP_S / self._whisper.time_precision),
         )[0]
         tokens: list[int] = list(result.sequences_ids[0])

@@ -28,7 +28,7 @@ from models.fusion import Accumulation
 from models.yamnet import EMBEDDING_SIZE, N_CLASSES, SHA256, Yamnet
 
 MODEL_ID = "distress-yamnet"
-MODEL_VERSION = "2.1.0"
+MODEL_VERSION = "2.2.0"
 HEAD_FORMAT = 1
 Float32Array = npt.NDArray[np.float32]
 FEATURE_SIZE = EMBEDDING_SIZE + N_CLASSES

@@ -1,10 +1,11 @@
 """Train and evaluate the distress head on YAMNet (``models.yamnet_head``) on a dataset's splits.
 
-YAMNet runs once per clip (its first 0.96 s patch) and its outputs are cached beside the dataset, so the head
-trains in seconds. Everything chosen here is chosen on the validation split: the epoch (distress ROC-AUC), the
-calibration (temperature, Platt scaling) and the operating point (the lowest threshold with at most 5 % false
-positives). The test split is only read by :func:`evaluate_head`, which scores YAMNet zero-shot (the highest
-probability among its AudioSet classes of our distress labels) beside the trained head.
+YAMNet runs once per clip (its first 0.96 s patch), over everyday audio, and over windows of a stream with
+training events mixed in; its outputs are cached beside the dataset, so the head trains in seconds. Everything
+chosen here is chosen on the validation split: the epoch (distress ROC-AUC), the calibration (temperature, Platt
+scaling) and the operating point (the lowest threshold with at most 5 % false positives). The test split is only
+read by :func:`evaluate_head`, which scores YAMNet zero-shot (the highest probability among its AudioSet classes
+of our distress labels) beside the trained head.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from torch import nn
 from domain.audio import SAMPLE_RATE
 from domain.labels import DISTRESS_LABELS
 from models.classifier import Calibration
-from models.training.dataset import ClipSet, Dataset, Split, benign_stream
+from models.features import log_mel
+from models.training.dataset import ClipSet, Dataset, Split, benign_stream, event_stream
 from models.training.metrics import recall_at_fpr, roc_auc, threshold_at_fpr
-from models.yamnet import Yamnet, patches, zero_shot_distress
+from models.training.train import context_windows
+from models.yamnet import FRONT_END, PATCH_FRAMES, Yamnet, patches, zero_shot_distress
 from models.yamnet_head import (
     FEATURE_SIZE,
     MODEL_VERSION,
@@ -54,6 +57,12 @@ class HeadConfig:
     everyday_train_s: float = 3 * 3600.0
     learning_rate: float = 1e-3
     weight_decay: float = 1e-3
+    # Windows cut from training-source everyday audio with training distress events mixed in, as a live stream
+    # is cut (models.training.train.context_windows, as distress-cnn trains): ``context_windows`` holding an
+    # event's sound and as many of the everyday audio around them. Clips alone teach a sound centred in a second
+    # of its own; the product hears it straddling window edges, over a room, and often for a fraction of a second.
+    context_s: float = 4 * 3600.0
+    context_windows: int = 24000
     version: str = MODEL_VERSION
     benign_validation_s: float = 3600.0
 
@@ -81,13 +90,18 @@ def yamnet_outputs(
     return result
 
 
+def _cache(dataset: Dataset, name: str) -> Path:
+    """A cache file of YAMNet's outputs beside ``dataset``, named for the everyday audio it was cut from."""
+    spacing = "-spaced" if dataset.config.spaced_one_shots else ""  # the directory's name leaves the field out
+    return dataset.directory / f"yamnet-{name}{spacing}.npz"
+
+
 def everyday_outputs(
     yamnet: Yamnet, dataset: Dataset, split: Split, seconds: float, progress: Progress | None = None
 ) -> tuple[Float32Array, Float32Array]:
     """YAMNet's (class probabilities, embeddings) of every patch of ``seconds`` of ``split``'s everyday audio
     (``benign_stream``, seed 0), a patch every 0.48 s; cached beside the dataset."""
-    spacing = "-spaced" if dataset.config.spaced_one_shots else ""  # the directory's name leaves the field out
-    cache = dataset.directory / f"yamnet-everyday-{split}-{seconds:g}s{spacing}.npz"
+    cache = _cache(dataset, f"everyday-{split}-{seconds:g}s")
     if cache.exists():
         with np.load(cache) as data:
             return data["scores"], data["embeddings"]
@@ -107,6 +121,43 @@ def everyday_outputs(
     result = np.concatenate(scores), np.concatenate(embeddings)
     np.savez(cache, scores=result[0], embeddings=result[1])
     return result
+
+
+def context_outputs(
+    yamnet: Yamnet, dataset: Dataset, config: HeadConfig, progress: Progress | None = None
+) -> tuple[Float32Array, npt.NDArray[np.int64], Float32Array]:
+    """(head inputs, class labels, distress targets) of ``config.context_windows`` windows holding a training
+    event's sound (its label, distress 1) and as many of everyday audio only (no class, distress 0), drawn from
+    ``config.context_s`` of :func:`event_stream` over the training split; cached beside the dataset."""
+    cache = _cache(dataset, f"context-train-{config.context_s:g}s-{config.context_windows}-seed{config.seed}")
+    if cache.exists():
+        with np.load(cache) as data:
+            return data["inputs"], data["labels"], data["targets"]
+    stream = event_stream(
+        dataset.config, dataset.train, config.context_s, "train", dataset.directory.parent, seed=config.seed
+    )
+    windows = context_windows(stream, progress)
+    rng = np.random.default_rng(config.seed)
+    chosen = rng.choice(
+        len(windows.positive_starts), min(config.context_windows, len(windows.positive_starts)), replace=False
+    )
+    everyday = rng.choice(
+        windows.negative_starts, min(config.context_windows, len(windows.negative_starts)), replace=False
+    )
+    starts = np.concatenate([windows.positive_starts[chosen], everyday])
+    frames = log_mel(stream.mixed(), FRONT_END)  # YAMNet's front end frames audio as the CNN's does
+    outputs: list[tuple[Float32Array, Float32Array]] = []
+    for first in range(0, len(starts), BATCH):
+        if progress:
+            progress("context", first, len(starts))
+        batch = starts[first : first + BATCH]
+        outputs.append(yamnet.run(frames[batch[:, None] + np.arange(PATCH_FRAMES)[None, :]]))
+    inputs = head_inputs(np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs]))
+    positive_labels = windows.positive_labels[chosen]
+    labels = np.concatenate([positive_labels, np.full(len(everyday), NO_CLASS)])
+    targets = np.concatenate([dataset.config.distress_targets(positive_labels), np.zeros(len(everyday), np.float32)])
+    np.savez(cache, inputs=inputs, labels=labels, targets=targets)
+    return inputs, labels, targets
 
 
 class _Head(nn.Module):
@@ -167,6 +218,14 @@ def train_head(
             np.concatenate([head_inputs(scores, embeddings), everyday]),
             np.concatenate([clips.labels, np.full(len(everyday), NO_CLASS)]),  # an everyday window has no class
             np.concatenate([dataset.config.distress_targets(clips.labels), np.zeros(len(everyday), np.float32)]),
+        )
+    if config.context_windows:
+        context = context_outputs(yamnet, dataset, config, progress)
+        clip_rows = splits["train"]
+        splits["train"] = (
+            np.concatenate([clip_rows[0], context[0]]),
+            np.concatenate([clip_rows[1], context[1]]),
+            np.concatenate([clip_rows[2], context[2]]),
         )
     train_inputs, train_labels, train_targets = splits["train"]
     mean = train_inputs.mean(axis=0)
@@ -247,6 +306,8 @@ def train_head(
             },
             "everyday_validation_max": round(float(benign.max()), 4),
             "everyday_train_hours": config.everyday_train_s / 3600,
+            "context_train_hours": config.context_s / 3600,
+            "context_windows_of_each_kind": config.context_windows,
             "seed": config.seed,
             "hidden": config.hidden,
         },

@@ -14,6 +14,7 @@ import pytest
 from faster_whisper.transcribe import get_compression_ratio
 
 from benchmarks.asr import SpokenClip, recognise_stream, synthesize, with_silence_and_noise, word_errors
+from benchmarks.whisper_tags import names_distress, tags
 from events.catalogue import Word
 from models.asr import (
     AsrOptions,
@@ -25,6 +26,7 @@ from models.asr import (
 from models.hallucination import HallucinationGuard
 from models.phrases import PhraseSpotter
 from models.speech import SpeechRecognizer
+from models.training import synth
 from models.vad import SAMPLE_RATE, FloatArray
 from tests.models.conftest import whisper_directory
 
@@ -115,6 +117,25 @@ def test_words_are_placed_where_they_were_spoken(transcriber: Transcriber) -> No
 def test_transcriber_rejects_bad_audio(transcriber: Transcriber, audio: FloatArray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         transcriber.transcribe(audio)
+
+
+def test_whisper_names_a_scream_only_when_its_non_speech_tags_are_allowed(transcriber: Transcriber) -> None:
+    """tiny.en hears models.training.synth's scream (seed 11) as the word "Oh!" with the tags suppressed, as the
+    ASR stage runs, and writes "(screaming)" when they are allowed (benchmarks.whisper_tags measures the signal)."""
+    scream = synth.scream(np.random.default_rng(11), synth.random_voice(np.random.default_rng(11), "adult_female"))
+    tagged = Transcriber(resolve_model(None), AsrOptions(cpu_threads=2, non_speech_tags=True))
+
+    without, with_tags = transcriber.transcribe(scream).text, tagged.transcribe(scream).text
+
+    assert tags(without) == [], without
+    assert tags(with_tags) == ["screaming"] and names_distress("screaming"), with_tags
+    assert tags("[MUSIC] (laughs) *gasps*") == ["music", "laughs", "gasps"]
+    assert [names_distress(tag) for tag in ("music", "laughs", "gasps", "glass shattering")] == [
+        False,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_english_only_model_refuses_another_language() -> None:

@@ -50,7 +50,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, yamnet: Yamnet) -> tuple[P
     root = tmp_path_factory.mktemp("head")
     dataset = build_dataset(TINY, root / "data")
     checkpoint = train_head(
-        dataset, yamnet, HeadConfig(epochs=4, hidden=16, everyday_train_s=120.0, benign_validation_s=60.0)
+        dataset,
+        yamnet,
+        HeadConfig(
+            epochs=4, hidden=16, everyday_train_s=120.0, benign_validation_s=60.0, context_s=120.0, context_windows=100
+        ),
     )
     checkpoint.save(root / "head.npz")
     return root / "head.npz", root / "data"
@@ -204,10 +208,18 @@ def test_evaluate_head_prints_zero_shot_beside_the_head_on_the_test_split(traine
     assert table.exit_code == 0, table.output
     assert "YAMNet zero-shot" in table.output and "trained head" in table.output
     assert "product decision" not in table.output
-    result = CliRunner().invoke(app, [*args, "--json", "--benign-hours", "0.02", "--events-per-label", "1"])
+    cnn = default_checkpoint_path()
+    result = CliRunner().invoke(
+        app, [*args, "--json", "--benign-hours", "0.02", "--events-per-label", "1", "--beside", str(cnn)]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # stdout holds the JSON and nothing else
-    product = report["product"]
+    product, beside = report["product"], report["beside"]
+    assert (product["checkpoint"], beside["checkpoint"]) == (str(path), str(cnn))
+    assert beside["events"]["events"] == product["events"]["events"]  # the same events, the other model's answers
+    assert beside["benign_hours"] == 0.02 and beside["false_incidents"] == sum(
+        beside["false_incidents_by_label"].values()
+    )
     assert product["benign_hours"] == 0.02 and product["false_incidents"] == sum(
         product["false_incidents_by_label"].values()
     )

@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from cli.models import product_chain, replayer, scored_windows
-from domain.labels import SOUND_LABELS
+from domain.labels import DISTRESS_LABELS, SOUND_LABELS
 from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
 from models.fusion import Accumulation
 from models.training import synth
 from models.training.dataset import build_dataset, tiny_config
 from models.training.decision import NEEDED, record_validation
-from models.training.head import HeadConfig, train_head, zero_shot_scores
+from models.training.head import NO_CLASS, HeadConfig, train_head, zero_shot_scores
 from models.yamnet import Yamnet, patches
 from models.yamnet_head import (
     FEATURE_SIZE,
@@ -138,6 +138,19 @@ def test_training_chooses_on_validation_and_records_its_dataset(trained: tuple[P
     assert tuple(checkpoint.metadata["dataset_config"]["labels"]) == SOUND_LABELS
     model = load_acoustic_model(path)
     assert model.model_id == "distress-yamnet" and model.threshold == checkpoint.threshold
+
+
+def test_the_head_also_trains_on_windows_of_a_stream_with_training_events_mixed_in(trained: tuple[Path, Path]) -> None:
+    """As many windows holding an event's sound (its distress label) as of the everyday audio around them (no
+    class), cut from a training-split stream and cached beside the dataset."""
+    path, data_dir = trained
+    assert HeadCheckpoint.load(path).metadata["context_windows_of_each_kind"] == 100
+    (cache,) = data_dir.glob("*/yamnet-context-train-120s-100-seed7*.npz")
+    with np.load(cache) as data:
+        inputs, labels, targets = data["inputs"], data["labels"], data["targets"]
+    assert inputs.shape == (200, FEATURE_SIZE) and np.isfinite(inputs).all()
+    assert (targets == 1).sum() == 100 and (labels[targets == 0] == NO_CLASS).all()
+    assert {SOUND_LABELS[label] for label in labels[targets == 1]} <= set(DISTRESS_LABELS)
 
 
 def test_the_decision_rule_is_chosen_on_validation_windows_opening_nothing_in_everyday_audio(

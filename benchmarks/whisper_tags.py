@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +25,6 @@ from models.training.metrics import threshold_at_fpr
 from models.yamnet import Yamnet, patches
 from models.yamnet_head import HeadCheckpoint, YamnetDistressModel, default_head_path
 
-Progress = Callable[[str, int, int], None]
 OPERATING_FPR = 0.05
 # Stems of the tags that name distress: vocal distress, gunfire and explosions, breaking glass and crashes,
 # alarms. Laughter, music, applause, coughs and sighs are everyday tags.
@@ -81,16 +78,10 @@ def _flagged(flags: npt.NDArray[np.bool_], labels: list[str]) -> dict[str, float
     }
 
 
-def run(
-    split: Split = "validation",
-    clips_per_label: int = 40,
-    checkpoint: Path | None = None,
-    data_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
+def run(split: Split = "validation", clips_per_label: int = 40) -> dict[str, Any]:
     """Tags, head and both on ``clips_per_label`` clips of each label of ``split`` (drawn with seed 0)."""
-    head = YamnetDistressModel(Yamnet.load(), HeadCheckpoint.load(checkpoint or default_head_path()))
-    dataset = build_dataset(dataset_4(), data_dir or DEFAULT_DATA_DIR)
+    head = YamnetDistressModel(Yamnet.load(), HeadCheckpoint.load(default_head_path()))
+    dataset = build_dataset(dataset_4(), DEFAULT_DATA_DIR)
     clips = dataset.split(split)
     rng = np.random.default_rng(0)
     chosen = [
@@ -104,8 +95,6 @@ def run(
     tagged: list[bool] = []
     heard: dict[str, Counter[str]] = {}
     for done, index in enumerate(chosen):
-        if progress:
-            progress("whisper", done, len(chosen))
         audio = clips.waveform(index)
         head_scores.append(head.predict_batch(patches(audio)[:1])[0].distress_probability)
         found = tags(transcriber.transcribe(audio).text)

@@ -71,8 +71,10 @@ def whisper_tags_command(
     """Whisper's non-speech tags ("(screaming)") as a zero-shot distress signal beside the distress-yamnet head,
     on dataset 4's clips: does "head or tag" beat the head alone at as many benign clips flagged?"""
     from benchmarks.whisper_tags import render, run
+    from cli.errors import CliError
+    from cli.models import HELD_OUT_SPLITS
 
-    if split not in ("validation", "test"):
-        raise typer.BadParameter(f"must be validation or test, got {split!r}", param_hint="--split")
-    result = run("validation" if split == "validation" else "test", clips_per_label)
+    if split not in HELD_OUT_SPLITS:
+        raise CliError(f"--split must be one of {sorted(HELD_OUT_SPLITS)}, got {split!r}")
+    result = run(HELD_OUT_SPLITS[split], clips_per_label)
     typer.echo(json.dumps(result, indent=2) if json_output else render(result))

@@ -128,6 +128,7 @@ class EventConsumer:
         self._on_decode_error = on_decode_error
         self.checkpoint = Checkpoint()
         self.dead_lettered = 0
+        self._rebalances = 0  # partitions revoked or lost so far
         self._consumer = Consumer(
             connection.client_config(
                 **{
@@ -159,7 +160,12 @@ class EventConsumer:
         else:
             messages = self._consumer.consume(num_messages=1, timeout=timeout_s)
             if messages and max_messages > 1:
-                messages += self._consumer.consume(num_messages=max_messages - 1, timeout=linger_s)
+                rebalances = self._rebalances
+                more = self._consumer.consume(num_messages=max_messages - 1, timeout=linger_s)
+                # A rebalance served inside the second call took the first message's partition away before it
+                # was processed: its next owner (maybe this consumer again) reads it from the committed offset,
+                # so handling it here too would handle it twice.
+                messages = more if self._rebalances != rebalances else messages + more
         events: list[ConsumedEvent] = []
         for message in messages:
             if not usable(message):
@@ -258,9 +264,11 @@ class EventConsumer:
             self._producer.flush()
             consumer.commit(offsets=mine, asynchronous=False)
         self.checkpoint.forget(partitions)
+        self._rebalances += 1
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.checkpoint.forget(partitions)
+        self._rebalances += 1
 
 
 _TRANSIENT_COMMIT_ERRORS = {

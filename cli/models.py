@@ -295,7 +295,13 @@ HeadOption = Annotated[
 def train_head_command(
     output: HeadOption = None,
     data_dir: DataDirOption = None,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Training seed of the head.")] = 7,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Training seed of the (first) head.")] = 7,
+    members: Annotated[
+        int,
+        typer.Option(
+            "--members", min=1, max=16, help="Heads trained from seeds SEED, SEED+1, ..., their logits averaged."
+        ),
+    ] = 1,
 ) -> None:
     """Build dataset 4 (cached) and train the distress head on YAMNet; epoch and calibration are chosen on
     validation, then the decision rule as `choose-rule` does."""
@@ -309,7 +315,7 @@ def train_head_command(
     with _model_errors(), _progress(Console(stderr=True)) as progress:
         bars = _ProgressBars(progress)
         dataset = build_dataset(dataset_4(), data_dir or DEFAULT_DATA_DIR, bars)
-        train_head(dataset, Yamnet.load(), HeadConfig(seed=seed), bars).save(target)
+        train_head(dataset, Yamnet.load(), HeadConfig(seed=seed, members=members), bars).save(target)
         _choose_rule(target, dataset, data_dir or DEFAULT_DATA_DIR, bars)
     _print_head(target, dataset)
 

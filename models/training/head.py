@@ -10,7 +10,7 @@ of our distress labels) beside the trained head.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +65,9 @@ class HeadConfig:
     context_windows: int = 24000
     version: str = MODEL_VERSION
     benign_validation_s: float = 3600.0
+    # Heads trained alike from seeds ``seed``, ``seed + 1``, ... whose logits are averaged: two seeds of one
+    # recipe differed by a dozen of 280 validation events, as much as recipes did.
+    members: int = 1
 
 
 def yamnet_outputs(
@@ -201,43 +204,26 @@ def _fit_calibration(
     return Calibration(float(log_temperature.exp().detach()), float(scale.detach()), float(bias.detach()))
 
 
-def train_head(
-    dataset: Dataset, yamnet: Yamnet, config: HeadConfig = HeadConfig(), progress: Progress | None = None
-) -> HeadCheckpoint:
-    """A head trained on ``dataset.train``, with epoch, calibration and threshold chosen on its validation split."""
-    torch.manual_seed(config.seed)
-    generator = np.random.default_rng(config.seed)
-    labels = dataset.config.labels
-    splits = {}
-    everyday_seconds: dict[Split, float] = {"train": config.everyday_train_s, "validation": config.benign_validation_s}
-    for name, seconds in everyday_seconds.items():
-        clips = dataset.split(name)
-        scores, embeddings = yamnet_outputs(yamnet, clips, dataset.directory / f"yamnet-{name}.npz", progress)
-        everyday = head_inputs(*everyday_outputs(yamnet, dataset, name, seconds, progress))
-        splits[name] = (
-            np.concatenate([head_inputs(scores, embeddings), everyday]),
-            np.concatenate([clips.labels, np.full(len(everyday), NO_CLASS)]),  # an everyday window has no class
-            np.concatenate([dataset.config.distress_targets(clips.labels), np.zeros(len(everyday), np.float32)]),
-        )
-    if config.context_windows:
-        context = context_outputs(yamnet, dataset, config, progress)
-        clip_rows = splits["train"]
-        splits["train"] = (
-            np.concatenate([clip_rows[0], context[0]]),
-            np.concatenate([clip_rows[1], context[1]]),
-            np.concatenate([clip_rows[2], context[2]]),
-        )
-    train_inputs, train_labels, train_targets = splits["train"]
-    mean = train_inputs.mean(axis=0)
-    std = train_inputs.std(axis=0) + 1e-3
-    standardised = {name: torch.from_numpy((inputs - mean) / std) for name, (inputs, _, _) in splits.items()}
-    head = _Head(config.hidden, config.dropout, len(labels))
+def _train_member(
+    config: HeadConfig,
+    seed: int,
+    n_labels: int,
+    standardised: Mapping[Split, torch.Tensor],
+    train: tuple[Float32Array, npt.NDArray[np.int64], Float32Array],
+    validation_targets: Float32Array,
+    standardisation: tuple[Float32Array, Float32Array],
+    progress: Progress | None,
+) -> tuple[float, HeadWeights]:
+    """One head from ``seed``, at the epoch of its best validation AUC: (that AUC, its weights)."""
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    _, train_labels, train_targets = train
+    head = _Head(config.hidden, config.dropout, n_labels)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     best: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
-    validation_targets = splits["validation"][2]
     for epoch in range(config.epochs):
         if progress:
-            progress("epochs", epoch, config.epochs)
+            progress(f"epochs of head {seed}", epoch, config.epochs)
         head.train()
         order = generator.permutation(len(train_labels))
         for start in range(0, len(order), BATCH):
@@ -261,9 +247,10 @@ def train_head(
         if auc > best[0]:
             best = (auc, {name: value.clone() for name, value in head.state_dict().items()})
     head.load_state_dict(best[1])
-    weights = HeadWeights(
-        input_mean=mean.astype(np.float32),
-        input_std=std.astype(np.float32),
+    mean, std = standardisation
+    return best[0], HeadWeights(
+        input_mean=mean,
+        input_std=std,
         hidden_weight=head.layer.weight.detach().numpy().T.copy(),
         hidden_bias=head.layer.bias.detach().numpy().copy(),
         class_weight=head.classes.weight.detach().numpy().T.copy(),
@@ -271,6 +258,76 @@ def train_head(
         distress_weight=head.distress.weight.detach().numpy()[0].copy(),
         distress_bias=head.distress.bias.detach().numpy().copy(),
     )
+
+
+def averaged(members: Sequence[HeadWeights]) -> HeadWeights:
+    """Heads of one input standardisation as one: their hidden units side by side and their output logits
+    averaged, so the product still runs one head, only wider (its cost stays negligible beside YAMNet's)."""
+    first = members[0]
+    if any(
+        not np.array_equal(member.input_mean, first.input_mean) or not np.array_equal(member.input_std, first.input_std)
+        for member in members
+    ):
+        raise ValueError("only heads trained on the same inputs can be averaged")
+    share = np.float32(1 / len(members))
+    return HeadWeights(
+        input_mean=first.input_mean,
+        input_std=first.input_std,
+        hidden_weight=np.concatenate([member.hidden_weight for member in members], axis=1),
+        hidden_bias=np.concatenate([member.hidden_bias for member in members]),
+        class_weight=np.concatenate([member.class_weight for member in members]) * share,
+        class_bias=np.sum([member.class_bias for member in members], axis=0) * share,
+        distress_weight=np.concatenate([member.distress_weight for member in members]) * share,
+        distress_bias=np.sum([member.distress_bias for member in members], axis=0) * share,
+    )
+
+
+def train_head(
+    dataset: Dataset, yamnet: Yamnet, config: HeadConfig = HeadConfig(), progress: Progress | None = None
+) -> HeadCheckpoint:
+    """A head trained on ``dataset.train`` (``config.members`` heads averaged), with epochs, calibration and
+    threshold chosen on its validation split."""
+    labels = dataset.config.labels
+    splits = {}
+    everyday_seconds: dict[Split, float] = {"train": config.everyday_train_s, "validation": config.benign_validation_s}
+    for name, seconds in everyday_seconds.items():
+        clips = dataset.split(name)
+        scores, embeddings = yamnet_outputs(yamnet, clips, dataset.directory / f"yamnet-{name}.npz", progress)
+        everyday = head_inputs(*everyday_outputs(yamnet, dataset, name, seconds, progress))
+        splits[name] = (
+            np.concatenate([head_inputs(scores, embeddings), everyday]),
+            np.concatenate([clips.labels, np.full(len(everyday), NO_CLASS)]),  # an everyday window has no class
+            np.concatenate([dataset.config.distress_targets(clips.labels), np.zeros(len(everyday), np.float32)]),
+        )
+    if config.context_windows:
+        context = context_outputs(yamnet, dataset, config, progress)
+        clip_rows = splits["train"]
+        splits["train"] = (
+            np.concatenate([clip_rows[0], context[0]]),
+            np.concatenate([clip_rows[1], context[1]]),
+            np.concatenate([clip_rows[2], context[2]]),
+        )
+    train_inputs = splits["train"][0]
+    mean = train_inputs.mean(axis=0)
+    std = train_inputs.std(axis=0) + 1e-3
+    standardised = {name: torch.from_numpy((inputs - mean) / std) for name, (inputs, _, _) in splits.items()}
+    validation_targets = splits["validation"][2]
+    standardisation = (mean.astype(np.float32), std.astype(np.float32))
+    members = [
+        _train_member(
+            config,
+            config.seed + member,
+            len(labels),
+            standardised,
+            splits["train"],
+            validation_targets,
+            standardisation,
+            progress,
+        )
+        for member in range(config.members)
+    ]
+    weights = averaged([member for _, member in members])
+    best_auc = roc_auc(weights.logits(splits["validation"][0])[1], validation_targets)
     validation_inputs, validation_labels, _ = splits["validation"]
     n_clips = len(dataset.validation)  # the validation rows are its clips, then its everyday windows
     class_logits, distress_logits = weights.logits(validation_inputs)
@@ -297,7 +354,8 @@ def train_head(
         {
             "dataset": dataset.config.digest(),
             "dataset_config": asdict(dataset.config),
-            "best_validation_auc": round(best[0], 4),
+            "best_validation_auc": round(best_auc, 4),
+            "member_validation_aucs": [round(auc, 4) for auc, _ in members],
             "validation_point_at_5_fpr": round(
                 threshold_at_fpr(distress, validation_targets[:n_clips], OPERATING_FPR), 4
             ),
@@ -309,6 +367,7 @@ def train_head(
             "context_train_hours": config.context_s / 3600,
             "context_windows_of_each_kind": config.context_windows,
             "seed": config.seed,
+            "members": config.members,
             "hidden": config.hidden,
         },
     )

@@ -21,7 +21,7 @@ from models.fusion import Accumulation
 from models.training import synth
 from models.training.dataset import build_dataset, tiny_config
 from models.training.decision import NEEDED, record_validation
-from models.training.head import NO_CLASS, HeadConfig, train_head, zero_shot_scores
+from models.training.head import NO_CLASS, HeadConfig, averaged, train_head, zero_shot_scores
 from models.yamnet import Yamnet, patches
 from models.yamnet_head import (
     FEATURE_SIZE,
@@ -39,6 +39,10 @@ TINY = replace(
     clips_per_label={"train": 16, "validation": 8, "test": 8},
 )
 
+TINY_HEAD = HeadConfig(
+    epochs=4, hidden=16, everyday_train_s=120.0, benign_validation_s=60.0, context_s=120.0, context_windows=100
+)
+
 
 @pytest.fixture(scope="module")
 def yamnet() -> Yamnet:
@@ -49,13 +53,7 @@ def yamnet() -> Yamnet:
 def trained(tmp_path_factory: pytest.TempPathFactory, yamnet: Yamnet) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("head")
     dataset = build_dataset(TINY, root / "data")
-    checkpoint = train_head(
-        dataset,
-        yamnet,
-        HeadConfig(
-            epochs=4, hidden=16, everyday_train_s=120.0, benign_validation_s=60.0, context_s=120.0, context_windows=100
-        ),
-    )
+    checkpoint = train_head(dataset, yamnet, TINY_HEAD)
     checkpoint.save(root / "head.npz")
     return root / "head.npz", root / "data"
 
@@ -151,6 +149,34 @@ def test_the_head_also_trains_on_windows_of_a_stream_with_training_events_mixed_
     assert inputs.shape == (200, FEATURE_SIZE) and np.isfinite(inputs).all()
     assert (targets == 1).sum() == 100 and (labels[targets == 0] == NO_CLASS).all()
     assert {SOUND_LABELS[label] for label in labels[targets == 1]} <= set(DISTRESS_LABELS)
+
+
+def test_averaged_heads_are_one_head_whose_logits_are_the_mean_of_theirs() -> None:
+    members = [random_checkpoint(seed).weights for seed in (0, 1, 2)]
+    inputs = np.random.default_rng(3).normal(0, 3, (20, FEATURE_SIZE)).astype(np.float32)
+    merged = averaged(members)
+    assert merged.hidden_weight.shape == (FEATURE_SIZE, 3 * 8)
+    expected = [
+        np.mean(outputs, axis=0) for outputs in zip(*(member.logits(inputs) for member in members), strict=True)
+    ]
+    for outputs, mean in zip(merged.logits(inputs), expected, strict=True):
+        np.testing.assert_allclose(outputs, mean, rtol=1e-5, atol=1e-5)
+    other_inputs = replace(members[1], input_std=members[1].input_std * 2)
+    with pytest.raises(ValueError, match="same inputs"):
+        averaged([members[0], other_inputs])
+
+
+def test_training_several_seeds_ships_them_as_one_averaged_head(trained: tuple[Path, Path], yamnet: Yamnet) -> None:
+    """``members=2`` trains seed 7's head exactly as ``members=1`` does, and seed 8's beside it."""
+    path, data_dir = trained
+    both = train_head(build_dataset(TINY, data_dir), yamnet, replace(TINY_HEAD, members=2))
+    assert both.metadata["members"] == 2 and len(both.metadata["member_validation_aucs"]) == 2
+    hidden = TINY_HEAD.hidden
+    assert both.weights.hidden_weight.shape == (FEATURE_SIZE, 2 * hidden)
+    alone = HeadCheckpoint.load(path).weights
+    np.testing.assert_allclose(both.weights.hidden_weight[:, :hidden], alone.hidden_weight, atol=1e-6)
+    np.testing.assert_allclose(both.weights.class_weight[:hidden] * 2, alone.class_weight, atol=1e-6)
+    assert not np.allclose(both.weights.hidden_weight[:, hidden:], alone.hidden_weight)
 
 
 def test_the_decision_rule_is_chosen_on_validation_windows_opening_nothing_in_everyday_audio(

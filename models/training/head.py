@@ -65,8 +65,8 @@ class HeadConfig:
     context_windows: int = 24000
     version: str = MODEL_VERSION
     benign_validation_s: float = 3600.0
-    # Heads trained alike from seeds ``seed``, ``seed + 1``, ... whose logits are averaged: two seeds of one
-    # recipe differed by a dozen of 280 validation events, as much as recipes did.
+    # Heads trained alike from seeds ``seed``, ``seed + 1``, ... whose logits are averaged. Tried against the seed
+    # spread (61-97 of 280 validation events for seeds of one recipe); three averaged caught 70 (docs/yamnet.md).
     members: int = 1
 
 
@@ -327,10 +327,10 @@ def train_head(
         for member in range(config.members)
     ]
     weights = averaged([member for _, member in members])
-    best_auc = roc_auc(weights.logits(splits["validation"][0])[1], validation_targets)
     validation_inputs, validation_labels, _ = splits["validation"]
     n_clips = len(dataset.validation)  # the validation rows are its clips, then its everyday windows
     class_logits, distress_logits = weights.logits(validation_inputs)
+    best_auc = roc_auc(distress_logits, validation_targets)
     calibration = _fit_calibration(
         class_logits[:n_clips], distress_logits, validation_labels[:n_clips], validation_targets
     )

@@ -36,7 +36,7 @@ class _StreamState:
     """One stream run's extractor and where it stands on the stream's sample and frame grids."""
 
     run_id: str | None
-    extractor: StreamingFeatureExtractor
+    extractors: tuple[StreamingFeatureExtractor, ...]  # one per log-mel of the front end, on one frame grid
     next_offset: int  # stream sample the next chunk must start at
     frame_base: int  # global index of the extractor's frame 0
     skip_samples: int  # samples still to drop so that the extractor starts on a frame boundary
@@ -86,7 +86,9 @@ class FeatureStage:
             dropped = min(state.skip_samples, samples.shape[0])
             samples = samples[dropped:]
             state.skip_samples -= dropped
-        frames = state.extractor.push(samples)
+        first, *others = state.extractors  # the summary (loudness, pitch) comes from the first log-mel's frames
+        frames = [first.push(samples), *(extractor.push_log_mel(samples) for extractor in others)]
+        log_mel = np.concatenate([part.log_mel for part in frames], axis=1)
         if chunk.is_last:
             del self._streams[chunk.stream_id]
         return [
@@ -94,12 +96,12 @@ class FeatureStage:
                 **chunk.caused(),
                 sequence=chunk.sequence,
                 sample_offset=chunk.sample_offset,
-                first_frame=state.frame_base + frames.first_frame,
-                frames=frames.n_frames,
-                n_mels=self.config.n_mels,
+                first_frame=state.frame_base + frames[0].first_frame,
+                frames=frames[0].n_frames,
+                n_mels=self.front_end.n_mels,
                 log_mel=self.front_end.name,
-                log_mel_f16=frames.log_mel.astype("<f2").tobytes(),
-                summary=summarize(frames, self.config),
+                log_mel_f16=log_mel.astype("<f2").tobytes(),
+                summary=summarize(frames[0], self.config),
                 is_last=chunk.is_last,
             )
         ]
@@ -137,7 +139,7 @@ class FeatureStage:
         skip = -chunk.sample_offset % hop
         return _StreamState(
             run_id=chunk.correlation_id,
-            extractor=StreamingFeatureExtractor(self.config),
+            extractors=tuple(StreamingFeatureExtractor(part) for part in self.front_end.parts),
             next_offset=chunk.sample_offset,
             frame_base=(chunk.sample_offset + skip) // hop,
             skip_samples=skip,

@@ -31,6 +31,7 @@ from config.settings import load_settings
 from models import yamnet
 from models.classifier import DISTRESS_LABELS, DistressClassifier
 from models.features import FeatureConfig, log_mel
+from models.fused import FusedDistressModel, default_fused_path
 from models.training.dataset import SPLITS, Split, _source_families, assign_splits
 from models.training.evaluate import trained_dataset_config
 from models.training.game_sounds import Recording, find_recordings, read_recording
@@ -88,7 +89,7 @@ def _agreement(float_model: yamnet.Yamnet, shipped: yamnet.Yamnet, patches: Patc
 
 
 def run(seconds: float = SECONDS) -> dict[str, Any]:
-    """Time the three contenders on ``seconds`` of speech; return every number."""
+    """Time the contenders on ``seconds`` of speech; return every number."""
     if seconds < 1.0:
         raise ValueError(f"seconds must be at least 1, got {seconds}")
     limit_threads(1)
@@ -96,14 +97,17 @@ def run(seconds: float = SECONDS) -> dict[str, Any]:
     models = {variant: yamnet.Yamnet.load(folder, variant) for variant in ("float", "quantized")}
     cnn = DistressClassifier.load()
     head = YamnetDistressModel(models["float"], HeadCheckpoint.load(default_head_path()))
+    fused = FusedDistressModel.load(default_fused_path(), yamnet_path=folder)
     signal = speech_signal(seconds, yamnet.FRONT_END.sample_rate)
     patches = {"yamnet": yamnet.patches(signal), "cnn": yamnet.patches(signal, FeatureConfig())}
+    patches["fused"] = np.concatenate([patches["yamnet"], patches["cnn"]], axis=2)
     n_patches = len(patches["yamnet"])
     scorers: dict[str, tuple[Scorer, Patches]] = {
         "float": (models["float"].run, patches["yamnet"]),
         "quantized": (models["quantized"].run, patches["yamnet"]),
         "cnn": (cnn.cnn_scores, patches["cnn"]),
         "head": (head.predict_batch, patches["yamnet"]),  # the shipped distress-yamnet: YAMNet float + its head
+        "fused": (fused.predict_batch, patches["fused"]),  # distress-fused: the head and the whole CNN
     }
     for score, inputs in scorers.values():  # warm-up: graph optimisation, allocations, lazy imports
         _one_at_a_time(score, inputs[:WARMUP_PATCHES])()
@@ -114,14 +118,15 @@ def run(seconds: float = SECONDS) -> dict[str, Any]:
     hops = signal.size / (yamnet.PATCH_HOP_FRAMES * yamnet.FRONT_END.hop_length)
     front_end_ms = {name: 1000.0 * cpu / hops for name, cpu in front_end.items()}
     per_patch_ms = {name: 1000.0 * cpu / n_patches for name, cpu in streaming.items()}
-    per_stream_ms = {
-        name: per_patch_ms[name] + front_end_ms["cnn" if name == "cnn" else "yamnet"] for name in per_patch_ms
-    }
+    front_end_ms["fused"] = front_end_ms["yamnet"] + front_end_ms["cnn"]  # both log-mels
+    per_stream_ms = {name: per_patch_ms[name] + front_end_ms.get(name, front_end_ms["yamnet"]) for name in per_patch_ms}
     return {
         "float_ms_per_patch": per_patch_ms["float"],
         "quantized_ms_per_patch": per_patch_ms["quantized"],
         "cnn_ms_per_patch": per_patch_ms["cnn"],
         "head_ms_per_patch": per_patch_ms["head"],
+        "fused_ms_per_patch": per_patch_ms["fused"],
+        "fused_vs_cnn": streaming["fused"] / streaming["cnn"],
         "head_vs_float": streaming["head"] / streaming["float"],
         "float_vs_cnn": streaming["float"] / streaming["cnn"],
         "quantized_vs_cnn": streaming["quantized"] / streaming["cnn"],
@@ -245,7 +250,7 @@ def render(result: dict[str, Any]) -> str:
     """The headline numbers as plain text, for people."""
     lines = [f"{result['patches']} patches of speech, one thread, best of {REPEATS}"]
     lines.append(f"{'contender':<10} {'ms/patch':>9} {'batched':>9} {'streams/core':>13}")
-    for name in ("float", "quantized", "cnn", "head"):
+    for name in ("float", "quantized", "cnn", "head", "fused"):
         lines.append(
             f"{name:<10} {result[f'{name}_ms_per_patch']:>9.3f} {result['batched_ms_per_patch'][name]:>9.3f} "
             f"{result[f'streams_per_core_{name}']:>13.0f}"
@@ -254,7 +259,8 @@ def render(result: dict[str, Any]) -> str:
         f"float {result['float_vs_cnn']:.2f}x the CNN's time, shipped {result['quantized_vs_cnn']:.2f}x; "
         f"front end {result['yamnet_front_end_ms_per_hop']:.3f} ms per hop "
         f"(CNN's {result['cnn_front_end_ms_per_hop']:.3f}); "
-        f"distress-yamnet (float YAMNet + its head) {result['head_vs_float']:.2f}x float YAMNet alone"
+        f"distress-yamnet (float YAMNet + its head) {result['head_vs_float']:.2f}x float YAMNet alone; "
+        f"distress-fused {result['fused_vs_cnn']:.2f}x the CNN's time"
     )
     lines.append(
         f"float vs shipped: top-1 agree {result['top1_agreement']:.1%}, float top-1 in shipped top-3 "

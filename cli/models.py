@@ -353,6 +353,79 @@ def choose_rule_command(
     _print_head(target, dataset)
 
 
+@app.command("fuse")
+def fuse_command(
+    head: HeadOption = None,
+    cnn: Annotated[
+        Path | None, typer.Option("--cnn", help="The distress-cnn checkpoint (default: the shipped one).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="The fused checkpoint to write (default: the shipped one).")
+    ] = None,
+    data_dir: DataDirOption = None,
+    everyday_s: Annotated[
+        float,
+        typer.Option("--everyday-seconds", min=1.0, help="Length of each of the six everyday validation pieces."),
+    ] = 3600.0,
+    events_per_label: Annotated[
+        int | None,
+        typer.Option("--events-per-label", min=1, help="Validation distress events of each label (default: 40)."),
+    ] = None,
+) -> None:
+    """Fuse a head with the CNN, chosen on validation only: both run once over the validation hours and events
+    of `choose-rule`; for each weighting of their log-odds the rule is chosen as for a head; the weighting
+    that catches the most validation events with no incident in the hours is written as a distress-fused file."""
+    _require_training()
+    from models.fused import MODEL_VERSION, FusedCheckpoint, default_fused_path
+    from models.training.dataset import DEFAULT_DATA_DIR, DatasetConfig, build_dataset
+    from models.training.decision import VALIDATION_EVENTS_PER_LABEL, record_validation
+    from models.training.fuse import choose_fusion
+    from models.yamnet_head import HeadCheckpoint, default_head_path
+
+    members = {"yamnet": head or default_head_path(), "cnn": cnn or default_checkpoint_path()}
+    target = output or default_fused_path()
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    with _model_errors(), _progress(Console(stderr=True)) as progress:
+        bars = _ProgressBars(progress)
+        recorded = HeadCheckpoint.load(members["yamnet"]).metadata.get("dataset_config")
+        if recorded is None:
+            raise ValueError("the head checkpoint records no dataset_config: it was not made by train-head")
+        dataset = build_dataset(DatasetConfig.from_dict(recorded), data_dir, bars)
+        windows = {
+            name: record_validation(
+                scored_windows(path),
+                dataset,
+                data_dir,
+                everyday_s=everyday_s,
+                events_per_label=events_per_label or VALIDATION_EVENTS_PER_LABEL,
+                progress=bars,
+            )
+            for name, path in members.items()
+        }
+        tried = choose_fusion(windows["yamnet"], windows["cnn"], replayer(members["yamnet"]), bars)
+        chosen = tried[0]
+        metadata = {
+            "chosen_on": f"validation of {dataset.directory.name}: six everyday pieces of {everyday_s:g} s, "
+            f"{sum(chosen.trial.events.values())} distress events",
+            "validation_events_caught": chosen.trial.caught,
+            "validation_events": chosen.trial.events,
+            "fusions_tried": [
+                {
+                    "weights": dict(fusion.weights),
+                    "point": fusion.trial.point,
+                    **asdict(fusion.trial.accumulation),
+                    "validation_events_caught": sum(fusion.trial.caught.values()),
+                }
+                for fusion in tried
+            ],
+        }
+        fused = FusedCheckpoint(
+            MODEL_VERSION, members, chosen.weights, chosen.trial.point, chosen.trial.accumulation, metadata
+        )
+        fused.save(target)
+    typer.echo(json.dumps({"checkpoint": str(target), "sha256": sha256_of(target), **metadata}, indent=2))
+
+
 def _choose_rule(
     target: Path,
     dataset: Dataset,

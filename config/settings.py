@@ -148,7 +148,9 @@ class ScorerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_path: Path | None = None  # a classifier checkpoint; unset = the one shipped with the package
+    # A checkpoint: distress-cnn (.pt), distress-yamnet (.npz) or distress-fused (.json); unset = distress-fused
+    # 1.0.0, shipped with the package (models.acoustic.default_model_path).
+    model_path: Path | None = None
     # The Whisper model whose encoder the checkpoint's second stage reads: a CTranslate2 model directory, or
     # unset / "tiny.en" for the bundled one. It must hold the weights the stage was trained with (checked).
     encoder: str | None = None

@@ -273,6 +273,11 @@ class StreamingFeatureExtractor:
         """The frames completed by ``chunk`` (possibly none), which continues the samples pushed so far."""
         return self._push(chunk, with_pitch=True)
 
+    def push_log_mel(self, chunk: npt.NDArray[np.floating]) -> FrameFeatures:
+        """As :meth:`push` without the pitch track (YIN, the costliest feature): for a second log-mel computed
+        beside another extractor's full features."""
+        return self._push(chunk, with_pitch=False)
+
     def _push(self, chunk: npt.NDArray[np.floating], *, with_pitch: bool) -> FrameFeatures:
         samples = _validated_signal(chunk, "audio chunk")
         buffer = np.concatenate((self._pending, samples)) if self._pending.size else samples

@@ -26,6 +26,7 @@ from events.kafka.consumer import ConsumedEvent
 from events.topics import TopicCatalogue
 from models.classifier import Calibration, ClassifierError, DistressClassifier, DistressNet
 from models.features import StreamingFeatureExtractor
+from models.fused import FusedDistressModel
 from models.fusion import FusionConfig
 from tests.support.scenario import FakeClock
 
@@ -244,10 +245,10 @@ def test_a_batched_transcript_ahead_of_its_acoustics_is_scored_after_them_at_the
 
 
 def test_the_scorer_reads_the_second_stage_through_the_configured_encoder(tmp_path: Path) -> None:
-    """The shipped checkpoint's second stage loads over the bundled Whisper model by default and refuses a
+    """The default model's CNN second stage loads over the bundled Whisper model by default and refuses a
     configured model it was not trained with, naming it."""
     default = scorer_from_settings(Settings()).classifier
-    assert isinstance(default, DistressClassifier) and default.second_stage is not None
+    assert isinstance(default, FusedDistressModel) and default.cnn.second_stage is not None
     elsewhere = tmp_path / "large-v3"
     scorer = Settings().scorer.model_copy(update={"encoder": str(elsewhere)})
     settings = Settings().model_copy(update={"scorer": scorer})

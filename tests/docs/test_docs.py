@@ -310,7 +310,8 @@ def make_demo_state(workspace: Path, settings: Settings) -> None:
     )
     settings.ensure_topics()
     loaded = scorer_from_settings(settings)
-    pipeline = OfflinePipeline(settings, ScorerStage(loaded.catalogue, loaded.classifier, loaded.fusion_config))
+    scorer = ScorerStage(loaded.catalogue, loaded.classifier, loaded.fusion_config, log_mel=loaded.log_mel)
+    pipeline = OfflinePipeline(settings, scorer)
 
     with settings.bus().producer() as producer:
 

@@ -17,10 +17,12 @@ from cli.models import product_chain, replayer, scored_windows
 from domain.labels import DISTRESS_LABELS, SOUND_LABELS
 from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
+from models.fused import FusedCheckpoint
 from models.fusion import Accumulation
 from models.training import synth
-from models.training.dataset import build_dataset, tiny_config
-from models.training.decision import NEEDED, record_validation
+from models.training.dataset import benign_stream, build_dataset, tiny_config
+from models.training.decision import NEEDED, VALIDATION_EVERYDAY_SEEDS, record_validation
+from models.training.fuse import WEIGHTINGS, mixed_windows
 from models.training.head import NO_CLASS, HeadConfig, averaged, train_head, zero_shot_scores
 from models.yamnet import Yamnet, patches
 from models.yamnet_head import (
@@ -217,6 +219,41 @@ def test_the_decision_rule_is_chosen_on_validation_windows_opening_nothing_in_ev
     if head.accumulation.needed > NEEDED[0]:
         less = replace(head.accumulation, needed=NEEDED[NEEDED.index(head.accumulation.needed) - 1])
         assert any(replay(hour, head.threshold, less) for hour in windows.everyday)
+
+
+def test_fusing_with_the_cnn_keeps_the_weighting_whose_rule_catches_most_and_the_file_scores_as_chosen(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    head, data_dir = trained
+    output = tmp_path / "fused.json"
+    arguments = ["--checkpoint", str(head), "--output", str(output), "--data-dir", str(data_dir)]
+    arguments += ["--everyday-seconds", "60", "--events-per-label", "2"]
+    result = CliRunner().invoke(app, ["models", "fuse", *arguments])
+    assert result.exit_code == 0, result.output
+    fused = FusedCheckpoint.load(output)
+    assert fused.member_paths == {"yamnet": head.resolve(), "cnn": default_checkpoint_path().resolve()}
+    tried = fused.metadata["fusions_tried"]
+    assert len(tried) == len(WEIGHTINGS) and tried[0]["weights"] == fused.weights
+    assert tried[0]["validation_events_caught"] == max(fusion["validation_events_caught"] for fusion in tried)
+    # The chosen rule, replayed on the members' mixed validation windows, opens nothing in the everyday pieces and
+    # catches what it was chosen for; the fused file, run through the chain, scores those same mixed windows.
+    dataset = build_dataset(TINY, data_dir)
+    head_windows, cnn_windows = (
+        record_validation(scored_windows(path), dataset, data_dir, everyday_s=60.0, events_per_label=2)
+        for path in (head, default_checkpoint_path())
+    )
+    windows = mixed_windows(head_windows, cnn_windows, fused.weights)
+    replay = replayer(head)
+    assert not any(replay(hour, fused.threshold, fused.accumulation) for hour in windows.everyday)
+    rule = (fused.threshold, fused.accumulation)
+    caught = sum(event.caught_by(replay(event.windows, *rule)) for event in windows.events)
+    assert caught == tried[0]["validation_events_caught"]
+    piece = benign_stream(TINY, 60.0, "validation", data_dir, seed=VALIDATION_EVERYDAY_SEEDS[0])
+    chained = scored_windows(output)(piece)
+    assert [window.sample_offset for window in chained] == [window.sample_offset for window in windows.everyday[0]]
+    assert [window.acoustic_probability for window in chained] == pytest.approx(
+        [window.acoustic_probability for window in windows.everyday[0]], abs=1e-6
+    )
 
 
 def test_replaying_recorded_windows_under_the_model_s_own_rule_opens_what_the_chain_opened(tmp_path: Path) -> None:

@@ -133,8 +133,9 @@ class FeaturesExtracted(Event):
     """Acoustic features of one chunk: the float16 log-mel frames completed by it plus summary stats.
 
     v2 added ``log_mel``, the kind of log-mel in ``log_mel_f16`` (the acoustic model's front end): ``"power"``,
-    ``ln`` of mel-band power (distress-cnn), or ``"yamnet"``, ``ln(mel of magnitude + 0.001)`` (YAMNet). A scorer
-    never scores frames of another kind than its model reads.
+    ``ln`` of mel-band power (distress-cnn), ``"yamnet"``, ``ln(mel of magnitude + 0.001)`` (YAMNet), or
+    ``"yamnet+power"``, both side by side in each frame (``n_mels`` 128, YAMNet's bands first; distress-fused). A
+    scorer never scores frames of another kind than its model reads.
     """
 
     event_type = "FeaturesExtracted"

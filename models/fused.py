@@ -68,17 +68,18 @@ class FusedCheckpoint:
             weights = {name: float(member["weight"]) for name, member in members.items()}
             accumulation = Accumulation(**document["accumulation"])
             threshold = float(document["threshold"])
+            paths = {name: (path.parent / str(member["path"])).resolve() for name, member in members.items()}
+            expected = {name: str(member["sha256"]) for name, member in members.items()}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ClassifierError(f"cannot read fused checkpoint {path}: {error!r}") from error
         if not 0.0 < threshold < 1.0 or any(weight <= 0.0 for weight in weights.values()):
             raise ClassifierError(f"{path}: threshold must be in (0, 1) and member weights positive")
-        paths = {name: (path.parent / member["path"]).resolve() for name, member in members.items()}
         for name, member_path in paths.items():
             if not member_path.is_file():
                 raise ClassifierError(f"{path}: its {name} member {member_path} is missing")
-            if (actual := sha256_of(member_path)) != members[name]["sha256"]:
+            if (actual := sha256_of(member_path)) != expected[name]:
                 raise ClassifierError(
-                    f"{path}: its {name} member {member_path} has sha256 {actual}, expected {members[name]['sha256']}"
+                    f"{path}: its {name} member {member_path} has sha256 {actual}, expected {expected[name]}"
                 )
         return cls(str(document["version"]), paths, weights, threshold, accumulation, document.get("metadata", {}))
 

@@ -20,7 +20,7 @@ from models.acoustic import CNN_FRONT_END, FUSED_FRONT_END, YAMNET_FRONT_END, fr
 from models.classifier import ClassifierError, sha256_of
 from models.fused import FusedCheckpoint, FusedDistressModel, default_fused_path
 from models.training import synth
-from tests.actors.test_features_actor import CATALOGUE, chunk_events, handle
+from tests.support.features import CATALOGUE, chunk_events, handle
 
 FUSED = default_fused_path()
 

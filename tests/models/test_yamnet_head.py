@@ -15,7 +15,14 @@ from typer.testing import CliRunner
 from cli.main import app
 from cli.models import product_chain, replayer, scored_windows
 from domain.labels import DISTRESS_LABELS, SOUND_LABELS
-from models.acoustic import CNN_FRONT_END, YAMNET_FRONT_END, front_end_for, load_acoustic_model
+from models.acoustic import (
+    CNN_FRONT_END,
+    FUSED_FRONT_END,
+    YAMNET_FRONT_END,
+    default_model_path,
+    front_end_for,
+    load_acoustic_model,
+)
 from models.classifier import Calibration, ClassifierError, default_checkpoint_path
 from models.fused import FusedCheckpoint
 from models.fusion import Accumulation
@@ -126,7 +133,7 @@ def test_the_shipped_head_is_intact_and_knows_every_label() -> None:
 def test_the_checkpoint_kind_picks_the_front_end_the_features_stage_computes(tmp_path: Path) -> None:
     assert front_end_for(tmp_path / "head.npz") is YAMNET_FRONT_END
     assert front_end_for(tmp_path / "cnn.pt") is CNN_FRONT_END
-    assert front_end_for(None) is front_end_for(default_checkpoint_path())
+    assert front_end_for(None) is front_end_for(default_model_path()) is FUSED_FRONT_END
     assert YAMNET_FRONT_END.features.mel_of_magnitude and not CNN_FRONT_END.features.mel_of_magnitude
 
 

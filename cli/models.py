@@ -286,6 +286,14 @@ def evaluate_command(
         typer.echo(f"\nmodel card: {card}")
 
 
+# The validation audio a decision rule is chosen on (models.training.decision), for choose-rule and fuse.
+EverydaySecondsOption = Annotated[
+    float, typer.Option("--everyday-seconds", min=1.0, help="Length of each of the six everyday validation pieces.")
+]
+ValidationEventsOption = Annotated[
+    int | None,
+    typer.Option("--events-per-label", min=1, help="Validation distress events of each label (default: 40)."),
+]
 HeadOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="Head checkpoint (default: the shipped distress-yamnet head).")
 ]
@@ -324,16 +332,8 @@ def train_head_command(
 def choose_rule_command(
     checkpoint: HeadOption = None,
     data_dir: DataDirOption = None,
-    everyday_s: Annotated[
-        float,
-        typer.Option("--everyday-seconds", min=1.0, help="Length of each of the six everyday validation pieces."),
-    ] = 3600.0,
-    events_per_label: Annotated[
-        int | None,
-        typer.Option(
-            "--events-per-label", min=1, help="Validation distress events of each label (default: as train-head)."
-        ),
-    ] = None,
+    everyday_s: EverydaySecondsOption = 3600.0,
+    events_per_label: ValidationEventsOption = None,
 ) -> None:
     """Choose how a trained head's windows add up to an incident (operating point, memory and evidence needed,
     loudness-jump weight) on validation only: the rule that catches the most validation distress events in
@@ -363,14 +363,8 @@ def fuse_command(
         Path | None, typer.Option("--output", help="The fused checkpoint to write (default: the shipped one).")
     ] = None,
     data_dir: DataDirOption = None,
-    everyday_s: Annotated[
-        float,
-        typer.Option("--everyday-seconds", min=1.0, help="Length of each of the six everyday validation pieces."),
-    ] = 3600.0,
-    events_per_label: Annotated[
-        int | None,
-        typer.Option("--events-per-label", min=1, help="Validation distress events of each label (default: 40)."),
-    ] = None,
+    everyday_s: EverydaySecondsOption = 3600.0,
+    events_per_label: ValidationEventsOption = None,
 ) -> None:
     """Fuse a head with the CNN, chosen on validation only: both run once over the validation hours and events
     of `choose-rule`; for each weighting of their log-odds the rule is chosen as for a head; the weighting

@@ -20,9 +20,11 @@ import numpy.typing as npt
 
 from models.classifier import ClassifierError, ClassScores, DistressClassifier
 from models.features import FeatureConfig
-from models.fused import default_fused_path
+from models.fused import FusedDistressModel, default_fused_path
 from models.fusion import Accumulation
 from models.yamnet import FRONT_END as YAMNET_FEATURES
+from models.yamnet import Yamnet, YamnetError
+from models.yamnet_head import HeadCheckpoint, YamnetDistressModel
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,6 @@ def load_acoustic_model(
     front_end = front_end_for(path)
     if front_end is CNN_FRONT_END:
         return DistressClassifier.load(path, encoder)
-    from models.fused import FusedDistressModel
-    from models.yamnet import Yamnet, YamnetError
-    from models.yamnet_head import HeadCheckpoint, YamnetDistressModel
-
     try:
         if front_end is FUSED_FRONT_END:
             return FusedDistressModel.load(path, encoder, yamnet_path)

@@ -77,9 +77,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _digest_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def write_digest(path: Path) -> str:
+    """Write ``path``'s ``.sha256`` file (as `sha256sum` does) for :func:`verify_digest`; its digest."""
+    digest = sha256_of(path)
+    _digest_file(path).write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+    return digest
+
+
 def verify_digest(path: Path) -> None:
     """Refuse a checkpoint that differs from its ``.sha256`` file, where it has one (a damaged or swapped file)."""
-    digest_file = path.with_name(path.name + ".sha256")
+    digest_file = _digest_file(path)
     if digest_file.exists():
         expected = digest_file.read_text().split()[0]
         actual = sha256_of(path)

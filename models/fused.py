@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.classifier import ASSETS_DIR, ClassifierError, ClassScores, DistressClassifier, sha256_of, verify_digest
+from models.classifier import (
+    ASSETS_DIR,
+    ClassifierError,
+    ClassScores,
+    DistressClassifier,
+    sha256_of,
+    verify_digest,
+    write_digest,
+)
 from models.fusion import Accumulation
 from models.yamnet import Yamnet
 from models.yamnet_head import HeadCheckpoint, YamnetDistressModel
@@ -103,7 +111,7 @@ class FusedCheckpoint:
             "metadata": dict(self.metadata),
         }
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        path.with_name(path.name + ".sha256").write_text(f"{sha256_of(path)}  {path.name}\n", encoding="utf-8")
+        write_digest(path)
 
 
 class FusedDistressModel:

@@ -23,7 +23,14 @@ import numpy.typing as npt
 import scipy.special
 
 from domain.labels import SOUND_LABELS
-from models.classifier import ASSETS_DIR, Calibration, ClassifierError, ClassScores, sha256_of, verify_digest
+from models.classifier import (
+    ASSETS_DIR,
+    Calibration,
+    ClassifierError,
+    ClassScores,
+    verify_digest,
+    write_digest,
+)
 from models.fusion import Accumulation
 from models.yamnet import EMBEDDING_SIZE, N_CLASSES, SHA256, Yamnet
 
@@ -118,7 +125,7 @@ class HeadCheckpoint:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
             np.savez(handle, header=np.array(json.dumps(header, sort_keys=True)), **asdict(self.weights))
-        path.with_name(path.name + ".sha256").write_text(f"{sha256_of(path)}  {path.name}\n")
+        write_digest(path)
 
     @classmethod
     def load(cls, path: Path) -> HeadCheckpoint:

@@ -54,9 +54,7 @@ def mixed(
 
 
 def mixed_windows(head: ValidationWindows, cnn: ValidationWindows, weights: Mapping[str, float]) -> ValidationWindows:
-    """Both members' recorded validation windows as those of one fused model."""
-    if len(head.everyday) != len(cnn.everyday) or len(head.events) != len(cnn.events):
-        raise ValueError("the two members were not recorded on the same validation audio")
+    """Both members' recorded validation windows as those of one fused model (``strict``: the same audio)."""
     return ValidationWindows(
         [mixed(hour, other, weights) for hour, other in zip(head.everyday, cnn.everyday, strict=True)],
         [

@@ -37,6 +37,7 @@ from models.classifier import (
     distress_targets,
     parameter_count,
     sha256_of,
+    write_digest,
 )
 from models.encoder_stage import Blend, EncoderHead, EncoderStage, MelBridge, WhisperEncoder, whisper_log_mel
 from models.features import LOG_MEL_OFFSET, FeatureConfig, log_mel
@@ -733,6 +734,4 @@ def save_with_threshold(
     classifier.metadata = metadata
     output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(classifier.to_payload(), output)
-    digest = sha256_of(output)
-    output.with_name(output.name + ".sha256").write_text(f"{digest}  {output.name}\n")
-    return digest, validation
+    return write_digest(output), validation
